@@ -1,0 +1,18 @@
+//go:build !linux
+
+package handoff
+
+import (
+	"context"
+	"errors"
+	"os"
+	"syscall"
+)
+
+var errNotSupported = errors.New("handoff: only Linux is supported")
+
+func openListener(spec Spec, forceShared bool) (*listener, error) { return nil, errNotSupported }
+func (l *listener) grow() error                                   { return errNotSupported }
+func (l *listener) steer(k int) error                             { return errNotSupported }
+func (l *listener) quiesce(ctx context.Context, so *sock) error   { return errNotSupported }
+func dupFile(rc syscall.RawConn, name string) (*os.File, error)   { return nil, errNotSupported }

@@ -1,0 +1,103 @@
+package handoff
+
+import (
+	"context"
+	"errors"
+	"net/netip"
+
+	"github.com/hotcluster/hotcluster/internal/sockdiag"
+)
+
+type connKey struct{ local, remote netip.AddrPort }
+
+// quiesceTCP waits until an old listening socket of a steered group has
+// nothing its workers must still serve. The selector already points
+// elsewhere, so the conditions only ever get closer to true:
+//
+//  1. handshakes on the port that were in progress at the switch are done
+//     (they may complete into the old socket's queue);
+//  2. the old socket's accept queue is empty;
+//  3. every connection a worker had accepted by then has had its first
+//     request bytes read: receive queue empty and data received. A plain
+//     http.Server.Shutdown closes unanswered a connection whose request it
+//     reads after shutdown began (golang/go#75591); this is what protects
+//     it.
+//
+// Without socket diagnostics (a kernel or sandbox that refuses them) only
+// condition 2 is checked.
+func quiesceTCP(ctx context.Context, so *sock, addr netip.AddrPort) error {
+	port := addr.Port()
+	ours := func(c sockdiag.Conn) bool {
+		return addr.Addr().IsUnspecified() || c.Local.Addr().Unmap() == addr.Addr().Unmap()
+	}
+	diag := true
+	conns, err := sockdiag.TCP(port, sockdiag.States(sockdiag.SynRecv))
+	if errors.Is(err, sockdiag.ErrNotSupported) {
+		diag = false
+	} else if err != nil {
+		return err
+	}
+	if diag {
+		pending := make(map[connKey]bool)
+		for _, c := range conns {
+			if ours(c) {
+				pending[connKey{c.Local, c.Remote}] = true
+			}
+		}
+		if len(pending) > 0 {
+			err := pollUntil(ctx, "handshakes in progress", func() (bool, error) {
+				conns, err := sockdiag.TCP(port, sockdiag.States(sockdiag.SynRecv))
+				if err != nil {
+					return false, err
+				}
+				for _, c := range conns {
+					if pending[connKey{c.Local, c.Remote}] {
+						return false, nil
+					}
+				}
+				return true, nil
+			})
+			if err != nil {
+				return err
+			}
+		}
+	}
+	err = pollUntil(ctx, "accept queue", func() (bool, error) {
+		n, err := sockdiag.ListenQueue(so.rc)
+		return n == 0, err
+	})
+	if err != nil || !diag {
+		return err
+	}
+	unread := func(c sockdiag.Conn) bool {
+		return c.Inode != 0 && (c.RxQueue > 0 || c.BytesReceived == 0)
+	}
+	conns, err = sockdiag.TCP(port, sockdiag.States(sockdiag.Established))
+	if err != nil {
+		return err
+	}
+	waiting := make(map[connKey]bool)
+	for _, c := range conns {
+		if ours(c) && unread(c) {
+			waiting[connKey{c.Local, c.Remote}] = true
+		}
+	}
+	if len(waiting) == 0 {
+		return nil
+	}
+	return pollUntil(ctx, "requests not yet read", func() (bool, error) {
+		conns, err := sockdiag.TCP(port, sockdiag.States(sockdiag.Established))
+		if err != nil {
+			return false, err
+		}
+		still := make(map[connKey]bool)
+		for _, c := range conns {
+			k := connKey{c.Local, c.Remote}
+			if waiting[k] && unread(c) {
+				still[k] = true
+			}
+		}
+		waiting = still
+		return len(waiting) == 0, nil
+	})
+}

@@ -1,0 +1,327 @@
+package handoff
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strconv"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// Defaults for [Config].
+const (
+	// DefaultQuietTimeout bounds how long Activate waits for the old
+	// generation's sockets to have nothing left to serve.
+	DefaultQuietTimeout = 5 * time.Second
+	// DefaultGrace is waited after the old sockets went quiet, for packets
+	// the kernel is still delivering on loopback-fast paths.
+	DefaultGrace = 20 * time.Millisecond
+)
+
+// Mode says how a listener moves traffic between generations.
+type Mode int
+
+const (
+	// Steered listeners own a SO_REUSEPORT group and a BPF selector.
+	Steered Mode = iota
+	// Shared listeners hand one socket to every generation.
+	Shared
+)
+
+func (m Mode) String() string {
+	if m == Steered {
+		return "steered"
+	}
+	return "shared"
+}
+
+// Store keeps sockets across an upgrade of the master (package upgrade
+// implements it). File returns nil, nil when nothing is stored under name.
+type Store interface {
+	File(name string) (*os.File, error)
+	AddFile(name string, f *os.File) error
+}
+
+// Config describes the listeners. Zero fields mean the defaults.
+type Config struct {
+	Specs []Spec
+	// Store, when set, receives every socket so that it survives an upgrade.
+	Store Store
+	// Shared forces the shared-socket mode for every listener.
+	Shared       bool
+	QuietTimeout time.Duration
+	Grace        time.Duration
+}
+
+// Sockets is the master's set of listeners. Its methods are safe for
+// concurrent use.
+type Sockets struct {
+	cfg Config
+
+	mu      sync.Mutex
+	ls      []*listener
+	holders map[uint64]int // generation -> index in each steered group
+	active  int            // index the selectors point to
+	closed  bool
+}
+
+// sock is one socket the master holds.
+type sock struct {
+	rc syscall.RawConn
+	c  io.Closer
+}
+
+type listener struct {
+	spec  Spec
+	mode  Mode
+	addr  string  // resolved, e.g. with the port chosen for :0
+	socks []*sock // steered: the group, by index; shared: one socket
+	// why is the reason a listener fell back to shared mode, for the log.
+	why string
+}
+
+// Open binds every listener, or takes it over from Store. On error nothing
+// is left open and the error names the address.
+func Open(cfg Config) (*Sockets, error) {
+	if cfg.QuietTimeout <= 0 {
+		cfg.QuietTimeout = DefaultQuietTimeout
+	}
+	if cfg.Grace <= 0 {
+		cfg.Grace = DefaultGrace
+	}
+	s := &Sockets{cfg: cfg, holders: make(map[uint64]int)}
+	seen := make(map[string]bool)
+	for _, spec := range cfg.Specs {
+		if seen[spec.Name] {
+			s.Close(true)
+			return nil, fmt.Errorf("listen %s: name %q is used twice; give each --listen its own NAME=", spec, spec.Name)
+		}
+		seen[spec.Name] = true
+		l, err := openListener(spec, cfg.Shared)
+		if err != nil {
+			s.Close(true)
+			return nil, err
+		}
+		s.ls = append(s.ls, l)
+		if err := s.store(l, 0); err != nil {
+			s.Close(true)
+			return nil, err
+		}
+	}
+	return s, nil
+}
+
+func (s *Sockets) store(l *listener, i int) error {
+	if s.cfg.Store == nil {
+		return nil
+	}
+	f, err := dupFile(l.socks[i].rc, l.spec.Name)
+	if err != nil {
+		return fmt.Errorf("listen %s: %w", l.spec, err)
+	}
+	defer f.Close()
+	return s.cfg.Store.AddFile(storeName(l.spec, i), f)
+}
+
+func storeName(spec Spec, i int) string {
+	return "hotcluster/" + spec.Network + "/" + spec.Addr + "/" + strconv.Itoa(i)
+}
+
+// Names returns the listener names in order, as LISTEN_FDNAMES lists them.
+func (s *Sockets) Names() []string {
+	names := make([]string, len(s.ls))
+	for i, l := range s.ls {
+		names[i] = l.spec.Name
+	}
+	return names
+}
+
+// Listener describes one listener for logs and status.
+type Listener struct {
+	Spec Spec
+	// Addr is the bound address (the chosen port for :0).
+	Addr string
+	Mode Mode
+	// Why says why a listener is shared.
+	Why string
+}
+
+// Listeners describes every listener, in order.
+func (s *Sockets) Listeners() []Listener {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]Listener, len(s.ls))
+	for i, l := range s.ls {
+		out[i] = Listener{Spec: l.spec, Addr: l.addr, Mode: l.mode, Why: l.why}
+	}
+	return out
+}
+
+// Files returns, for generation gen, one close-on-exec duplicate per listener
+// in order, for exec.Cmd.ExtraFiles. The caller closes them once the worker
+// started. The first call for a generation assigns it a socket of each
+// steered group that no other live generation holds; later calls (respawns,
+// scaling) return the same sockets. The generation receives no connection
+// until Activate.
+func (s *Sockets) Files(gen uint64) ([]*os.File, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return nil, ErrClosed
+	}
+	k, ok := s.holders[gen]
+	if !ok {
+		var err error
+		if k, err = s.assignLocked(gen); err != nil {
+			return nil, err
+		}
+	}
+	files := make([]*os.File, 0, len(s.ls))
+	for _, l := range s.ls {
+		i := 0
+		if l.mode == Steered {
+			i = k
+		}
+		f, err := dupFile(l.socks[i].rc, l.spec.Name)
+		if err != nil {
+			closeAll(files)
+			return nil, fmt.Errorf("listen %s: %w", l.spec, err)
+		}
+		files = append(files, f)
+	}
+	return files, nil
+}
+
+// ErrClosed is returned by Files after Close.
+var ErrClosed = errors.New("handoff: sockets closed")
+
+func (s *Sockets) assignLocked(gen uint64) (int, error) {
+	held := make(map[int]bool)
+	for _, k := range s.holders {
+		held[k] = true
+	}
+	// The active socket is never handed to a new generation while another
+	// one serves: it would get traffic before it is ready.
+	if len(s.holders) > 0 {
+		held[s.active] = true
+	}
+	k := 0
+	for held[k] {
+		k++
+	}
+	for _, l := range s.ls {
+		if l.mode != Steered {
+			continue
+		}
+		for len(l.socks) <= k {
+			if err := l.grow(); err != nil {
+				return 0, err
+			}
+			if err := s.store(l, len(l.socks)-1); err != nil {
+				return 0, err
+			}
+		}
+	}
+	s.holders[gen] = k
+	return k, nil
+}
+
+// Activate points new connections at generation gen's sockets, then waits,
+// bounded by ctx and Config.QuietTimeout, until the previously active
+// sockets have nothing left that their workers must serve (see the package
+// comment). It returns a *QuietError when that wait ran out; the traffic has
+// moved all the same. Calling it for the already active generation returns
+// at once.
+func (s *Sockets) Activate(ctx context.Context, gen uint64) error {
+	s.mu.Lock()
+	k, ok := s.holders[gen]
+	if !ok {
+		s.mu.Unlock()
+		return fmt.Errorf("handoff: activate generation %d: it holds no sockets", gen)
+	}
+	if k == s.active {
+		s.mu.Unlock()
+		return nil
+	}
+	old := s.active
+	var quiet []*listener
+	for _, l := range s.ls {
+		if l.mode != Steered {
+			continue
+		}
+		if err := l.steer(k); err != nil {
+			s.mu.Unlock()
+			return fmt.Errorf("listen %s: steer to socket %d: %w", l.spec, k, err)
+		}
+		quiet = append(quiet, l)
+	}
+	s.active = k
+	s.mu.Unlock()
+
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.QuietTimeout)
+	defer cancel()
+	var qerr error
+	for _, l := range quiet {
+		if err := l.quiesce(ctx, l.socks[old]); err != nil && qerr == nil {
+			qerr = &QuietError{Listener: l.spec, Err: err}
+		}
+	}
+	if qerr != nil {
+		return qerr
+	}
+	t := time.NewTimer(s.cfg.Grace)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-ctx.Done():
+	}
+	return nil
+}
+
+// QuietError reports that an old socket still had work when Activate stopped
+// waiting for it.
+type QuietError struct {
+	Listener Spec
+	Err      error
+}
+
+func (e *QuietError) Error() string {
+	return fmt.Sprintf("listen %s: old socket not quiet: %v", e.Listener, e.Err)
+}
+
+func (e *QuietError) Unwrap() error { return e.Err }
+
+// Release tells that generation gen has no worker left; its sockets may be
+// handed to a later generation.
+func (s *Sockets) Release(gen uint64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.holders, gen)
+}
+
+// Close closes every socket; with unlink it also removes unix socket files.
+// A master that hands over to an upgraded one must not unlink.
+func (s *Sockets) Close(unlink bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.closed = true
+	for _, l := range s.ls {
+		for _, so := range l.socks {
+			so.c.Close()
+		}
+		if unlink && l.spec.Network == "unix" && l.spec.Addr[0] != '@' {
+			os.Remove(l.spec.Addr)
+		}
+	}
+	s.ls = nil
+}
+
+func closeAll(files []*os.File) {
+	for _, f := range files {
+		f.Close()
+	}
+}

@@ -1,0 +1,44 @@
+// Package protocol fixes the names and numbers that the master (package
+// workers) and the worker library (package child) both depend on. It holds no
+// logic: changing a value here changes the worker contract in DESIGN.md.
+package protocol
+
+// ListenFdsStart is the first inherited listening descriptor, as in systemd's
+// socket-activation protocol (SD_LISTEN_FDS_START).
+const ListenFdsStart = 3
+
+// Environment variables of systemd's protocols, set for every worker.
+const (
+	// EnvListenFds is the number of inherited sockets, starting at fd 3.
+	EnvListenFds = "LISTEN_FDS"
+	// EnvListenFdNames is a colon-separated list of names, one per socket.
+	EnvListenFdNames = "LISTEN_FDNAMES"
+	// EnvListenPID is the PID the sockets are meant for: the worker's own.
+	EnvListenPID = "LISTEN_PID"
+	// EnvNotifySocket is the path of the worker's own datagram socket that
+	// speaks systemd's notify protocol (READY=1, STATUS=..., STOPPING=1).
+	EnvNotifySocket = "NOTIFY_SOCKET"
+)
+
+// Environment variables hotcluster sets for every worker.
+const (
+	// EnvWorkerID is the worker's slot number, from 0.
+	EnvWorkerID = "HOTCLUSTER_WORKER_ID"
+	// EnvGeneration is the generation number, from 1, growing with each reload.
+	EnvGeneration = "HOTCLUSTER_GENERATION"
+	// EnvWorkers is the number of workers in the group.
+	EnvWorkers = "HOTCLUSTER_WORKERS"
+)
+
+// EnvShim is set (to "1") only in the short-lived re-exec of hotcluster's own
+// binary that sets LISTEN_PID to its PID and then execve()s the user's command.
+// The shim removes it before the exec, so a worker never sees it.
+const EnvShim = "HOTCLUSTER_SHIM"
+
+// Notify protocol messages (systemd's sd_notify).
+const (
+	NotifyReady    = "READY=1"
+	NotifyStopping = "STOPPING=1"
+	NotifyStatus   = "STATUS="
+	NotifyWatchdog = "WATCHDOG=1"
+)

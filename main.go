@@ -1,0 +1,269 @@
+// Command hotcluster runs any server program as a group of worker processes
+// that share the master's listening sockets, and replaces the group without
+// dropping a connection: on SIGHUP, and later on a file change or an upgrade
+// of hotcluster's own binary. See README.md and docs/.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/hotcluster/hotcluster/handoff"
+	"github.com/hotcluster/hotcluster/signals"
+	"github.com/hotcluster/hotcluster/upgrade"
+	"github.com/hotcluster/hotcluster/workers"
+	"github.com/urfave/cli/v2"
+	"golang.org/x/sys/unix"
+)
+
+// version is set at build time with -ldflags "-X main.version=…".
+var version = "dev"
+
+func main() {
+	if workers.IsShim() {
+		os.Exit(workers.ExecShim())
+	}
+	os.Exit(run(os.Args))
+}
+
+// usageError marks a mistake in the command line: exit code 2.
+type usageError struct{ err error }
+
+func (e *usageError) Error() string { return e.err.Error() }
+func (e *usageError) Unwrap() error { return e.err }
+
+func usagef(format string, args ...any) error {
+	return &usageError{fmt.Errorf(format, args...)}
+}
+
+// run is main without os.Exit, returning the exit code.
+func run(args []string) int {
+	err := newApp().RunContext(context.Background(), args)
+	if err == nil {
+		return 0
+	}
+	fmt.Fprintf(os.Stderr, "hotcluster: %v\n", err)
+	var ue *usageError
+	if errors.As(err, &ue) {
+		return 2
+	}
+	return 1
+}
+
+func newApp() *cli.App {
+	return &cli.App{
+		Name:                      "hotcluster",
+		Usage:                     "run a server program on every core and replace it without dropping a connection",
+		Version:                   version,
+		DisableSliceFlagSeparator: true,
+		HideHelpCommand:           true,
+		ExitErrHandler:            func(*cli.Context, error) {}, // main maps errors to exit codes
+		OnUsageError: func(_ *cli.Context, err error, _ bool) error {
+			return &usageError{err}
+		},
+		Commands: []*cli.Command{runCommand()},
+	}
+}
+
+func runCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "run",
+		Usage:     "run a worker group on shared sockets; SIGHUP replaces it, SIGTERM drains it",
+		ArgsUsage: "-- COMMAND [ARG...]",
+		Description: `Starts --workers copies of COMMAND. Each inherits the listening sockets as
+fds 3, 4, … with LISTEN_FDS, LISTEN_FDNAMES and LISTEN_PID (systemd's socket
+activation), a NOTIFY_SOCKET for READY=1, and HOTCLUSTER_WORKER_ID,
+HOTCLUSTER_GENERATION and HOTCLUSTER_WORKERS.
+
+Signals: HUP reloads (new generation, old one drains once the new one is
+ready), TERM/INT drain and exit (a second one kills at once), TTIN/TTOU add or
+remove a worker.`,
+		OnUsageError: func(_ *cli.Context, err error, _ bool) error {
+			return &usageError{err}
+		},
+		Flags: []cli.Flag{
+			&cli.StringSliceFlag{Name: "listen", Aliases: []string{"l"}, Usage: "`[NAME=]ADDR` to listen on, repeatable: :8080, 127.0.0.1:8080, [::1]:8080, tcp4://…, tcp6://…, udp://:5353, unix:///run/app.sock"},
+			&cli.IntFlag{Name: "workers", Aliases: []string{"n"}, Value: runtime.NumCPU(), Usage: "workers per generation"},
+			&cli.StringFlag{Name: "ready", Value: "auto", Usage: "when a worker is ready: notify (READY=1 on NOTIFY_SOCKET), delay (alive for --ready-delay), auto (READY=1 from programs that speak the protocol, else the delay)"},
+			&cli.DurationFlag{Name: "ready-delay", Value: workers.DefaultReadyDelay, Usage: "how long a worker that reports nothing must stay alive to count as ready"},
+			&cli.DurationFlag{Name: "ready-timeout", Value: workers.DefaultReadyTimeout, Usage: "a new generation not ready by then fails, and the old one keeps serving"},
+			&cli.DurationFlag{Name: "drain-timeout", Value: workers.DefaultDrainTimeout, Usage: "how long a stopping worker may take before it is killed"},
+			&cli.StringFlag{Name: "stop-signal", Value: "TERM", Usage: "signal that asks a worker to drain and exit"},
+			&cli.StringSliceFlag{Name: "env", Aliases: []string{"e"}, Usage: "`K=V` added to the workers' environment, repeatable"},
+			&cli.StringFlag{Name: "dir", Usage: "working directory of the workers"},
+			&cli.StringFlag{Name: "handoff", Value: "auto", Usage: "how traffic moves between generations: auto (steer TCP/UDP listeners with SO_REUSEPORT and BPF, share what cannot be steered) or shared (one socket for every generation)"},
+			&cli.StringFlag{Name: "pidfile", Usage: "file that holds the master's PID once it serves"},
+		},
+		Action: runAction,
+	}
+}
+
+// runConfig is the validated command line of `hotcluster run`.
+type runConfig struct {
+	pool    workers.Config
+	sockets handoff.Config
+	pidfile string
+}
+
+func parseRun(c *cli.Context) (*runConfig, error) {
+	argv := c.Args().Slice()
+	if len(argv) == 0 {
+		return nil, usagef("no worker command: give it after --, e.g. hotcluster run --listen :8080 -- ./server")
+	}
+	var rc runConfig
+	p := &rc.pool
+	p.Command = argv
+	p.Workers = c.Int("workers")
+	if p.Workers < 1 {
+		return nil, usagef("--workers %d: want 1 or more", p.Workers)
+	}
+	var err error
+	if p.Ready, err = workers.ParseReadyMode(c.String("ready")); err != nil {
+		return nil, usagef("--ready: %v", err)
+	}
+	p.ReadyDelay, p.ReadyTimeout, p.DrainTimeout = c.Duration("ready-delay"), c.Duration("ready-timeout"), c.Duration("drain-timeout")
+	for name, d := range map[string]time.Duration{"--ready-delay": p.ReadyDelay, "--ready-timeout": p.ReadyTimeout, "--drain-timeout": p.DrainTimeout} {
+		if d <= 0 {
+			return nil, usagef("%s %s: want a positive duration such as 30s", name, d)
+		}
+	}
+	if p.StopSignal, err = parseSignal(c.String("stop-signal")); err != nil {
+		return nil, usagef("--stop-signal: %v", err)
+	}
+	for _, kv := range c.StringSlice("env") {
+		if k, _, ok := strings.Cut(kv, "="); !ok || k == "" {
+			return nil, usagef("--env %q: want K=V", kv)
+		}
+		p.Env = append(p.Env, kv)
+	}
+	if dir := c.String("dir"); dir != "" {
+		if fi, err := os.Stat(dir); err != nil || !fi.IsDir() {
+			return nil, usagef("--dir %s: not a directory", dir)
+		}
+		if p.Dir, err = filepath.Abs(dir); err != nil {
+			return nil, usagef("--dir %s: %v", dir, err)
+		}
+	}
+	switch h := c.String("handoff"); h {
+	case "auto":
+	case "shared":
+		rc.sockets.Shared = true
+	default:
+		return nil, usagef("--handoff %q: want auto or shared", h)
+	}
+	for _, l := range c.StringSlice("listen") {
+		spec, err := handoff.ParseSpec(l)
+		if err != nil {
+			return nil, usagef("--%v", err)
+		}
+		rc.sockets.Specs = append(rc.sockets.Specs, spec)
+	}
+	rc.pidfile = c.String("pidfile")
+	// Before anything is bound: a typo in the command must not cost a port.
+	if p.Path, err = workers.ResolveCommand(argv[0], p.Dir); err != nil {
+		return nil, err
+	}
+	return &rc, nil
+}
+
+// parseSignal accepts TERM, SIGTERM or 15.
+func parseSignal(s string) (syscall.Signal, error) {
+	if n, err := strconv.Atoi(s); err == nil && n > 0 && n < 65 {
+		return syscall.Signal(n), nil
+	}
+	name := strings.ToUpper(s)
+	if !strings.HasPrefix(name, "SIG") {
+		name = "SIG" + name
+	}
+	if sig := unix.SignalNum(name); sig != 0 {
+		return sig, nil
+	}
+	return 0, fmt.Errorf("unknown signal %q; use a name such as TERM, INT, QUIT or a number", s)
+}
+
+func runAction(c *cli.Context) error {
+	rc, err := parseRun(c)
+	if err != nil {
+		return err
+	}
+	upg, err := upgrade.New(upgrade.Config{PIDFile: rc.pidfile})
+	if err != nil {
+		return err
+	}
+	defer upg.Stop()
+	rc.sockets.Store = upg
+	var socks *handoff.Sockets
+	if len(rc.sockets.Specs) > 0 {
+		if socks, err = handoff.Open(rc.sockets); err != nil {
+			return err
+		}
+		defer socks.Close(true)
+		rc.pool.Sockets = socks
+	}
+	pool, err := workers.New(rc.pool)
+	if err != nil {
+		return err
+	}
+	logger := pool.Logger()
+	if socks != nil {
+		for _, l := range socks.Listeners() {
+			mode := l.Mode.String()
+			if l.Why != "" {
+				mode += ": " + l.Why
+			}
+			logger.Printf("listening on %s as %s (%s)", l.Addr, l.Spec.Name, mode)
+		}
+	}
+
+	ctx, cancel := context.WithCancel(c.Context)
+	defer cancel()
+	sigDone := make(chan struct{})
+	go func() {
+		defer close(sigDone)
+		signals.Run(ctx, func(in signals.Intent) {
+			switch in {
+			case signals.Reload:
+				logger.Printf("SIGHUP: reload")
+				pool.Reload()
+			case signals.Stop:
+				pool.Stop()
+			case signals.ForceStop:
+				pool.ForceStop()
+			case signals.ScaleUp:
+				pool.Scale(+1)
+			case signals.ScaleDown:
+				pool.Scale(-1)
+			case signals.Upgrade:
+				logger.Printf("SIGUSR2: binary upgrade is not implemented yet; ignoring")
+			}
+		})
+	}()
+	readyDone := make(chan struct{})
+	go func() {
+		defer close(readyDone)
+		select {
+		case <-pool.Ready():
+			if err := upg.Ready(); err != nil {
+				logger.Printf("%v", err)
+			}
+			logger.Printf("serving (master pid %d, %d workers)", os.Getpid(), rc.pool.Workers)
+		case <-pool.Done():
+		}
+	}()
+	err = pool.Run(ctx)
+	cancel()
+	<-sigDone
+	<-readyDone
+	if err == nil {
+		logger.Printf("stopped")
+	}
+	return err
+}

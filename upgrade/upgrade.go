@@ -1,0 +1,85 @@
+// Package upgrade owns hotcluster's single tableflip.Upgrader: the place where
+// the master keeps every listening socket for its whole life, so that a later
+// master started by an upgrade of hotcluster's own binary inherits them.
+//
+// Invariant: every socket the master hands to workers was registered here
+// first, by name, so that it crosses an upgrade; nothing else in hotcluster
+// imports tableflip.
+//
+// Sockets are stored as named files ([Upgrader.AddFile]) rather than through
+// tableflip's (network, address) keys, because one listen address owns a group
+// of SO_REUSEPORT sockets (see package handoff) that need names of their own.
+// tableflip duplicates them through SyscallConn, which keeps O_NONBLOCK intact
+// on the open file description that the master and every worker share.
+package upgrade
+
+import (
+	"errors"
+	"fmt"
+	"os"
+
+	"github.com/cloudflare/tableflip"
+)
+
+// ErrNotSupported is returned on platforms where tableflip cannot work.
+var ErrNotSupported = errors.New("upgrade: platform does not support graceful upgrades")
+
+// Config controls the Upgrader. A zero Config is valid.
+type Config struct {
+	// PIDFile, when set, names a file that always holds the PID of the live
+	// master: written when the master becomes ready.
+	PIDFile string
+}
+
+// Upgrader stores the master's sockets. It is safe for concurrent use.
+type Upgrader struct {
+	tf *tableflip.Upgrader
+}
+
+// New creates the process's only Upgrader; a second call fails.
+func New(cfg Config) (*Upgrader, error) {
+	tf, err := tableflip.New(tableflip.Options{PIDFile: cfg.PIDFile})
+	if errors.Is(err, tableflip.ErrNotSupported) {
+		return nil, ErrNotSupported
+	}
+	if err != nil {
+		return nil, fmt.Errorf("upgrade: %w", err)
+	}
+	return &Upgrader{tf: tf}, nil
+}
+
+// File returns a close-on-exec duplicate of the socket stored under name by
+// a previous master, or nil when there is none. The caller owns the result.
+func (u *Upgrader) File(name string) (*os.File, error) {
+	f, err := u.tf.Fds.File(name)
+	if err != nil {
+		return nil, fmt.Errorf("upgrade: inherit %s: %w", name, err)
+	}
+	return f, nil
+}
+
+// AddFile stores a duplicate of f under name; the caller keeps f and may
+// close it. f must implement syscall.Conn semantics of *os.File: it is
+// duplicated through SyscallConn, never through Fd.
+func (u *Upgrader) AddFile(name string, f *os.File) error {
+	if err := u.tf.Fds.AddFile(name, f); err != nil {
+		return fmt.Errorf("upgrade: store %s: %w", name, err)
+	}
+	return nil
+}
+
+// HasParent reports whether this master was started by an upgrade.
+func (u *Upgrader) HasParent() bool { return u.tf.HasParent() }
+
+// Ready tells a parent master, if any, that this one has taken over, and
+// writes the PID file. Inherited sockets nobody asked for are closed.
+func (u *Upgrader) Ready() error {
+	if err := u.tf.Ready(); err != nil {
+		return fmt.Errorf("upgrade: ready: %w", err)
+	}
+	return nil
+}
+
+// Stop closes every stored socket and prevents further upgrades. Safe to call
+// more than once.
+func (u *Upgrader) Stop() { u.tf.Stop() }

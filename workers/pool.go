@@ -1,0 +1,723 @@
+package workers
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log"
+	"os"
+	"runtime"
+	"sort"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/hotcluster/hotcluster/internal/protocol"
+)
+
+// selfExe is how a worker's shim re-executes hotcluster's own binary. It
+// stays valid when the file on disk was replaced or removed.
+const selfExe = "/proc/self/exe"
+
+// ReadyMode says when a worker counts as ready.
+type ReadyMode int
+
+const (
+	// ReadyAuto waits for READY=1 from a worker that speaks the notify
+	// protocol, and for ReadyDelay of life from one that does not. A worker
+	// speaks the protocol once it sent anything on its notify socket, or
+	// once any worker of this master has sent READY=1: from then on every
+	// generation waits for READY=1, so a program that reports readiness is
+	// never cut over before it reports (at worst, the first generation of a
+	// program that is silent for longer than ReadyDelay is taken as ready
+	// early; it receives connections that wait in the kernel's backlog).
+	ReadyAuto ReadyMode = iota
+	// ReadyNotify waits for READY=1 on the notify socket.
+	ReadyNotify
+	// ReadyDelay takes a worker that stayed alive for ReadyDelay as ready.
+	ReadyDelay
+)
+
+// ParseReadyMode parses "auto", "notify" or "delay".
+func ParseReadyMode(s string) (ReadyMode, error) {
+	switch s {
+	case "auto", "":
+		return ReadyAuto, nil
+	case "notify":
+		return ReadyNotify, nil
+	case "delay":
+		return ReadyDelay, nil
+	}
+	return 0, fmt.Errorf("ready mode %q: want auto, notify or delay", s)
+}
+
+func (m ReadyMode) String() string {
+	return [...]string{"auto", "notify", "delay"}[m]
+}
+
+// Defaults for [Config].
+const (
+	DefaultReadyDelay   = time.Second
+	DefaultReadyTimeout = time.Minute
+	DefaultDrainTimeout = 30 * time.Second
+	DefaultStopSignal   = syscall.SIGTERM
+)
+
+// Sockets gives generations their listening sockets and moves the traffic
+// between them (package handoff implements it).
+type Sockets interface {
+	// Names lists the listeners, as LISTEN_FDNAMES names them.
+	Names() []string
+	// Files returns one close-on-exec descriptor per listener for a worker
+	// of generation gen; the caller closes them.
+	Files(gen uint64) ([]*os.File, error)
+	// Activate moves new connections to gen and returns once the sockets of
+	// older generations have nothing left their workers must serve.
+	Activate(ctx context.Context, gen uint64) error
+	// Release tells that gen has no worker left.
+	Release(gen uint64)
+}
+
+// Config describes the worker group. Zero fields take the defaults.
+type Config struct {
+	// Path is the resolved executable (see ResolveCommand) and Command its
+	// argv, Command[0] included.
+	Path    string
+	Command []string
+	Dir     string
+	// Env holds K=V entries added to the master's environment.
+	Env []string
+	// Workers is the group size; default runtime.NumCPU().
+	Workers int
+	// Sockets may be nil for a pool of background-job workers.
+	Sockets Sockets
+
+	Ready        ReadyMode
+	ReadyDelay   time.Duration
+	ReadyTimeout time.Duration
+	DrainTimeout time.Duration
+	StopSignal   syscall.Signal
+
+	BackoffMin, BackoffMax time.Duration
+
+	// Output receives the workers' prefixed lines and the pool's log;
+	// default os.Stderr.
+	Output io.Writer
+	// RuntimeDir is where the private directory of notify sockets is made;
+	// default $XDG_RUNTIME_DIR, else the system's temporary directory.
+	RuntimeDir string
+}
+
+// Pool supervises generations of workers. Create it with New, run it with
+// Run; its other methods are safe to call from any goroutine, before, during
+// or after Run.
+type Pool struct {
+	cfg     Config
+	baseEnv []string
+	out     *lineWriter
+	log     *log.Logger
+
+	reqs      chan request
+	events    chan any
+	readyC    chan struct{}
+	readyOnce sync.Once
+	done      chan struct{}
+	wg        sync.WaitGroup // goroutines that send on events
+
+	// Loop state, owned by the goroutine running Run.
+	notifyDir  string
+	seq        int
+	size       int
+	gen        uint64
+	gens       map[uint64]*generation
+	current    *generation
+	pending    *generation
+	queued     bool // a reload was asked for during a turnover
+	stopping   bool
+	speaks     bool // a worker of this master sent READY=1
+	fatal      error
+	crashes    map[int]int // consecutive crashes per slot
+	activating context.CancelFunc
+}
+
+type genState int
+
+const (
+	genStarting genState = iota
+	genActivating
+	genServing
+	genDraining
+	genFailed
+)
+
+type generation struct {
+	num     uint64
+	size    int
+	state   genState
+	started time.Time
+	workers map[int]*worker // live workers by slot
+	timeout *time.Timer
+}
+
+// New checks cfg and returns a pool that has started nothing yet.
+func New(cfg Config) (*Pool, error) {
+	if cfg.Path == "" || len(cfg.Command) == 0 {
+		return nil, errors.New("workers: no command")
+	}
+	if cfg.Workers < 0 {
+		return nil, fmt.Errorf("workers: %d workers: want 1 or more", cfg.Workers)
+	}
+	if cfg.Workers == 0 {
+		cfg.Workers = runtime.NumCPU()
+	}
+	if cfg.ReadyDelay <= 0 {
+		cfg.ReadyDelay = DefaultReadyDelay
+	}
+	if cfg.ReadyTimeout <= 0 {
+		cfg.ReadyTimeout = DefaultReadyTimeout
+	}
+	if cfg.DrainTimeout <= 0 {
+		cfg.DrainTimeout = DefaultDrainTimeout
+	}
+	if cfg.StopSignal == 0 {
+		cfg.StopSignal = DefaultStopSignal
+	}
+	if cfg.BackoffMin <= 0 {
+		cfg.BackoffMin = DefaultBackoffMin
+	}
+	if cfg.BackoffMax <= 0 {
+		cfg.BackoffMax = DefaultBackoffMax
+	}
+	if cfg.Output == nil {
+		cfg.Output = os.Stderr
+	}
+	if cfg.RuntimeDir == "" {
+		cfg.RuntimeDir = os.Getenv("XDG_RUNTIME_DIR")
+	}
+	if cfg.RuntimeDir == "" {
+		cfg.RuntimeDir = os.TempDir()
+	}
+	out := &lineWriter{w: cfg.Output}
+	return &Pool{
+		cfg:     cfg,
+		baseEnv: os.Environ(),
+		out:     out,
+		log:     log.New(out, "hotcluster: ", 0),
+		reqs:    make(chan request),
+		events:  make(chan any, 64),
+		readyC:  make(chan struct{}),
+		done:    make(chan struct{}),
+		size:    cfg.Workers,
+		gens:    make(map[uint64]*generation),
+		crashes: make(map[int]int),
+	}, nil
+}
+
+// Logger returns the logger that writes the pool's lines, so that other
+// parts of the master write to the same place without interleaving.
+func (p *Pool) Logger() *log.Logger { return p.log }
+
+// Ready is closed once the first generation serves.
+func (p *Pool) Ready() <-chan struct{} { return p.readyC }
+
+// Done is closed when Run has returned.
+func (p *Pool) Done() <-chan struct{} { return p.done }
+
+type request int
+
+const (
+	reqReload request = iota
+	reqScaleUp
+	reqScaleDown
+	reqStop
+	reqForceStop
+)
+
+func (p *Pool) send(r request) {
+	select {
+	case p.reqs <- r:
+	case <-p.done:
+	}
+}
+
+// Reload starts a new generation; the old one drains once it is ready.
+// Reloads asked for during a turnover coalesce into one more turnover.
+func (p *Pool) Reload() { p.send(reqReload) }
+
+// Scale adds (delta > 0) or removes workers, one slot at a time.
+func (p *Pool) Scale(delta int) {
+	for ; delta > 0; delta-- {
+		p.send(reqScaleUp)
+	}
+	for ; delta < 0; delta++ {
+		p.send(reqScaleDown)
+	}
+}
+
+// Stop drains every worker; Run then returns.
+func (p *Pool) Stop() { p.send(reqStop) }
+
+// ForceStop kills every worker at once; Run then returns.
+func (p *Pool) ForceStop() { p.send(reqForceStop) }
+
+// Events sent to the loop by the workers' goroutines and timers.
+type (
+	exitEvent struct {
+		w     *worker
+		err   error
+		state *os.ProcessState
+	}
+	notifyEvent struct {
+		w   *worker
+		msg string
+	}
+	delayEvent      struct{ w *worker }
+	drainEvent      struct{ w *worker }
+	genTimeoutEvent struct{ g *generation }
+	respawnEvent    struct {
+		gen  uint64
+		slot int
+	}
+	activatedEvent struct {
+		g   *generation
+		err error
+	}
+)
+
+// post delivers e from a timer; it gives up once the loop has ended.
+func (p *Pool) post(e any) {
+	select {
+	case p.events <- e:
+	case <-p.done:
+	}
+}
+
+func (p *Pool) after(d time.Duration, e any) *time.Timer {
+	return time.AfterFunc(d, func() { p.post(e) })
+}
+
+// Run starts the first generation and supervises until Stop, ForceStop or
+// the end of ctx (a graceful stop), and returns once every worker has
+// exited. It returns an error when the first generation could not start.
+func (p *Pool) Run(ctx context.Context) error {
+	defer close(p.done)
+	dir, err := os.MkdirTemp(p.cfg.RuntimeDir, "hotcluster-")
+	if err != nil {
+		return fmt.Errorf("workers: notify socket directory: %w", err)
+	}
+	p.notifyDir = dir
+	defer os.RemoveAll(dir)
+	// MkdirTemp makes it 0700: only this user can reach the notify sockets.
+
+	p.startGeneration()
+	ctxDone := ctx.Done()
+	for !p.stopping || p.live() > 0 || p.activating != nil {
+		select {
+		case <-ctxDone:
+			ctxDone = nil
+			p.stop(false)
+		case r := <-p.reqs:
+			p.handleRequest(r)
+		case e := <-p.events:
+			p.handleEvent(e)
+		}
+	}
+	p.wg.Wait()
+	return p.fatal
+}
+
+func (p *Pool) live() int {
+	n := 0
+	for _, g := range p.gens {
+		n += len(g.workers)
+	}
+	return n
+}
+
+func (p *Pool) handleRequest(r request) {
+	switch r {
+	case reqReload:
+		switch {
+		case p.stopping:
+		case p.pending != nil:
+			p.queued = true
+		default:
+			p.startGeneration()
+		}
+	case reqScaleUp:
+		if p.stopping {
+			return
+		}
+		p.size++
+		p.log.Printf("scale up to %d workers", p.size)
+		p.reconcile()
+	case reqScaleDown:
+		if p.stopping {
+			return
+		}
+		if p.size <= 1 {
+			p.log.Printf("scale down ignored: already at 1 worker")
+			return
+		}
+		p.size--
+		p.log.Printf("scale down to %d workers", p.size)
+		p.reconcile()
+	case reqStop:
+		p.stop(false)
+	case reqForceStop:
+		p.stop(true)
+	}
+}
+
+// startGeneration forks a new generation of p.size workers.
+func (p *Pool) startGeneration() {
+	p.gen++
+	g := &generation{num: p.gen, size: p.size, started: time.Now(), workers: make(map[int]*worker)}
+	p.gens[g.num] = g
+	p.pending = g
+	if g.num > 1 {
+		p.log.Printf("gen %d: starting %d workers", g.num, g.size)
+	}
+	for slot := 0; slot < g.size; slot++ {
+		w, err := p.startWorker(g, slot)
+		if err != nil {
+			p.failGeneration(g, err.Error())
+			return
+		}
+		g.workers[slot] = w
+	}
+	g.timeout = p.after(p.cfg.ReadyTimeout, genTimeoutEvent{g})
+}
+
+func (p *Pool) startWorker(g *generation, slot int) (*worker, error) {
+	s := spawnSpec{gen: g.num, slot: slot, size: g.size}
+	if p.cfg.Sockets != nil {
+		files, err := p.cfg.Sockets.Files(g.num)
+		if err != nil {
+			return nil, err
+		}
+		s.files, s.names = files, p.cfg.Sockets.Names()
+	}
+	w, err := p.spawn(s)
+	if err != nil {
+		return nil, err
+	}
+	if g.state == genStarting {
+		switch {
+		case p.cfg.Ready == ReadyDelay, p.cfg.Ready == ReadyAuto && !p.speaks:
+			w.delay = p.after(p.cfg.ReadyDelay, delayEvent{w})
+		}
+	} else {
+		// Respawned or added to a serving generation: its socket already
+		// has traffic, nothing waits for it.
+		w.state = ready
+	}
+	return w, nil
+}
+
+func (p *Pool) handleEvent(e any) {
+	switch e := e.(type) {
+	case exitEvent:
+		p.exited(e)
+	case notifyEvent:
+		p.notified(e.w, e.msg)
+	case delayEvent:
+		w := e.w
+		if w.state != starting || w.spoke && p.cfg.Ready != ReadyDelay {
+			return
+		}
+		if p.cfg.Ready == ReadyAuto && p.speaks {
+			return
+		}
+		w.state = ready
+		p.checkReady(p.gens[w.gen])
+	case drainEvent:
+		if p.alive(e.w) {
+			p.log.Printf("%s still running %s after the stop signal (--drain-timeout); killing it", e.w, p.cfg.DrainTimeout)
+			e.w.signal(syscall.SIGKILL)
+		}
+	case genTimeoutEvent:
+		g := e.g
+		if g.state != genStarting {
+			return
+		}
+		var waiting []string
+		for _, slot := range sortedSlots(g.workers) {
+			if w := g.workers[slot]; w.state == starting {
+				waiting = append(waiting, fmt.Sprintf("worker %d (pid %d)%s", slot, w.pid, w.tail.String()))
+			}
+		}
+		p.failGeneration(g, fmt.Sprintf("not ready within --ready-timeout %s; still waiting for %s", p.cfg.ReadyTimeout, strings.Join(waiting, ", ")))
+	case respawnEvent:
+		g := p.gens[e.gen]
+		if p.stopping || g == nil || g != p.current || e.slot >= p.size || g.workers[e.slot] != nil {
+			return
+		}
+		w, err := p.startWorker(g, e.slot)
+		if err != nil {
+			p.crashes[e.slot]++
+			d := backoff(p.crashes[e.slot], p.cfg.BackoffMin, p.cfg.BackoffMax)
+			p.log.Printf("gen %d worker %d: %v; retrying in %s", g.num, e.slot, err, d.Round(time.Millisecond))
+			p.after(d, respawnEvent{g.num, e.slot})
+			return
+		}
+		g.workers[e.slot] = w
+	case activatedEvent:
+		p.activated(e.g, e.err)
+	default:
+		panic(fmt.Sprintf("workers: unknown event %T", e))
+	}
+}
+
+func (p *Pool) alive(w *worker) bool {
+	g := p.gens[w.gen]
+	return g != nil && g.workers[w.slot] == w
+}
+
+func (p *Pool) notified(w *worker, msg string) {
+	w.spoke = true
+	switch {
+	case msg == protocol.NotifyReady:
+		p.speaks = true
+		if w.state == starting && p.cfg.Ready != ReadyDelay {
+			w.state = ready
+			p.checkReady(p.gens[w.gen])
+		}
+	case strings.HasPrefix(msg, protocol.NotifyStatus):
+		w.status = strings.TrimPrefix(msg, protocol.NotifyStatus)
+	}
+}
+
+// checkReady starts the traffic's move to g once all its workers are ready.
+func (p *Pool) checkReady(g *generation) {
+	if g == nil || g.state != genStarting || len(g.workers) < g.size {
+		return
+	}
+	for _, w := range g.workers {
+		if w.state != ready {
+			return
+		}
+	}
+	g.state = genActivating
+	g.timeout.Stop()
+	if p.cfg.Sockets == nil {
+		p.activated(g, nil)
+		return
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	p.activating = cancel
+	p.wg.Add(1)
+	go func() {
+		defer p.wg.Done()
+		err := p.cfg.Sockets.Activate(ctx, g.num)
+		p.events <- activatedEvent{g, err}
+	}()
+}
+
+// activated makes g the serving generation and drains the previous one.
+func (p *Pool) activated(g *generation, err error) {
+	if p.activating != nil {
+		p.activating()
+		p.activating = nil
+	}
+	if err != nil {
+		p.log.Printf("gen %d: %v; moving on", g.num, err)
+	}
+	if p.pending == g {
+		p.pending = nil
+	}
+	if g.state != genActivating {
+		// Stopped meanwhile.
+		return
+	}
+	g.state = genServing
+	old := p.current
+	p.current = g
+	p.log.Printf("gen %d ready in %s (%d workers)", g.num, time.Since(g.started).Round(time.Millisecond), len(g.workers))
+	if old != nil {
+		p.drainGeneration(old)
+	}
+	p.readyOnce.Do(func() { close(p.readyC) })
+	p.reconcile()
+	if p.queued && !p.stopping {
+		p.queued = false
+		p.startGeneration()
+	}
+}
+
+// reconcile makes the serving generation hold exactly p.size workers.
+func (p *Pool) reconcile() {
+	g := p.current
+	if g == nil || p.stopping {
+		return
+	}
+	for slot := 0; slot < p.size; slot++ {
+		if g.workers[slot] != nil {
+			continue
+		}
+		w, err := p.startWorker(g, slot)
+		if err != nil {
+			p.log.Printf("gen %d worker %d: %v", g.num, slot, err)
+			p.after(p.cfg.BackoffMin, respawnEvent{g.num, slot})
+			continue
+		}
+		g.workers[slot] = w
+	}
+	for slot, w := range g.workers {
+		if slot >= p.size && w.state != draining {
+			p.drainWorker(w)
+		}
+	}
+}
+
+func (p *Pool) drainGeneration(g *generation) {
+	g.state = genDraining
+	if len(g.workers) == 0 {
+		p.released(g)
+		return
+	}
+	for _, w := range g.workers {
+		p.drainWorker(w)
+	}
+}
+
+// drainWorker sends the stop signal and arms the drain deadline.
+func (p *Pool) drainWorker(w *worker) {
+	if w.state == draining {
+		return
+	}
+	w.state = draining
+	if w.delay != nil {
+		w.delay.Stop()
+	}
+	w.signal(p.cfg.StopSignal)
+	w.drain = p.after(p.cfg.DrainTimeout, drainEvent{w})
+}
+
+// failGeneration kills a generation that never served; the serving one,
+// if any, keeps serving.
+func (p *Pool) failGeneration(g *generation, why string) {
+	if g.state != genStarting {
+		return
+	}
+	g.state = genFailed
+	if g.timeout != nil {
+		g.timeout.Stop()
+	}
+	if p.pending == g {
+		p.pending = nil
+	}
+	for _, w := range g.workers {
+		w.signal(syscall.SIGKILL)
+	}
+	if p.current == nil && !p.stopping {
+		p.fatal = fmt.Errorf("first generation failed: %s", why)
+		p.log.Printf("gen %d failed: %s", g.num, why)
+		p.stop(true)
+	} else if !p.stopping {
+		p.log.Printf("reload failed: gen %d %s; gen %d keeps serving", g.num, why, p.current.num)
+	}
+	if len(g.workers) == 0 {
+		p.released(g)
+	}
+	if p.queued && !p.stopping {
+		p.queued = false
+		p.startGeneration()
+	}
+}
+
+func (p *Pool) exited(e exitEvent) {
+	w := e.w
+	if w.delay != nil {
+		w.delay.Stop()
+	}
+	if w.drain != nil {
+		w.drain.Stop()
+	}
+	g := p.gens[w.gen]
+	if g.workers[w.slot] == w {
+		delete(g.workers, w.slot)
+	}
+	how := exitDescription(e.state, e.err)
+	switch {
+	case g.state == genStarting:
+		p.failGeneration(g, fmt.Sprintf("worker %d (pid %d) exited before it was ready: %s%s", w.slot, w.pid, how, w.tail.String()))
+	case w.state == draining || p.stopping || g.state == genFailed || g.state == genDraining:
+		if w.state == draining {
+			p.log.Printf("%s drained: %s", w, how)
+		}
+	default:
+		// A serving worker died.
+		if time.Since(w.started) >= stableAfter {
+			p.crashes[w.slot] = 0
+		}
+		p.crashes[w.slot]++
+		n := p.crashes[w.slot]
+		d := backoff(n, p.cfg.BackoffMin, p.cfg.BackoffMax)
+		loop := ""
+		if n >= crashLoopAt {
+			loop = fmt.Sprintf(" (crash loop: %d crashes in a row)", n)
+		}
+		p.log.Printf("%s exited: %s%s; respawning in %s%s", w, how, w.tail.String(), d.Round(time.Millisecond), loop)
+		p.after(d, respawnEvent{g.num, w.slot})
+	}
+	if len(g.workers) == 0 && (g.state == genDraining || g.state == genFailed || p.stopping) {
+		p.released(g)
+	}
+}
+
+// released forgets a generation without workers.
+func (p *Pool) released(g *generation) {
+	if g == p.current && !p.stopping {
+		return
+	}
+	delete(p.gens, g.num)
+	if p.cfg.Sockets != nil {
+		p.cfg.Sockets.Release(g.num)
+	}
+	if g.state == genDraining {
+		p.log.Printf("gen %d drained", g.num)
+	}
+}
+
+// stop drains (or with force, kills) every worker.
+func (p *Pool) stop(force bool) {
+	if !p.stopping {
+		p.stopping = true
+		if !force {
+			p.log.Printf("stopping: draining %d workers (--drain-timeout %s)", p.live(), p.cfg.DrainTimeout)
+		}
+	}
+	if p.activating != nil {
+		p.activating()
+	}
+	for _, g := range p.gens {
+		for _, w := range g.workers {
+			switch {
+			case force:
+				w.signal(syscall.SIGKILL)
+			case g.state == genStarting:
+				p.failGeneration(g, "stopped before it was ready")
+			default:
+				p.drainWorker(w)
+			}
+		}
+		if g.state == genStarting {
+			g.state = genFailed
+		}
+	}
+	if force {
+		p.log.Printf("stopping now: killed %d workers", p.live())
+	}
+}
+
+func sortedSlots(m map[int]*worker) []int {
+	s := make([]int, 0, len(m))
+	for k := range m {
+		s = append(s, k)
+	}
+	sort.Ints(s)
+	return s
+}

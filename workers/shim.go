@@ -1,0 +1,38 @@
+package workers
+
+import (
+	"fmt"
+	"os"
+	"strconv"
+	"syscall"
+
+	"github.com/hotcluster/hotcluster/internal/protocol"
+)
+
+// shimArg0 is argv[0] of the shim, visible in ps for the instant it lives.
+const shimArg0 = "hotcluster-shim"
+
+// IsShim reports whether this process was started as the LISTEN_PID shim
+// and must call [ExecShim] before doing anything else.
+func IsShim() bool { return os.Getenv(protocol.EnvShim) == "1" }
+
+// ExecShim replaces the process with the worker's command, keeping its PID,
+// after setting LISTEN_PID to that PID. Go cannot run code between fork and
+// exec, so the master starts its own binary as this shim (argv: shim name,
+// executable path, the command's argv). It returns only on failure, with the
+// exit code to use; the message is on stderr, where the master's failure
+// report quotes it.
+func ExecShim() int {
+	if len(os.Args) < 3 {
+		fmt.Fprintln(os.Stderr, "hotcluster-shim: missing command")
+		return 127
+	}
+	os.Unsetenv(protocol.EnvShim)
+	if os.Getenv(protocol.EnvListenFds) != "" {
+		os.Setenv(protocol.EnvListenPID, strconv.Itoa(os.Getpid()))
+	}
+	path, argv := os.Args[1], os.Args[2:]
+	err := syscall.Exec(path, argv, os.Environ())
+	fmt.Fprintf(os.Stderr, "hotcluster-shim: exec %s: %v\n", path, err)
+	return 127
+}
