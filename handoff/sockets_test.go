@@ -1,0 +1,282 @@
+package handoff
+
+import (
+	"context"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+func openTCP(t *testing.T, shared bool) *Sockets {
+	t.Helper()
+	spec, err := ParseSpec("web=127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := Open(Config{Specs: []Spec{spec}, Shared: shared, QuietTimeout: 30 * time.Second, Grace: time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close(true) })
+	return s
+}
+
+// genListener is what a worker of generation gen would get on fd 3.
+func genListener(t *testing.T, s *Sockets, gen uint64) *net.TCPListener {
+	t.Helper()
+	files, err := s.Files(gen)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(files) != 1 {
+		t.Fatalf("Files(%d) returned %d files, want 1", gen, len(files))
+	}
+	assertNonblock(t, files[0])
+	ln, err := net.FileListener(files[0])
+	files[0].Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	return ln.(*net.TCPListener)
+}
+
+func assertNonblock(t *testing.T, f *os.File) {
+	t.Helper()
+	rc, err := f.SyscallConn()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var fl int
+	rc.Control(func(fd uintptr) { fl, err = unix.FcntlInt(fd, unix.F_GETFL, 0) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fl&unix.O_NONBLOCK == 0 {
+		t.Errorf("%s: O_NONBLOCK is off", f.Name())
+	}
+}
+
+// served dials the listeners' address and reports which of lns accepted.
+func served(t *testing.T, addr string, lns ...*net.TCPListener) int {
+	t.Helper()
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		for i, ln := range lns {
+			ln.SetDeadline(time.Now().Add(time.Millisecond))
+			a, err := ln.Accept()
+			if err == nil {
+				ok := a.RemoteAddr().String() == c.LocalAddr().String()
+				a.Close()
+				if ok {
+					return i
+				}
+			}
+		}
+	}
+	t.Fatalf("no listener accepted the connection from %s", c.LocalAddr())
+	return -1
+}
+
+func TestSteeredHandoffMovesNewConnections(t *testing.T) {
+	t.Parallel()
+	s := openTCP(t, false)
+	l := s.Listeners()[0]
+	if l.Mode != Steered {
+		t.Fatalf("mode %v (%s), want steered", l.Mode, l.Why)
+	}
+	g1 := genListener(t, s, 1)
+	if err := s.Activate(context.Background(), 1); err != nil {
+		t.Fatal(err)
+	}
+	g2 := genListener(t, s, 2)
+	for i := 0; i < 20; i++ {
+		if got := served(t, l.Addr, g1, g2); got != 0 {
+			t.Fatalf("connection %d went to gen 2 before it was activated", i)
+		}
+	}
+	if err := s.Activate(context.Background(), 2); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 20; i++ {
+		if got := served(t, l.Addr, g1, g2); got != 1 {
+			t.Fatalf("connection %d went to gen 1 after gen 2 was activated", i)
+		}
+	}
+	// Gen 1 still drains: gen 3 needs a third socket.
+	g3 := genListener(t, s, 3)
+	if err := s.Activate(context.Background(), 3); err != nil {
+		t.Fatal(err)
+	}
+	if got := served(t, l.Addr, g1, g2, g3); got != 2 {
+		t.Fatalf("connection went to socket %d, want gen 3's", got)
+	}
+	// Once gen 1 is gone its socket is reused, and the master kept every
+	// socket open and non-blocking.
+	s.Release(1)
+	s.Release(2)
+	g4 := genListener(t, s, 4)
+	if err := s.Activate(context.Background(), 4); err != nil {
+		t.Fatal(err)
+	}
+	if got := served(t, l.Addr, g1, g3, g4); got != 0 && got != 2 {
+		t.Fatalf("connection went to gen 3's socket after gen 4 was activated")
+	}
+	s.mu.Lock()
+	n := len(s.ls[0].socks)
+	for _, so := range s.ls[0].socks {
+		f, err := dupFile(so.rc, "master")
+		if err != nil {
+			t.Fatal(err)
+		}
+		assertNonblock(t, f)
+		f.Close()
+	}
+	s.mu.Unlock()
+	if n != 3 {
+		t.Errorf("group has %d sockets, want 3", n)
+	}
+}
+
+func TestActivateWaitsForQueuedAndUnreadConnections(t *testing.T) {
+	t.Parallel()
+	s := openTCP(t, false)
+	addr := s.Listeners()[0].Addr
+	g1 := genListener(t, s, 1)
+	if err := s.Activate(context.Background(), 1); err != nil {
+		t.Fatal(err)
+	}
+	g2 := genListener(t, s, 2)
+
+	// queued waits in gen 1's accept queue; unread is accepted by gen 1 but
+	// its request bytes are not read yet.
+	unread, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unread.Close()
+	a1, err := g1.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a1.Close()
+	queued, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer queued.Close()
+	if _, err := io.WriteString(unread, "GET"); err != nil {
+		t.Fatal(err)
+	}
+
+	var handled atomic.Int32
+	done := make(chan error, 1)
+	go func() {
+		err := s.Activate(context.Background(), 2)
+		if handled.Load() != 2 {
+			t.Errorf("Activate returned after %d of 2 connections were served", handled.Load())
+		}
+		done <- err
+	}()
+	buf := make([]byte, 3)
+	handled.Add(1)
+	if _, err := io.ReadFull(a1, buf); err != nil {
+		t.Fatal(err)
+	}
+	handled.Add(1)
+	a2, err := g1.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	a2.Close()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if got := served(t, addr, g1, g2); got != 1 {
+		t.Fatal("a connection after Activate went to gen 1")
+	}
+}
+
+func TestSharedModes(t *testing.T) {
+	t.Parallel()
+	s := openTCP(t, true)
+	if l := s.Listeners()[0]; l.Mode != Shared || !strings.Contains(l.Why, "--handoff shared") {
+		t.Fatalf("listener %+v, want shared by --handoff", l)
+	}
+	g1 := genListener(t, s, 1)
+	g2 := genListener(t, s, 2)
+	if err := s.Activate(context.Background(), 2); err != nil {
+		t.Fatal(err)
+	}
+	if got := served(t, s.Listeners()[0].Addr, g1, g2); got < 0 {
+		t.Fatal("not served")
+	}
+
+	path := filepath.Join(t.TempDir(), "app.sock")
+	spec, _ := ParseSpec("unix://" + path)
+	u, err := Open(Config{Specs: []Spec{spec}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if l := u.Listeners()[0]; l.Mode != Shared || l.Why != "unix socket" {
+		t.Fatalf("listener %+v, want shared unix socket", l)
+	}
+	files, err := u.Files(1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.FileListener(files[0])
+	files[0].Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A worker closing its copy must not remove the file.
+	ln.Close()
+	if _, err := os.Stat(path); err != nil {
+		t.Fatalf("socket file gone after a worker closed its copy: %v", err)
+	}
+	u.Close(true)
+	if _, err := os.Stat(path); !os.IsNotExist(err) {
+		t.Fatalf("socket file still there after the master closed for good: %v", err)
+	}
+}
+
+func TestOpenErrorsNameTheAddress(t *testing.T) {
+	t.Parallel()
+	busy, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer busy.Close()
+	for _, tc := range []struct{ in, want string }{
+		{"127.0.0.1:" + strings.Split(busy.Addr().String(), ":")[1], "address already in use"},
+		{"unix:///nonexistent-dir/x/app.sock", "does the socket's directory exist"},
+		{"192.0.2.1:0", "not on any interface"},
+	} {
+		spec, err := ParseSpec(tc.in)
+		if err != nil {
+			t.Fatal(err)
+		}
+		s, err := Open(Config{Specs: []Spec{spec}})
+		if err == nil {
+			s.Close(true)
+			t.Errorf("Open(%s) succeeded", tc.in)
+			continue
+		}
+		if !strings.Contains(err.Error(), tc.want) || !strings.Contains(err.Error(), spec.String()) {
+			t.Errorf("Open(%s) = %v; want it to name the address and say %q", tc.in, err, tc.want)
+		}
+	}
+}
