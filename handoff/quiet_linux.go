@@ -45,7 +45,7 @@ func quiesceTCP(ctx context.Context, so *sock, addr netip.AddrPort) error {
 			}
 		}
 		if len(pending) > 0 {
-			err := pollUntil(ctx, "handshakes in progress", func() (bool, error) {
+			err := pollUntil(ctx, "handshakes in progress", twice(func() (bool, error) {
 				conns, err := sockdiag.TCP(port, sockdiag.States(sockdiag.SynRecv))
 				if err != nil {
 					return false, err
@@ -56,7 +56,7 @@ func quiesceTCP(ctx context.Context, so *sock, addr netip.AddrPort) error {
 					}
 				}
 				return true, nil
-			})
+			}))
 			if err != nil {
 				return err
 			}
@@ -85,19 +85,32 @@ func quiesceTCP(ctx context.Context, so *sock, addr netip.AddrPort) error {
 	if len(waiting) == 0 {
 		return nil
 	}
-	return pollUntil(ctx, "requests not yet read", func() (bool, error) {
+	return pollUntil(ctx, "requests not yet read", twice(func() (bool, error) {
 		conns, err := sockdiag.TCP(port, sockdiag.States(sockdiag.Established))
 		if err != nil {
 			return false, err
 		}
-		still := make(map[connKey]bool)
 		for _, c := range conns {
-			k := connKey{c.Local, c.Remote}
-			if waiting[k] && unread(c) {
-				still[k] = true
+			if waiting[connKey{c.Local, c.Remote}] && unread(c) {
+				return false, nil
 			}
 		}
-		waiting = still
-		return len(waiting) == 0, nil
-	})
+		return true, nil
+	}))
+}
+
+// twice makes a condition hold only when it held on two polls in a row: a
+// dump of many sockets is not a snapshot, and may miss one that exists
+// throughout (see package sockdiag).
+func twice(cond func() (bool, error)) func() (bool, error) {
+	n := 0
+	return func() (bool, error) {
+		ok, err := cond()
+		if err != nil || !ok {
+			n = 0
+			return false, err
+		}
+		n++
+		return n >= 2, nil
+	}
 }
