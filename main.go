@@ -194,6 +194,7 @@ func runAction(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
+	closeOnExecInherited()
 	upg, err := upgrade.New(upgrade.Config{PIDFile: rc.pidfile})
 	if err != nil {
 		return err

@@ -1,0 +1,253 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"regexp"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/hotcluster/hotcluster/workers"
+)
+
+// The test binary plays three parts, chosen by its environment: the
+// LISTEN_PID shim (as the real binary does), a hotcluster master
+// (HOTCLUSTER_TEST_ROLE=master, arguments as for hotcluster), and a worker
+// role from the roles map (see roles_test.go).
+const roleEnv = "HOTCLUSTER_TEST_ROLE"
+
+func TestMain(m *testing.M) {
+	if workers.IsShim() {
+		os.Exit(workers.ExecShim())
+	}
+	switch role := os.Getenv(roleEnv); role {
+	case "":
+		os.Exit(m.Run())
+	case "master":
+		os.Exit(run(os.Args))
+	default:
+		f, ok := roles[role]
+		if !ok {
+			fmt.Fprintf(os.Stderr, "unknown test role %q\n", role)
+			os.Exit(2)
+		}
+		os.Exit(f())
+	}
+}
+
+// testTimeout bounds every wait in these tests.
+const testTimeout = 60 * time.Second
+
+// master is a hotcluster master started by a test.
+type master struct {
+	t    *testing.T
+	cmd  *exec.Cmd
+	pid  int
+	done chan struct{} // closed when the process was waited for
+	err  error         // its exit, once done
+
+	mu    sync.Mutex
+	lines []string
+	cond  chan struct{} // closed and replaced on each new line
+}
+
+// startMaster runs `hotcluster run ARGS` with the test binary as master and
+// as the worker command (role given by workerRole).
+func startMaster(t *testing.T, workerRole string, args ...string) *master {
+	t.Helper()
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	full := append([]string{"hotcluster", "run", "--env", roleEnv + "=" + workerRole}, args...)
+	full = append(full, "--", self)
+	cmd := exec.Command(self)
+	cmd.Args = full
+	cmd.Env = append(os.Environ(), roleEnv+"=master")
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stdout = os.Stdout
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	m := &master{t: t, cmd: cmd, pid: cmd.Process.Pid, done: make(chan struct{}), cond: make(chan struct{})}
+	go func() {
+		sc := bufio.NewScanner(stderr)
+		sc.Buffer(make([]byte, 1<<20), 1<<20)
+		for sc.Scan() {
+			m.mu.Lock()
+			m.lines = append(m.lines, sc.Text())
+			close(m.cond)
+			m.cond = make(chan struct{})
+			m.mu.Unlock()
+		}
+		m.err = cmd.Wait()
+		close(m.done)
+	}()
+	t.Cleanup(func() {
+		select {
+		case <-m.done:
+		default:
+			syscall.Kill(m.pid, syscall.SIGKILL)
+			<-m.done
+		}
+		if t.Failed() {
+			t.Logf("master output:\n%s", strings.Join(m.output(), "\n"))
+		}
+	})
+	return m
+}
+
+func (m *master) output() []string {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return append([]string(nil), m.lines...)
+}
+
+// waitLine waits for an output line matching re, searching from line
+// index from, and returns its submatches and the index after it.
+func (m *master) waitLine(from int, re string) ([]string, int) {
+	m.t.Helper()
+	rx := regexp.MustCompile(re)
+	deadline := time.NewTimer(testTimeout)
+	defer deadline.Stop()
+	for {
+		m.mu.Lock()
+		for i := from; i < len(m.lines); i++ {
+			if sm := rx.FindStringSubmatch(m.lines[i]); sm != nil {
+				m.mu.Unlock()
+				return sm, i + 1
+			}
+		}
+		cond := m.cond
+		m.mu.Unlock()
+		select {
+		case <-cond:
+		case <-m.done:
+			m.mu.Lock()
+			n := len(m.lines)
+			m.mu.Unlock()
+			if n == len(m.output()) {
+				// Check the last lines once more, then give up.
+				for i := from; i < n; i++ {
+					if sm := rx.FindStringSubmatch(m.output()[i]); sm != nil {
+						return sm, i + 1
+					}
+				}
+				m.t.Fatalf("master exited (%v) before printing a line matching %q", m.err, re)
+			}
+		case <-deadline.C:
+			m.t.Fatalf("no line matching %q within %s", re, testTimeout)
+		}
+	}
+}
+
+// count returns how many output lines match re.
+func (m *master) count(re string) int {
+	rx := regexp.MustCompile(re)
+	n := 0
+	for _, l := range m.output() {
+		if rx.MatchString(l) {
+			n++
+		}
+	}
+	return n
+}
+
+// listenAddr waits for the master to report where listener name listens.
+func (m *master) listenAddr(name string) string {
+	m.t.Helper()
+	sm, _ := m.waitLine(0, `listening on (\S+) as `+regexp.QuoteMeta(name)+` `)
+	return sm[1]
+}
+
+func (m *master) signal(sig syscall.Signal) {
+	m.t.Helper()
+	if err := syscall.Kill(m.pid, sig); err != nil {
+		m.t.Fatalf("signal master: %v", err)
+	}
+}
+
+// wait waits for the master to exit and returns its exit code.
+func (m *master) wait() int {
+	m.t.Helper()
+	select {
+	case <-m.done:
+	case <-time.After(testTimeout):
+		m.t.Fatalf("master still running after %s", testTimeout)
+	}
+	if m.err == nil {
+		return 0
+	}
+	if ee, ok := m.err.(*exec.ExitError); ok {
+		return ee.ExitCode()
+	}
+	m.t.Fatalf("master: %v", m.err)
+	return -1
+}
+
+// reload sends SIGHUP and waits until generation gen serves and the one
+// before it has drained.
+func (m *master) reload(gen int) {
+	m.t.Helper()
+	m.signal(syscall.SIGHUP)
+	m.waitLine(0, fmt.Sprintf(`gen %d ready in`, gen))
+	m.waitLine(0, fmt.Sprintf(`gen %d drained`, gen-1))
+}
+
+// get makes one HTTP/1.1 request with a new connection and returns the body.
+func get(network, addr, path string) (string, error) {
+	c, err := net.DialTimeout(network, addr, 10*time.Second)
+	if err != nil {
+		return "", err
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(testTimeout))
+	if _, err := fmt.Fprintf(c, "GET %s HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n", path); err != nil {
+		return "", err
+	}
+	b, err := io.ReadAll(c)
+	if err != nil {
+		return "", err
+	}
+	s := string(b)
+	if !strings.HasPrefix(s, "HTTP/1.1 200") {
+		return "", fmt.Errorf("response %q", s)
+	}
+	_, body, _ := strings.Cut(s, "\r\n\r\n")
+	return body, nil
+}
+
+var genRx = regexp.MustCompile(`gen=(\d+)`)
+
+// alive reports whether pid still exists (a zombie counts as gone only once
+// reaped, so callers poll).
+func alive(pid int) bool {
+	return syscall.Kill(pid, 0) == nil
+}
+
+// eventually polls cond every few milliseconds until it holds or the test
+// deadline passes.
+func eventually(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(testTimeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: still not true after %s", what, testTimeout)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+var _ = context.Background

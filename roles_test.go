@@ -1,0 +1,125 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/hotcluster/hotcluster/child"
+	"golang.org/x/sys/unix"
+)
+
+// roles are the worker programs the tests run, as the test binary itself.
+// Each uses the real worker library where a Go program would.
+var roles = map[string]func() int{
+	"lib":                   roleLib,
+	"plain":                 rolePlain,
+	"crash-from-gen2":       roleCrashFromGen2,
+	"never-ready-from-gen2": roleNeverReadyFromGen2,
+}
+
+// reportContract prints, before the library consumes the environment, what
+// the worker inherited: one line the tests parse.
+func reportContract() {
+	var b strings.Builder
+	fmt.Fprintf(&b, "CONTRACT pid=%d pgid=%d", os.Getpid(), syscall.Getpgrp())
+	for _, k := range []string{"LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES", "NOTIFY_SOCKET",
+		"HOTCLUSTER_WORKER_ID", "HOTCLUSTER_GENERATION", "HOTCLUSTER_WORKERS", "HOTCLUSTER_SHIM", "EXTRA"} {
+		fmt.Fprintf(&b, " %s=%s", k, os.Getenv(k))
+	}
+	n, _ := strconv.Atoi(os.Getenv("LISTEN_FDS"))
+	for fd := 3; fd < 3+n; fd++ {
+		sa, err := unix.Getsockname(fd)
+		addr := "?"
+		if err == nil {
+			switch sa := sa.(type) {
+			case *unix.SockaddrInet4:
+				addr = net.JoinHostPort(net.IP(sa.Addr[:]).String(), strconv.Itoa(sa.Port))
+			case *unix.SockaddrInet6:
+				addr = net.JoinHostPort(net.IP(sa.Addr[:]).String(), strconv.Itoa(sa.Port))
+			case *unix.SockaddrUnix:
+				addr = sa.Name
+			}
+		}
+		fl, _ := unix.FcntlInt(uintptr(fd), unix.F_GETFL, 0)
+		fmt.Fprintf(&b, " fd%d=%s fd%dnonblock=%v", fd, addr, fd, fl&unix.O_NONBLOCK != 0)
+	}
+	if wd, err := os.Getwd(); err == nil {
+		fmt.Fprintf(&b, " cwd=%s", wd)
+	}
+	fmt.Println(b.String())
+}
+
+func hello(w http.ResponseWriter, r *http.Request) {
+	if ms, err := strconv.Atoi(r.URL.Query().Get("ms")); err == nil {
+		fmt.Println("SLOW START")
+		time.Sleep(time.Duration(ms) * time.Millisecond)
+	}
+	fmt.Fprintf(w, "hello pid=%d gen=%d worker=%d\n", os.Getpid(), child.Generation(), child.WorkerID())
+}
+
+func roleLib() int {
+	reportContract()
+	ln, err := child.Listen("", "tcp", "127.0.0.1:0")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	srv := &http.Server{Handler: http.HandlerFunc(hello)}
+	if err := child.ServeHTTP(context.Background(), srv, ln, child.Options{}); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	return 0
+}
+
+// rolePlain is what most Go servers do: serve, and on SIGTERM call a plain
+// http.Server.Shutdown. Only hotcluster's handoff keeps it from losing
+// requests on reload.
+func rolePlain() int {
+	ln, err := child.Listen("", "tcp", "127.0.0.1:0")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	term := make(chan os.Signal, 1)
+	signal.Notify(term, syscall.SIGTERM)
+	srv := &http.Server{Handler: http.HandlerFunc(hello)}
+	go srv.Serve(ln)
+	child.Ready()
+	<-term
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if err := srv.Shutdown(ctx); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	return 0
+}
+
+func roleCrashFromGen2() int {
+	if child.Generation() >= 2 {
+		fmt.Println("boom: this generation refuses to start")
+		return 3
+	}
+	return roleLib()
+}
+
+func roleNeverReadyFromGen2() int {
+	if child.Generation() >= 2 {
+		if _, err := child.Listen("", "tcp", "127.0.0.1:0"); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
+		fmt.Println("stuck before ready")
+		select {}
+	}
+	return roleLib()
+}
