@@ -392,7 +392,7 @@ func (p *Pool) startGeneration() {
 }
 
 func (p *Pool) startWorker(g *generation, slot int) (*worker, error) {
-	s := spawnSpec{gen: g.num, slot: slot, size: g.size}
+	s := spawnSpec{gen: g.num, slot: slot, size: p.size}
 	if p.cfg.Sockets != nil {
 		files, err := p.cfg.Sockets.Files(g.num)
 		if err != nil {
@@ -660,7 +660,7 @@ func (p *Pool) exited(e exitEvent) {
 		if n >= crashLoopAt {
 			loop = fmt.Sprintf(" (crash loop: %d crashes in a row)", n)
 		}
-		p.log.Printf("%s exited: %s%s; respawning in %s%s", w, how, w.tail.String(), d.Round(time.Millisecond), loop)
+		p.log.Printf("%s exited: %s; respawning in %s%s%s", w, how, d.Round(time.Millisecond), loop, w.tail.String())
 		p.after(d, respawnEvent{g.num, w.slot})
 	}
 	if len(g.workers) == 0 && (g.state == genDraining || g.state == genFailed || p.stopping) {
