@@ -71,7 +71,9 @@ func startMaster(t *testing.T, workerRole string, args ...string) *master {
 	full = append(full, "--", self)
 	cmd := exec.Command(self)
 	cmd.Args = full
-	cmd.Env = append(os.Environ(), roleEnv+"=master")
+	// The race detector sleeps a second at exit by default: every drained
+	// worker would take that long.
+	cmd.Env = append(os.Environ(), roleEnv+"=master", "GORACE=atexit_sleep_ms=0")
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	stderr, err := cmd.StderrPipe()
 	if err != nil {

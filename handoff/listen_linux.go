@@ -171,7 +171,14 @@ func dupFile(rc syscall.RawConn, name string) (*os.File, error) {
 	return os.NewFile(uintptr(nfd), name), nil
 }
 
-const pollInterval = 2 * time.Millisecond
+// Polls start fast, since on an idle machine the old socket is quiet
+// within a millisecond or two, and slow down so that a long wait under load
+// costs the master little CPU: each poll of the socket diagnostics walks
+// the kernel's whole connection table.
+const (
+	pollMin = time.Millisecond
+	pollMax = 20 * time.Millisecond
+)
 
 // quiesce waits until so, a socket the selector no longer points to, has
 // nothing left that its generation's workers must serve.
@@ -195,10 +202,11 @@ func (l *listener) quiesce(ctx context.Context, so *sock) error {
 	return quiesceTCP(ctx, so, ap)
 }
 
-// pollUntil calls done every pollInterval until it reports true, fails, or
+// pollUntil calls done, at growing intervals, until it reports true, fails, or
 // ctx ends; what names the condition in the error.
 func pollUntil(ctx context.Context, what string, done func() (bool, error)) error {
-	t := time.NewTicker(pollInterval)
+	d := pollMin
+	t := time.NewTimer(d)
 	defer t.Stop()
 	for {
 		ok, err := done()
@@ -213,5 +221,7 @@ func pollUntil(ctx context.Context, what string, done func() (bool, error)) erro
 			return fmt.Errorf("%s: %w", what, ctx.Err())
 		case <-t.C:
 		}
+		d = min(2*d, pollMax)
+		t.Reset(d)
 	}
 }

@@ -17,8 +17,9 @@ type connKey struct{ local, remote netip.AddrPort }
 //  1. handshakes on the port that were in progress at the switch are done
 //     (they may complete into the old socket's queue);
 //  2. the old socket's accept queue is empty;
-//  3. every connection a worker had accepted by then has had its first
-//     request bytes read: receive queue empty and data received. A plain
+//  3. every connection a worker had accepted by then has had bytes read
+//     from it by its worker (tcpi_bytes_received above the receive
+//     queue's length). A plain
 //     http.Server.Shutdown closes unanswered a connection whose request it
 //     reads after shutdown began (golang/go#75591); this is what protects
 //     it.
@@ -69,34 +70,57 @@ func quiesceTCP(ctx context.Context, so *sock, addr netip.AddrPort) error {
 	if err != nil || !diag {
 		return err
 	}
+	// A connection is served once its worker has read from it: then
+	// http.Server counts it active and a Shutdown waits for its answer.
+	// Later requests on a keep-alive connection are the worker's own drain
+	// to handle (see package child).
 	unread := func(c sockdiag.Conn) bool {
-		return c.Inode != 0 && (c.RxQueue > 0 || c.BytesReceived == 0)
+		return c.Inode != 0 && c.BytesReceived <= uint64(c.RxQueue)
 	}
 	conns, err = sockdiag.TCP(port, sockdiag.States(sockdiag.Established))
 	if err != nil {
 		return err
 	}
-	waiting := make(map[connKey]bool)
+	waiting := make(map[connKey]int) // polls in a row the connection was not seen
 	for _, c := range conns {
 		if ours(c) && unread(c) {
-			waiting[connKey{c.Local, c.Remote}] = true
+			waiting[connKey{c.Local, c.Remote}] = 0
 		}
 	}
-	if len(waiting) == 0 {
-		return nil
-	}
-	return pollUntil(ctx, "requests not yet read", twice(func() (bool, error) {
+	return pollUntil(ctx, "requests not yet read", func() (bool, error) {
+		if len(waiting) == 0 {
+			return true, nil
+		}
 		conns, err := sockdiag.TCP(port, sockdiag.States(sockdiag.Established))
 		if err != nil {
 			return false, err
 		}
+		seen := make(map[connKey]bool, len(waiting))
 		for _, c := range conns {
-			if waiting[connKey{c.Local, c.Remote}] && unread(c) {
-				return false, nil
+			k := connKey{c.Local, c.Remote}
+			if _, ok := waiting[k]; !ok {
+				continue
+			}
+			seen[k] = true
+			if unread(c) {
+				waiting[k] = 0
+			} else {
+				delete(waiting, k) // read once is enough: it never goes back
 			}
 		}
-		return true, nil
-	}))
+		// A dump of many sockets is not a snapshot (see package sockdiag):
+		// a connection counts as closed only when two dumps missed it.
+		for k, missed := range waiting {
+			if !seen[k] {
+				if missed >= 1 {
+					delete(waiting, k)
+				} else {
+					waiting[k] = missed + 1
+				}
+			}
+		}
+		return len(waiting) == 0, nil
+	})
 }
 
 // twice makes a condition hold only when it held on two polls in a row: a

@@ -1,0 +1,109 @@
+// Command hello is the example Go worker: an HTTP server that answers
+//
+//	hello pid=<pid> gen=<generation> worker=<slot>
+//
+// on every path, and the same line after N milliseconds on /slow?ms=N. Under
+// hotcluster it serves the inherited socket named "web" (or the first one),
+// reports ready and drains on SIGTERM through the child package; run by hand
+// it listens on -addr.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"slices"
+	"strconv"
+	"time"
+
+	"github.com/hotcluster/hotcluster/child"
+)
+
+func main() {
+	addr := flag.String("addr", "127.0.0.1:8080", "address to listen on when no socket is inherited")
+	reuseport := flag.Bool("reuseport", false, "set SO_REUSEPORT on the -addr listener, so that several copies run by hand share the port")
+	plain := flag.Bool("plain-shutdown", false, "on SIGTERM call a plain http.Server.Shutdown instead of child.ServeHTTP's drain")
+	flag.Parse()
+	if err := run(*addr, *reuseport, *plain); err != nil {
+		fmt.Fprintln(os.Stderr, "hello:", err)
+		os.Exit(1)
+	}
+}
+
+func run(addr string, reuseport, plain bool) error {
+	ln, err := listen(addr, reuseport)
+	if err != nil {
+		return err
+	}
+	line := fmt.Sprintf("hello pid=%d gen=%d worker=%d\n", os.Getpid(), child.Generation(), child.WorkerID())
+	mux := http.NewServeMux()
+	mux.HandleFunc("/", func(w http.ResponseWriter, _ *http.Request) {
+		fmt.Fprint(w, line)
+	})
+	mux.HandleFunc("/slow", func(w http.ResponseWriter, r *http.Request) {
+		ms, err := strconv.Atoi(r.URL.Query().Get("ms"))
+		if err != nil || ms < 0 || ms > 60_000 {
+			http.Error(w, "want ms=0…60000", http.StatusBadRequest)
+			return
+		}
+		t := time.NewTimer(time.Duration(ms) * time.Millisecond)
+		defer t.Stop()
+		select {
+		case <-t.C:
+		case <-r.Context().Done():
+			return
+		}
+		fmt.Fprint(w, line)
+	})
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	fmt.Fprintf(os.Stderr, "hello: serving on %s, %s", ln.Addr(), line)
+	defer fmt.Fprintf(os.Stderr, "hello: stopped pid=%d\n", os.Getpid())
+	if plain {
+		return servePlain(srv, ln)
+	}
+	return child.ServeHTTP(context.Background(), srv, ln, child.Options{})
+}
+
+// listen takes the inherited socket named "web", or the first inherited one,
+// or, run by hand, listens on addr.
+func listen(addr string, reuseport bool) (net.Listener, error) {
+	names := child.Names()
+	if names == nil && reuseport {
+		return listenReusePort(addr)
+	}
+	name := ""
+	if slices.Contains(names, "web") {
+		name = "web"
+	}
+	return child.Listen(name, "tcp", addr)
+}
+
+// servePlain is what most Go programs do: serve, and on SIGTERM call
+// Shutdown, which drops a request that races it (golang/go#75591).
+func servePlain(srv *http.Server, ln net.Listener) error {
+	ctx, stop := child.StopContext(context.Background())
+	defer stop()
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(ln) }()
+	if err := child.Ready(); err != nil {
+		return err
+	}
+	select {
+	case err := <-served:
+		return err
+	case <-ctx.Done():
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), child.DefaultShutdownTimeout)
+	defer cancel()
+	if err := srv.Shutdown(sctx); err != nil {
+		return err
+	}
+	if err := <-served; !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return nil
+}

@@ -1,0 +1,414 @@
+// Command benchreload measures what a reload costs under load: it runs
+// examples/hello under hotcluster, sends SIGHUP to the master at a fixed
+// interval while internal/loadgen keeps concurrent clients busy on loopback,
+// and reports failed requests, latency, the stall around each reload,
+// throughput against the same workers started without hotcluster, and the
+// master's memory and CPU. Run it through scripts/bench-reload, which builds
+// the binaries it needs.
+//
+// Every process the driver starts gets its own process group and is stopped
+// by PID on the way out (SIGTERM, then SIGKILL to its group after a grace
+// period). Workers are started by the master, not by the driver; any worker
+// seen answering that outlives its master is reported and killed by PID.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"maps"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/hotcluster/hotcluster/internal/loadgen"
+)
+
+// bench holds the settings and every server the driver started.
+type bench struct {
+	ctx                                context.Context
+	hotcluster, hello, logDir          string
+	workers, clients, rounds           int
+	duration, reloadEvery, stallWindow time.Duration
+	warmup, readyTimeout, stopGrace    time.Duration
+	idleFor, roundDuration             time.Duration
+	modes                              []connMode
+	servers                            []*server
+}
+
+type connMode struct {
+	name      string
+	keepAlive bool
+}
+
+var allModes = []connMode{{"new per request", false}, {"keep-alive", true}}
+
+func (b *bench) track(s *server) { b.servers = append(b.servers, s) }
+
+// stopAll stops every server not stopped yet; proc.stop is idempotent.
+func (b *bench) stopAll() error {
+	var errs []error
+	for i := len(b.servers) - 1; i >= 0; i-- {
+		errs = append(errs, b.servers[i].stop(b.stopGrace, b.hello))
+	}
+	return errors.Join(errs...)
+}
+
+func main() { os.Exit(run()) }
+
+func run() int {
+	var (
+		b         bench
+		out       = flag.String("out", "", "also write the Markdown report to this `file`")
+		command   = flag.String("command", "", "command line to print in the report (default: this program's arguments)")
+		only      = flag.String("scenarios", "reload,steady", "comma-separated scenarios to run: reload, steady")
+		modes     = flag.String("modes", "new,keepalive", "comma-separated connection modes: new (a connection per request), keepalive")
+		skipPlain = flag.Bool("skip-plain", false, "skip the reload scenarios with hello -plain-shutdown")
+	)
+	flag.StringVar(&b.hotcluster, "hotcluster", "", "path of the hotcluster binary (required for the reload and steady scenarios)")
+	flag.StringVar(&b.hello, "hello", "", "path of the examples/hello binary (required)")
+	flag.StringVar(&b.logDir, "logdir", "", "directory for the processes' logs (default: a new temporary directory, kept)")
+	flag.IntVar(&b.workers, "workers", runtime.NumCPU(), "workers per generation, and bare hello processes")
+	flag.IntVar(&b.clients, "clients", 32, "concurrent clients")
+	flag.DurationVar(&b.duration, "duration", 20*time.Second, "load duration of each reload scenario")
+	flag.DurationVar(&b.reloadEvery, "reload-every", 2*time.Second, "interval between SIGHUPs")
+	flag.DurationVar(&b.stallWindow, "stall-window", time.Second, "after each SIGHUP, the window whose max latency is the reload's stall")
+	flag.DurationVar(&b.warmup, "warmup", time.Second, "warm-up load before measuring a server")
+	flag.DurationVar(&b.readyTimeout, "ready-timeout", 30*time.Second, "how long a started server may take to answer")
+	flag.DurationVar(&b.stopGrace, "stop-grace", 30*time.Second, "after SIGTERM, how long a process may take before SIGKILL")
+	flag.DurationVar(&b.idleFor, "idle", 3*time.Second, "how long to measure the master's CPU use without load")
+	flag.IntVar(&b.rounds, "rounds", 3, "steady-state rounds per setup and mode (alternating hotcluster and bare)")
+	flag.DurationVar(&b.roundDuration, "round-duration", 5*time.Second, "load duration of each steady-state round")
+	flag.Parse()
+
+	if err := b.validate(*modes); err != nil {
+		fmt.Fprintf(os.Stderr, "benchreload: %v\n", err)
+		return 2
+	}
+	cmdline := *command
+	if cmdline == "" {
+		cmdline = shellQuote(os.Args)
+	}
+	if b.logDir == "" {
+		dir, err := os.MkdirTemp("", "benchreload-")
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "benchreload: %v\n", err)
+			return 1
+		}
+		b.logDir = dir
+	}
+	ctx, cancel := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer cancel()
+	b.ctx = ctx
+
+	rep := &report{bench: &b, command: cmdline, started: time.Now()}
+	rep.machine = describeMachine()
+	failed := false
+	for name := range strings.SplitSeq(*only, ",") {
+		if ctx.Err() != nil {
+			break
+		}
+		switch strings.TrimSpace(name) {
+		case "reload":
+			for _, c := range reloadCases(!*skipPlain, b.modes) {
+				if ctx.Err() != nil {
+					break
+				}
+				logf("reload scenario: %s", c.label())
+				o := b.runReload(c)
+				if o.err != nil || o.stopErr != nil {
+					failed = true
+					logf("  error: %v", errors.Join(o.err, o.stopErr))
+				}
+				rep.reloads = append(rep.reloads, o)
+			}
+		case "steady":
+			logf("steady-state throughput")
+			rep.steady = b.runSteady()
+			if rep.steady.err != nil {
+				failed = true
+				logf("  error: %v", rep.steady.err)
+			}
+		default:
+			fmt.Fprintf(os.Stderr, "benchreload: unknown scenario %q\n", name)
+			failed = true
+		}
+	}
+	if err := b.stopAll(); err != nil {
+		failed = true
+		rep.cleanup = err
+	}
+	if ctx.Err() != nil {
+		rep.interrupted = true
+		failed = true
+	}
+	text := rep.markdown()
+	fmt.Print(text)
+	if *out != "" {
+		if err := os.WriteFile(*out, []byte(text), 0o644); err != nil {
+			fmt.Fprintf(os.Stderr, "benchreload: %v\n", err)
+			failed = true
+		}
+	}
+	logf("process logs are in %s", b.logDir)
+	if failed {
+		return 1
+	}
+	return 0
+}
+
+func (b *bench) validate(modes string) error {
+	if b.hello == "" {
+		return errors.New("-hello is required")
+	}
+	for _, p := range []*string{&b.hello, &b.hotcluster} {
+		if *p == "" {
+			continue
+		}
+		abs, err := filepath.Abs(*p)
+		if err != nil {
+			return err
+		}
+		// Resolve symlinks so that /proc/PID/exe comparisons hold.
+		if abs, err = filepath.EvalSymlinks(abs); err != nil {
+			return err
+		}
+		*p = abs
+	}
+	for m := range strings.SplitSeq(modes, ",") {
+		switch strings.TrimSpace(m) {
+		case "new":
+			b.modes = append(b.modes, allModes[0])
+		case "keepalive":
+			b.modes = append(b.modes, allModes[1])
+		default:
+			return fmt.Errorf("-modes: unknown mode %q: want new or keepalive", m)
+		}
+	}
+	switch {
+	case b.workers < 1 || b.clients < 1 || b.clients > loadgen.MaxClients || b.rounds < 1:
+		return errors.New("-workers, -clients and -rounds must be at least 1 (clients at most 10000)")
+	case b.duration <= 0 || b.reloadEvery <= 0 || b.stallWindow <= 0 || b.warmup <= 0 || b.readyTimeout <= 0 ||
+		b.stopGrace <= 0 || b.idleFor <= 0 || b.roundDuration <= 0:
+		return errors.New("durations must be positive")
+	case b.duration > time.Hour || b.roundDuration > time.Hour:
+		return errors.New("durations are capped at 1h")
+	}
+	return nil
+}
+
+// reloadCase is one reload scenario.
+type reloadCase struct {
+	mode    connMode
+	plain   bool   // hello -plain-shutdown: a plain http.Server.Shutdown
+	handoff string // hotcluster --handoff
+}
+
+func (c reloadCase) worker() string {
+	if c.plain {
+		return "plain Shutdown"
+	}
+	return "graceful (default)"
+}
+
+func (c reloadCase) label() string {
+	return fmt.Sprintf("worker %s, handoff %s, connections %s", c.worker(), c.handoff, c.mode.name)
+}
+
+func reloadCases(plain bool, modes []connMode) []reloadCase {
+	var cs []reloadCase
+	for _, m := range modes {
+		cs = append(cs, reloadCase{mode: m, handoff: "auto"})
+	}
+	if plain {
+		for _, h := range []string{"auto", "shared"} {
+			for _, m := range modes {
+				cs = append(cs, reloadCase{mode: m, plain: true, handoff: h})
+			}
+		}
+	}
+	return cs
+}
+
+// reloadOutcome is what one reload scenario measured.
+type reloadOutcome struct {
+	c                reloadCase
+	err, stopErr     error
+	res              *loadgen.Result
+	hups             int
+	gens             seen
+	finalGen         int
+	stalls           []time.Duration
+	preMax           time.Duration
+	rss              int64
+	cpuLoad, cpuIdle float64
+}
+
+func (b *bench) runReload(c reloadCase) (o *reloadOutcome) {
+	o = &reloadOutcome{c: c}
+	name := fmt.Sprintf("reload-%d", len(b.servers)+1)
+	var helloArgs []string
+	if c.plain {
+		helloArgs = []string{"-plain-shutdown"}
+	}
+	var flags []string
+	if c.handoff != "auto" {
+		flags = []string{"--handoff", c.handoff}
+	}
+	s, err := b.startHotcluster(name, flags, helloArgs)
+	if s != nil {
+		defer func() { o.stopErr = s.stop(b.stopGrace, b.hello) }()
+	}
+	if err != nil {
+		o.err = err
+		return o
+	}
+	master := s.master.pid()
+	cpu, err := startCPU(master)
+	if err != nil {
+		o.err = err
+		return o
+	}
+
+	obs := newObserver(b.clients)
+	type loadResult struct {
+		r   *loadgen.Result
+		err error
+	}
+	loadDone := make(chan loadResult, 1)
+	go func() {
+		r, err := loadgen.Run(b.ctx, loadgen.Config{
+			Addr: s.addr, Clients: b.clients, KeepAlive: c.mode.keepAlive,
+			Duration: b.duration, OnResponse: obs.observe,
+		})
+		loadDone <- loadResult{r, err}
+	}()
+	t0 := time.Now()
+	var hups []time.Time
+	for i := 1; ; i++ {
+		at := t0.Add(time.Duration(i) * b.reloadEvery)
+		if !at.Before(t0.Add(b.duration)) || sleep(b.ctx, time.Until(at)) != nil {
+			break
+		}
+		if err := s.alive(); err != nil {
+			o.err = err
+			break
+		}
+		if err := hup(master); err != nil {
+			o.err = fmt.Errorf("SIGHUP master %d: %w", master, err)
+			break
+		}
+		hups = append(hups, time.Now())
+	}
+	lr := <-loadDone // bounded by b.duration
+	if lr.err != nil {
+		o.err = errors.Join(o.err, lr.err)
+		return o
+	}
+	o.res, o.hups = lr.r, len(hups)
+	o.gens = obs.merge()
+	maps.Copy(s.pids, o.gens.pids)
+	if o.cpuLoad, err = cpu.percent(); err != nil {
+		o.err = errors.Join(o.err, err)
+	}
+	for _, h := range hups {
+		off := h.Sub(o.res.Start)
+		o.stalls = append(o.stalls, o.res.Window(off, off+b.stallWindow).MaxLatency)
+	}
+	o.preMax = o.res.Window(0, min(b.reloadEvery, b.duration)).MaxLatency
+	if err := s.alive(); err != nil {
+		o.err = errors.Join(o.err, err)
+		return o
+	}
+
+	// The master without load: let the last turnover finish, then measure.
+	if cpu, err = startCPU(master); err == nil {
+		if err = sleep(b.ctx, b.idleFor); err == nil {
+			o.cpuIdle, err = cpu.percent()
+		}
+	}
+	if err == nil {
+		o.rss, err = rssKiB(master)
+	}
+	if err != nil {
+		o.err = errors.Join(o.err, err)
+	}
+	probe := newObserver(1)
+	if r, err := loadgen.Run(b.ctx, loadgen.Config{Addr: s.addr, MaxRequests: 1, Timeout: 2 * time.Second, OnResponse: probe.observe}); err == nil && r.Failures == 0 {
+		o.finalGen = probe.merge().maxGen
+	}
+	return o
+}
+
+// steadyOutcome compares throughput with and without hotcluster.
+type steadyOutcome struct {
+	err  error
+	rows []steadyRow
+}
+
+type steadyRow struct {
+	mode                  connMode
+	round                 int
+	hot, bare             float64 // successful requests per second
+	hotFailed, bareFailed int
+}
+
+func (b *bench) runSteady() (o steadyOutcome) {
+	hot, err := b.startHotcluster("steady-hotcluster", nil, nil)
+	if hot != nil {
+		defer func() { o.err = errors.Join(o.err, hot.stop(b.stopGrace, b.hello)) }()
+	}
+	if err != nil {
+		o.err = err
+		return o
+	}
+	bare, err := b.startBare("steady-bare")
+	if bare != nil {
+		defer func() { o.err = errors.Join(o.err, bare.stop(b.stopGrace, b.hello)) }()
+	}
+	if err != nil {
+		o.err = err
+		return o
+	}
+	measure := func(s *server, m connMode) (float64, int, error) {
+		r, err := loadgen.Run(b.ctx, loadgen.Config{Addr: s.addr, Clients: b.clients, KeepAlive: m.keepAlive, Duration: b.roundDuration})
+		if err != nil {
+			return 0, 0, err
+		}
+		if err := b.ctx.Err(); err != nil {
+			return 0, 0, err
+		}
+		return r.Throughput(), r.Failures, s.alive()
+	}
+	for round := 1; round <= b.rounds; round++ {
+		for _, m := range b.modes {
+			row := steadyRow{mode: m, round: round}
+			// Alternate which setup goes first, so drift affects both alike.
+			first, second := &row.hot, &row.bare
+			firstS, secondS := hot, bare
+			firstF, secondF := &row.hotFailed, &row.bareFailed
+			if round%2 == 0 {
+				first, second, firstS, secondS, firstF, secondF = second, first, secondS, firstS, secondF, firstF
+			}
+			if *first, *firstF, err = measure(firstS, m); err == nil {
+				*second, *secondF, err = measure(secondS, m)
+			}
+			if err != nil {
+				o.err = err
+				return o
+			}
+			logf("  %s round %d: hotcluster %.0f req/s, bare %.0f req/s", m.name, round, row.hot, row.bare)
+			o.rows = append(o.rows, row)
+		}
+	}
+	return o
+}
+
+func logf(format string, args ...any) {
+	fmt.Fprintf(os.Stderr, "benchreload: "+format+"\n", args...)
+}

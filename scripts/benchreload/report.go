@@ -1,0 +1,211 @@
+package main
+
+import (
+	"fmt"
+	"maps"
+	"os"
+	"regexp"
+	"runtime"
+	"slices"
+	"strings"
+	"time"
+)
+
+type report struct {
+	bench       *bench
+	command     string
+	started     time.Time
+	machine     string
+	reloads     []*reloadOutcome
+	steady      steadyOutcome
+	cleanup     error
+	interrupted bool
+}
+
+func describeMachine() string {
+	kernel := "unknown kernel"
+	if b, err := os.ReadFile("/proc/sys/kernel/osrelease"); err == nil {
+		kernel = strings.TrimSpace(string(b))
+	}
+	model := ""
+	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
+		for line := range strings.SplitSeq(string(b), "\n") {
+			if k, v, ok := strings.Cut(line, ":"); ok && strings.TrimSpace(k) == "model name" {
+				model = " (" + strings.TrimSpace(v) + ")"
+				break
+			}
+		}
+	}
+	return fmt.Sprintf("%d CPUs%s, Linux %s %s, %s", runtime.NumCPU(), model, kernel, runtime.GOARCH, runtime.Version())
+}
+
+func (r *report) markdown() string {
+	b := r.bench
+	var w strings.Builder
+	p := func(format string, args ...any) { fmt.Fprintf(&w, format, args...) }
+	p("# hotcluster reload benchmark\n\n")
+	p("- date: %s\n", r.started.UTC().Format(time.RFC3339))
+	p("- machine: %s\n", r.machine)
+	p("- command: `%s`\n", r.command)
+	p("- settings: %d workers, %d concurrent clients on loopback, load generator internal/loadgen (raw HTTP/1.1, no retries)\n", b.workers, b.clients)
+	if r.interrupted {
+		p("\n**Interrupted: the results below are incomplete.**\n")
+	}
+
+	if len(r.reloads) > 0 {
+		p("\n## Reloads under load\n\n")
+		p("hotcluster runs %d workers of examples/hello; the clients send GET / for %v while the driver sends SIGHUP to the master every %v. ", b.workers, b.duration, b.reloadEvery)
+		p("A failed request is any dial error, reset, EOF, timeout or non-2xx answer. ")
+		p("*Stall* is the highest latency of the requests that completed within %v after a SIGHUP (median and worst over the reloads); *before 1st reload* is the same maximum over the first %v, for comparison. ", b.stallWindow, b.reloadEvery)
+		p("With keep-alive, *on reused* counts the failures of a request sent on a connection that had already served one: the server closed it while the request was on its way, which net/http's Transport would have retried silently. ")
+		p("*Generations* are the lowest and highest `gen=` seen in answers during the load, then in one answer after it.\n\n")
+		p("| worker shutdown | handoff | connections | SIGHUPs | generations | requests | failed | failure reasons | req/s | p50 | p99 | max | stall median / max | before 1st reload |\n")
+		p("| --- | --- | --- | ---: | --- | ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: |\n")
+		for _, o := range r.reloads {
+			c := o.c
+			if o.res == nil {
+				p("| %s | %s | %s | — | — | — | — | error: %s | | | | | | |\n", c.worker(), c.handoff, c.mode.name, cell(o.err))
+				continue
+			}
+			res := o.res
+			p("| %s | %s | %s | %d | %d–%d, then %d | %d | **%d**%s | %s | %.0f | %s | %s | %s | %s / %s | %s |\n",
+				c.worker(), c.handoff, c.mode.name, o.hups, o.gens.minGen, o.gens.maxGen, o.finalGen,
+				res.Requests, res.Failures, reusedNote(res.Failures, res.FailuresReused), errorsCell(res.Errors), res.Throughput(),
+				ms(res.Percentile(50)), ms(res.Percentile(99)), ms(res.Percentile(100)),
+				ms(median(o.stalls)), ms(slices.Max(append([]time.Duration{0}, o.stalls...))), ms(o.preMax))
+		}
+		p("\n### Master process\n\n")
+		p("RSS is VmRSS from /proc after the load; CPU is utime+stime from /proc in percent of one CPU, during the load (with its reloads) and then over %v without load (resolution: one clock tick, %.2f %%).\n\n", b.idleFor, 100/clockTicks/b.idleFor.Seconds())
+		p("| worker shutdown | handoff | connections | master RSS | master CPU under load | master CPU idle |\n")
+		p("| --- | --- | --- | ---: | ---: | ---: |\n")
+		for _, o := range r.reloads {
+			if o.res == nil || o.rss == 0 {
+				continue
+			}
+			p("| %s | %s | %s | %.1f MiB | %.1f %% | %.2f %% |\n", o.c.worker(), o.c.handoff, o.c.mode.name, float64(o.rss)/1024, o.cpuLoad, o.cpuIdle)
+		}
+		var errs []string
+		for _, o := range r.reloads {
+			if o.err != nil && o.res != nil {
+				errs = append(errs, fmt.Sprintf("- %s: %s", o.c.label(), cell(o.err)))
+			}
+			if o.stopErr != nil {
+				errs = append(errs, fmt.Sprintf("- %s, on stop: %s", o.c.label(), cell(o.stopErr)))
+			}
+		}
+		if len(errs) > 0 {
+			p("\n### Errors\n\n%s\n", strings.Join(errs, "\n"))
+		}
+	}
+
+	if len(r.steady.rows) > 0 || r.steady.err != nil {
+		p("\n## Steady-state throughput\n\n")
+		p("hotcluster with %d workers against %d hello processes started without it (`hello -addr 127.0.0.1:PORT -reuseport`, one SO_REUSEPORT socket each); both run side by side, and each round measures one then the other (alternating which goes first) for %v with %d clients, no reloads.\n\n", b.workers, b.workers, b.roundDuration, b.clients)
+		if len(r.steady.rows) > 0 {
+			p("| connections | round | hotcluster req/s | bare req/s | hotcluster / bare | failed (hotcluster / bare) |\n")
+			p("| --- | ---: | ---: | ---: | ---: | ---: |\n")
+			for _, m := range b.modes {
+				var hot, bare float64
+				n := 0
+				for _, row := range r.steady.rows {
+					if row.mode != m {
+						continue
+					}
+					p("| %s | %d | %.0f | %.0f | %s | %d / %d |\n", m.name, row.round, row.hot, row.bare, ratio(row.hot, row.bare), row.hotFailed, row.bareFailed)
+					hot += row.hot
+					bare += row.bare
+					n++
+				}
+				if n > 0 {
+					p("| %s | **mean** | **%.0f** | **%.0f** | **%s** | |\n", m.name, hot/float64(n), bare/float64(n), ratio(hot, bare))
+				}
+			}
+		}
+		if r.steady.err != nil {
+			p("\nError: %s\n", cell(r.steady.err))
+		}
+	}
+	if r.cleanup != nil {
+		p("\n## Cleanup errors\n\n%s\n", cell(r.cleanup))
+	}
+	p("\nClients, servers and the master share the machine's %d CPUs, so absolute numbers measure this machine under a saturating load, not hotcluster alone; the ratios and the failure counts are the point.\n", runtime.NumCPU())
+	return w.String()
+}
+
+func reusedNote(failures, reused int) string {
+	if reused == 0 {
+		return ""
+	}
+	return fmt.Sprintf(" (%d on reused)", reused)
+}
+
+func ms(d time.Duration) string {
+	f := float64(d) / float64(time.Millisecond)
+	switch {
+	case f < 10:
+		return fmt.Sprintf("%.2f ms", f)
+	case f < 100:
+		return fmt.Sprintf("%.1f ms", f)
+	}
+	return fmt.Sprintf("%.0f ms", f)
+}
+
+func ratio(a, b float64) string {
+	if b == 0 {
+		return "—"
+	}
+	return fmt.Sprintf("%.2f", a/b)
+}
+
+func median(ds []time.Duration) time.Duration {
+	if len(ds) == 0 {
+		return 0
+	}
+	s := slices.Sorted(slices.Values(ds))
+	return s[(len(s)-1)/2]
+}
+
+// errorsCell formats failure reasons by count, most frequent first.
+func errorsCell(m map[string]int) string {
+	if len(m) == 0 {
+		return "—"
+	}
+	keys := slices.SortedFunc(maps.Keys(m), func(a, b string) int {
+		if m[a] != m[b] {
+			return m[b] - m[a]
+		}
+		return strings.Compare(a, b)
+	})
+	parts := make([]string, len(keys))
+	for i, k := range keys {
+		parts[i] = fmt.Sprintf("%s ×%d", k, m[k])
+	}
+	return cell(strings.Join(parts, ", "))
+}
+
+var cellUnsafe = regexp.MustCompile(`[|\n\r` + "`" + `]+`)
+
+// cell makes text safe inside a Markdown table cell.
+func cell(v any) string {
+	s := fmt.Sprint(v)
+	s = cellUnsafe.ReplaceAllString(s, " ")
+	if len(s) > 300 {
+		s = strings.ToValidUTF8(s[:300], "") + "…"
+	}
+	return s
+}
+
+// shellQuote renders argv as a shell command line.
+func shellQuote(argv []string) string {
+	q := make([]string, len(argv))
+	for i, a := range argv {
+		if a != "" && !strings.ContainsFunc(a, func(r rune) bool {
+			return !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune("-_./=:,+@%", r))
+		}) {
+			q[i] = a
+		} else {
+			q[i] = "'" + strings.ReplaceAll(a, "'", `'\''`) + "'"
+		}
+	}
+	return strings.Join(q, " ")
+}

@@ -1,0 +1,192 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"maps"
+	"strconv"
+	"syscall"
+	"time"
+
+	"github.com/hotcluster/hotcluster/internal/loadgen"
+)
+
+// server is either a hotcluster master with its workers or a group of bare
+// hello processes, all serving one loopback address.
+type server struct {
+	name   string
+	addr   string
+	master *proc   // nil for bare
+	procs  []*proc // what the driver started: the master, or every bare hello
+	pids   map[int]bool
+}
+
+func (b *bench) startHotcluster(name string, extraFlags, helloArgs []string) (*server, error) {
+	port, err := freePort()
+	if err != nil {
+		return nil, err
+	}
+	addr := "127.0.0.1:" + strconv.Itoa(port)
+	argv := []string{b.hotcluster, "run", "--listen", "web=" + addr, "--workers", strconv.Itoa(b.workers)}
+	argv = append(argv, extraFlags...)
+	argv = append(argv, "--", b.hello)
+	argv = append(argv, helloArgs...)
+	if err := b.ctx.Err(); err != nil {
+		return nil, err
+	}
+	p, err := startProc(name, b.logDir, argv)
+	if err != nil {
+		return nil, err
+	}
+	s := &server{name: name, addr: addr, master: p, procs: []*proc{p}, pids: map[int]bool{}}
+	b.track(s)
+	return s, b.waitServing(s)
+}
+
+func (b *bench) startBare(name string) (*server, error) {
+	port, err := freePort()
+	if err != nil {
+		return nil, err
+	}
+	addr := "127.0.0.1:" + strconv.Itoa(port)
+	s := &server{name: name, addr: addr, pids: map[int]bool{}}
+	b.track(s)
+	for i := range b.workers {
+		p, err := startProc(fmt.Sprintf("%s-%d", name, i), b.logDir, []string{b.hello, "-addr", addr, "-reuseport"})
+		if err != nil {
+			return s, err
+		}
+		s.procs = append(s.procs, p)
+	}
+	return s, b.waitServing(s)
+}
+
+// alive returns an error if any process the driver started for s has exited.
+func (s *server) alive() error {
+	for _, p := range s.procs {
+		if err := p.exited(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// stop stops what the driver started for s, then makes sure that no worker
+// seen answering outlives it.
+func (s *server) stop(grace time.Duration, helloExe string) error {
+	var errs []error
+	for _, p := range s.procs {
+		errs = append(errs, p.stop(grace))
+	}
+	errs = append(errs, reapLeftovers(s.pids, helloExe, killWait))
+	return errors.Join(errs...)
+}
+
+// waitServing waits, up to b.readyTimeout, until s answers, then warms it up
+// for b.warmup with new connections, recording the worker PIDs that answer.
+func (b *bench) waitServing(s *server) error {
+	deadline := time.Now().Add(b.readyTimeout)
+	last := "none"
+	for {
+		if err := s.alive(); err != nil {
+			return err
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%s: no answer from %s within %v (last attempt: %s); log %s",
+				s.name, s.addr, b.readyTimeout, last, s.procs[0].logPath)
+		}
+		obs := newObserver(1)
+		r, err := loadgen.Run(b.ctx, loadgen.Config{Addr: s.addr, MaxRequests: 1, Timeout: time.Second, OnResponse: obs.observe})
+		if err != nil {
+			return err
+		}
+		if r.Failures == 0 && r.Requests == 1 {
+			maps.Copy(s.pids, obs.merge().pids)
+			break
+		}
+		last = fmt.Sprint(r.Errors)
+		if err := sleep(b.ctx, 50*time.Millisecond); err != nil {
+			return err
+		}
+	}
+	obs := newObserver(b.clients)
+	r, err := loadgen.Run(b.ctx, loadgen.Config{Addr: s.addr, Clients: b.clients, Duration: b.warmup, OnResponse: obs.observe})
+	if err != nil {
+		return err
+	}
+	maps.Copy(s.pids, obs.merge().pids)
+	if r.Failures > 0 {
+		return fmt.Errorf("%s: %d of %d warm-up requests failed: %v", s.name, r.Failures, r.Requests, r.Errors)
+	}
+	return s.alive()
+}
+
+// observer parses hello's answers, "hello pid=<pid> gen=<gen> worker=<id>\n",
+// with one slot per client so that OnResponse needs no lock.
+type observer struct{ slots []seen }
+
+type seen struct {
+	pids           map[int]bool
+	minGen, maxGen int
+	bad            int
+}
+
+func newObserver(clients int) *observer {
+	o := &observer{slots: make([]seen, clients)}
+	for i := range o.slots {
+		o.slots[i].pids = map[int]bool{}
+	}
+	return o
+}
+
+func (o *observer) observe(client int, body []byte) {
+	s := &o.slots[client]
+	pid, gen := -1, -1
+	for f := range bytes.FieldsSeq(body) {
+		if v, ok := bytes.CutPrefix(f, []byte("pid=")); ok {
+			pid, _ = strconv.Atoi(string(v))
+		} else if v, ok := bytes.CutPrefix(f, []byte("gen=")); ok {
+			gen, _ = strconv.Atoi(string(v))
+		}
+	}
+	if pid <= 0 {
+		s.bad++
+		return
+	}
+	s.pids[pid] = true
+	if gen >= 0 {
+		if s.minGen == 0 || gen < s.minGen {
+			s.minGen = gen
+		}
+		s.maxGen = max(s.maxGen, gen)
+	}
+}
+
+// merge combines the slots; call it only after the run has returned.
+func (o *observer) merge() seen {
+	all := seen{pids: map[int]bool{}}
+	for _, s := range o.slots {
+		maps.Copy(all.pids, s.pids)
+		all.bad += s.bad
+		if s.minGen != 0 && (all.minGen == 0 || s.minGen < all.minGen) {
+			all.minGen = s.minGen
+		}
+		all.maxGen = max(all.maxGen, s.maxGen)
+	}
+	return all
+}
+
+func sleep(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}
+
+func hup(pid int) error { return syscall.Kill(pid, syscall.SIGHUP) }
