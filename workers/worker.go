@@ -1,13 +1,8 @@
 package workers
 
 import (
-	"errors"
 	"fmt"
-	"net"
 	"os"
-	"os/exec"
-	"path/filepath"
-	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -54,15 +49,6 @@ func (w *worker) String() string {
 	return fmt.Sprintf("gen %d worker %d (pid %d)", w.gen, w.slot, w.pid)
 }
 
-// signal sends sig to the worker's process group, unless it has exited.
-func (w *worker) signal(sig syscall.Signal) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if !w.exited {
-		unix.Kill(-w.pid, sig)
-	}
-}
-
 // spawnSpec is everything a new worker process needs.
 type spawnSpec struct {
 	gen   uint64
@@ -70,152 +56,6 @@ type spawnSpec struct {
 	size  int
 	files []*os.File // listeners, closed by spawn
 	names []string
-}
-
-// spawn starts a worker and the goroutines that own it: one holds the OS
-// thread that forked it (Pdeathsig fires when that thread ends, see
-// go.dev/issue/27505) and waits for the process; two copy its output; one
-// reads its notify socket. They report to the pool through p.events and
-// end on their own once the process exited.
-func (p *Pool) spawn(s spawnSpec) (*worker, error) {
-	defer closeFiles(s.files)
-	w := &worker{gen: s.gen, slot: s.slot}
-	p.seq++
-	sockPath := filepath.Join(p.notifyDir, fmt.Sprintf("g%d-w%d-%d", s.gen, s.slot, p.seq))
-	notify, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: sockPath, Net: "unixgram"})
-	if err != nil {
-		return nil, fmt.Errorf("start gen %d worker %d: notify socket: %w", s.gen, s.slot, err)
-	}
-
-	var pipes [4]*os.File // stdout r, w; stderr r, w
-	for i := 0; i < 4; i += 2 {
-		if pipes[i], pipes[i+1], err = os.Pipe(); err != nil {
-			notify.Close()
-			closeFiles(pipes[:])
-			return nil, fmt.Errorf("start gen %d worker %d: %w", s.gen, s.slot, err)
-		}
-	}
-
-	cmd := &exec.Cmd{
-		Path:       selfExe,
-		Args:       append([]string{shimArg0, p.cfg.Path}, p.cfg.Command...),
-		Dir:        p.cfg.Dir,
-		Env:        p.workerEnv(s, sockPath),
-		Stdout:     pipes[1],
-		Stderr:     pipes[3],
-		ExtraFiles: s.files,
-		SysProcAttr: &syscall.SysProcAttr{
-			// Its own process group: a terminal's Ctrl-C reaches only the
-			// master, which drains workers in order, and a stop signal
-			// reaches the worker's own children too.
-			Setpgid:   true,
-			Pdeathsig: syscall.SIGKILL,
-		},
-	}
-
-	notifyDone := make(chan struct{})
-	p.wg.Add(1)
-	go func() {
-		defer p.wg.Done()
-		defer close(notifyDone)
-		p.readNotify(w, notify)
-	}()
-
-	startErr := make(chan error, 1)
-	var outputs sync.WaitGroup
-	outputs.Add(2)
-	p.wg.Add(1)
-	go func() {
-		defer p.wg.Done()
-		runtime.LockOSThread()
-		// Never unlocked: the thread must outlive the worker, and ends with
-		// this goroutine.
-		if err := cmd.Start(); err != nil {
-			startErr <- err
-			return
-		}
-		w.pid = cmd.Process.Pid
-		startErr <- nil
-		p.reap(w, cmd, notify, notifyDone, pipes[0], pipes[2], &outputs)
-	}()
-	err = <-startErr
-	pipes[1].Close()
-	pipes[3].Close()
-	if err != nil {
-		notify.Close()
-		<-notifyDone
-		os.Remove(sockPath)
-		pipes[0].Close()
-		pipes[2].Close()
-		return nil, fmt.Errorf("start gen %d worker %d: %w", s.gen, s.slot, err)
-	}
-	w.started = time.Now()
-	prefix := fmt.Sprintf("[g%d w%d] ", s.gen, s.slot)
-	go func() { defer outputs.Done(); copyLines(pipes[0], p.out, prefix, &w.tail) }()
-	go func() { defer outputs.Done(); copyLines(pipes[2], p.out, prefix, &w.tail) }()
-	return w, nil
-}
-
-// outputGrace bounds how long a dead worker's output is read: a process
-// that left its group can hold the pipes open forever.
-const outputGrace = 2 * time.Second
-
-// reap waits for the worker to exit, kills what is left of its process
-// group, collects its last output and reports the exit to the pool.
-func (p *Pool) reap(w *worker, cmd *exec.Cmd, notify *net.UnixConn, notifyDone <-chan struct{}, stdout, stderr *os.File, outputs *sync.WaitGroup) {
-	// Wait without reaping first, so that the worker's PID, and so its
-	// process group ID, cannot be reused while the group is killed.
-	var info unix.Siginfo
-	for {
-		err := unix.Waitid(unix.P_PID, w.pid, &info, unix.WEXITED|unix.WNOWAIT, nil)
-		if !errors.Is(err, unix.EINTR) {
-			break
-		}
-	}
-	w.mu.Lock()
-	w.exited = true
-	// Children it left in its group would hold the listening sockets and
-	// its output pipes: the "address already in use" orphans.
-	unix.Kill(-w.pid, unix.SIGKILL)
-	w.mu.Unlock()
-	err := cmd.Wait()
-
-	done := make(chan struct{})
-	go func() { outputs.Wait(); close(done) }()
-	t := time.NewTimer(outputGrace)
-	select {
-	case <-done:
-	case <-t.C:
-		stdout.Close()
-		stderr.Close()
-		<-done
-	}
-	t.Stop()
-	stdout.Close()
-	stderr.Close()
-	// The notify reader must be done before the exit is reported: the pool
-	// stops reading events once every worker has exited.
-	notify.Close()
-	<-notifyDone
-	os.Remove(notify.LocalAddr().String())
-	p.events <- exitEvent{w: w, err: err, state: cmd.ProcessState}
-}
-
-// readNotify forwards the worker's notify datagrams until the socket is
-// closed by reap.
-func (p *Pool) readNotify(w *worker, c *net.UnixConn) {
-	buf := make([]byte, 4096)
-	for {
-		n, err := c.Read(buf)
-		if err != nil {
-			return
-		}
-		for _, line := range strings.Split(string(buf[:n]), "\n") {
-			if line != "" {
-				p.events <- notifyEvent{w: w, msg: line}
-			}
-		}
-	}
 }
 
 // workerEnv is the master's environment without what belongs to the master

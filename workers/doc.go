@@ -1,0 +1,39 @@
+// Package workers supervises generations of worker processes: it spawns
+// them with the worker contract, decides when a generation is ready, moves
+// the traffic to it through a [Sockets] implementation, drains the previous
+// one, and respawns workers that die.
+//
+// Invariant: a generation receives traffic only after every one of its
+// workers is ready, and an older generation is told to stop only after the
+// traffic has moved; at every instant the master holds every listening
+// socket, so connections wait in a kernel backlog rather than being refused.
+//
+// # Ownership
+//
+// All state lives in the goroutine that runs [Pool.Run]; other goroutines
+// (signal handlers, timers, each worker's own goroutines) send it requests
+// and events. Each worker has one goroutine that forked it from a locked OS
+// thread and waits for it (PR_SET_PDEATHSIG fires when that thread ends,
+// go.dev/issue/27505, so the thread lives exactly as long as the worker),
+// two that copy its output line by line, and one that reads its notify
+// socket. Run returns only after all of them ended.
+//
+// # Spawning
+//
+// Go cannot run code between fork and exec, so a worker starts as a re-exec
+// of hotcluster's own binary (/proc/self/exe with HOTCLUSTER_SHIM=1; see
+// [IsShim] and [ExecShim]) that sets LISTEN_PID to its own PID and execve()s
+// the user's command, which keeps the PID. Sockets arrive as close-on-exec
+// duplicates made through SyscallConn and land on fds 3… in the child; their
+// O_NONBLOCK flag is never touched. Every worker has its own process group;
+// the stop signal goes to the group, and when the worker exits whatever it
+// left in the group is killed (the worker is waited for with WNOWAIT first,
+// so its PID, and so the group's ID, cannot be reused meanwhile).
+//
+// # Readiness
+//
+// See [ReadyMode]. A generation that is not ready within ReadyTimeout, or
+// one of whose workers exits first, is killed and reported with the
+// worker's exit status and last lines of output; the serving generation
+// goes on. The first generation failing ends Run with an error.
+package workers

@@ -1,0 +1,124 @@
+package workers
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestBackoffGrowsAndIsCapped(t *testing.T) {
+	t.Parallel()
+	min, max := 100*time.Millisecond, 10*time.Second
+	for n, want := range map[int]time.Duration{1: min, 2: 2 * min, 4: 8 * min, 20: max, 1000: max} {
+		for i := 0; i < 50; i++ {
+			d := backoff(n, min, max)
+			if d < want*8/10 || d > want*12/10 {
+				t.Fatalf("backoff(%d) = %s, want %s ±20%%", n, d, want)
+			}
+		}
+	}
+}
+
+func TestCopyLinesKeepsLinesWhole(t *testing.T) {
+	t.Parallel()
+	var out bytes.Buffer
+	lw := &lineWriter{w: &out}
+	var tl tail
+	long := strings.Repeat("x", 100<<10)
+	in := "one\r\ntwo\n" + long + "\nlast without newline"
+	copyLines(strings.NewReader(in), lw, "[g1 w0] ", &tl)
+	want := "[g1 w0] one\n[g1 w0] two\n[g1 w0] " + long + "\n[g1 w0] last without newline\n"
+	if out.String() != want {
+		t.Errorf("copyLines wrote %d bytes, want %d:\n%.200q", out.Len(), len(want), out.String())
+	}
+	if s := tl.String(); !strings.HasSuffix(s, "\n    | last without newline") {
+		t.Errorf("tail %.200q", s)
+	}
+	for i := 0; i < 2*tailLines; i++ {
+		tl.add([]byte("l"))
+	}
+	if n := strings.Count(tl.String(), "\n"); n != tailLines {
+		t.Errorf("tail keeps %d lines, want %d", n, tailLines)
+	}
+}
+
+func TestResolveCommand(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	exe := filepath.Join(dir, "server")
+	if err := os.WriteFile(exe, []byte("#!/bin/sh\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "data"), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct{ name, dir, want, err string }{
+		{name: "./server", dir: dir, want: exe},
+		{name: exe, want: exe},
+		{name: "sh", want: "/sh"},
+		{name: "./data", dir: dir, err: "is not executable (mode -rw-r--r--); chmod +x it"},
+		{name: "./missing", dir: dir, err: filepath.Join(dir, "missing") + " does not exist"},
+		{name: ".", dir: dir, err: "not found in PATH"},
+		{name: dir + "/", err: "is a directory"},
+		{name: "", err: "no worker command"},
+	} {
+		got, err := ResolveCommand(tc.name, tc.dir)
+		if tc.err != "" {
+			if err == nil || !strings.Contains(err.Error(), tc.err) {
+				t.Errorf("ResolveCommand(%q) = %q, %v; want error with %q", tc.name, got, err, tc.err)
+			}
+			continue
+		}
+		if err != nil || !strings.HasSuffix(got, tc.want) {
+			t.Errorf("ResolveCommand(%q) = %q, %v; want %q", tc.name, got, err, tc.want)
+		}
+	}
+}
+
+func TestWorkerEnvKeepsTheContractOnTop(t *testing.T) {
+	t.Parallel()
+	p := &Pool{
+		cfg: Config{Env: []string{"FOO=from-flag", "LISTEN_FDS=99"}},
+		baseEnv: []string{"PATH=/bin", "FOO=from-master", "NOTIFY_SOCKET=/run/systemd/notify",
+			"LISTEN_PID=1", "WATCHDOG_USEC=1", "HOTCLUSTER_GENERATION=7", "KEEP=1"},
+	}
+	env := p.workerEnv(spawnSpec{gen: 3, slot: 1, size: 4, names: []string{"web", "api"}}, "/tmp/x/n")
+	got := map[string][]string{}
+	for _, kv := range env {
+		k, v, _ := strings.Cut(kv, "=")
+		got[k] = append(got[k], v)
+	}
+	for k, want := range map[string]string{
+		"PATH": "/bin", "KEEP": "1", "FOO": "from-flag", "LISTEN_FDS": "2", "LISTEN_FDNAMES": "web:api",
+		"NOTIFY_SOCKET": "/tmp/x/n", "HOTCLUSTER_GENERATION": "3", "HOTCLUSTER_WORKER_ID": "1",
+		"HOTCLUSTER_WORKERS": "4", "HOTCLUSTER_SHIM": "1",
+	} {
+		// os/exec lets the last entry win.
+		if v := got[k]; len(v) == 0 || v[len(v)-1] != want {
+			t.Errorf("%s = %v, want last %q", k, v, want)
+		}
+	}
+	for _, k := range []string{"LISTEN_PID", "WATCHDOG_USEC"} {
+		if v, ok := got[k]; ok {
+			t.Errorf("%s leaked from the master: %v", k, v)
+		}
+	}
+	if v := got["FOO"]; len(v) != 1 {
+		t.Errorf("FOO = %v, want only the --env value", v)
+	}
+}
+
+func TestParseReadyMode(t *testing.T) {
+	t.Parallel()
+	for in, want := range map[string]ReadyMode{"auto": ReadyAuto, "": ReadyAuto, "notify": ReadyNotify, "delay": ReadyDelay} {
+		if got, err := ParseReadyMode(in); err != nil || got != want {
+			t.Errorf("ParseReadyMode(%q) = %v, %v", in, got, err)
+		}
+	}
+	if _, err := ParseReadyMode("soon"); err == nil || !strings.Contains(err.Error(), "want auto, notify or delay") {
+		t.Errorf("ParseReadyMode(soon) error = %v", err)
+	}
+}
