@@ -67,8 +67,19 @@ func startMaster(t *testing.T, workerRole string, args ...string) *master {
 	if err != nil {
 		t.Fatal(err)
 	}
-	full := append([]string{"hotcluster", "run", "--env", roleEnv + "=" + workerRole}, args...)
-	full = append(full, "--", self)
+	return startCommand(t, append([]string{"--env", roleEnv + "=" + workerRole}, args...), self)
+}
+
+// startCommand runs `hotcluster run ARGS -- COMMAND` with the test binary as
+// master.
+func startCommand(t *testing.T, args []string, command ...string) *master {
+	t.Helper()
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	full := append([]string{"hotcluster", "run"}, args...)
+	full = append(append(full, "--"), command...)
 	cmd := exec.Command(self)
 	cmd.Args = full
 	// The race detector sleeps a second at exit by default: every drained

@@ -123,3 +123,26 @@ func roleNeverReadyFromGen2() int {
 	}
 	return roleLib()
 }
+
+// roleSilent speaks no protocol at all: it takes fd 3 with the standard
+// library only and never writes to NOTIFY_SOCKET, like most programs.
+func roleSilent() int {
+	f := os.NewFile(3, "listener")
+	ln, err := net.FileListener(f)
+	f.Close()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	term := make(chan os.Signal, 1)
+	signal.Notify(term, syscall.SIGTERM)
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintf(w, "hello pid=%d gen=%s\n", os.Getpid(), os.Getenv("HOTCLUSTER_GENERATION"))
+	})}
+	go srv.Serve(ln)
+	<-term
+	srv.Shutdown(context.Background())
+	return 0
+}
+
+func init() { roles["silent"] = roleSilent }

@@ -1,0 +1,46 @@
+package main
+
+import (
+	"os/exec"
+	"path/filepath"
+	"testing"
+
+	"github.com/hotcluster/hotcluster/internal/loadgen"
+)
+
+// The bundled examples reload under load without a failed request, each in
+// the way its README says to run it.
+func TestExamples(t *testing.T) {
+	t.Parallel()
+	hello := filepath.Join(t.TempDir(), "hello")
+	if out, err := exec.Command("go", "build", "-o", hello, "./examples/hello").CombinedOutput(); err != nil {
+		t.Fatalf("build examples/hello: %v\n%s", err, out)
+	}
+	for _, tc := range []struct {
+		name      string
+		command   []string
+		keepAlive bool
+	}{
+		{"hello", []string{hello}, false},
+		{"hello keep-alive", []string{hello}, true},
+		{"hello plain Shutdown", []string{hello, "-plain-shutdown"}, false},
+		{"node", []string{"node", "examples/node/server.js"}, true},
+		{"python", []string{"python3", "examples/python/server.py"}, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			if _, err := exec.LookPath(tc.command[0]); err != nil {
+				t.Skipf("%s is not installed here: %v", tc.command[0], err)
+			}
+			m := startCommand(t, []string{"--workers", "2", "--listen", "web=127.0.0.1:0", "--ready-delay", "500ms"}, tc.command...)
+			addr := m.listenAddr("web")
+			m.waitLine(0, `gen 1 ready in`)
+			stop := load(t, loadgen.Config{Addr: addr, Clients: 4, KeepAlive: tc.keepAlive})
+			for gen := 2; gen <= 4; gen++ {
+				m.reload(gen)
+			}
+			assertNoFailures(t, stop())
+			assertServedBy(t, "tcp", addr, 4)
+		})
+	}
+}
