@@ -120,7 +120,7 @@ func parseRun(c *cli.Context) (*runConfig, error) {
 	}
 	var rc runConfig
 	p := &rc.pool
-	p.Command = argv
+	p.Command.Args = argv
 	p.Workers = c.Int("workers")
 	if p.Workers < 1 {
 		return nil, usagef("--workers %d: want 1 or more", p.Workers)
@@ -168,7 +168,7 @@ func parseRun(c *cli.Context) (*runConfig, error) {
 	}
 	rc.pidfile = c.String("pidfile")
 	// Before anything is bound: a typo in the command must not cost a port.
-	if p.Path, err = workers.ResolveCommand(argv[0], p.Dir); err != nil {
+	if p.Command.Path, err = workers.ResolveCommand(argv[0], p.Dir); err != nil {
 		return nil, err
 	}
 	return &rc, nil

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"errors"
+	"fmt"
 	"io"
 	"strings"
 	"sync"
@@ -85,4 +86,16 @@ func copyLines(r io.Reader, out *lineWriter, prefix string, t *tail) {
 			return
 		}
 	}
+}
+
+// slotColors are the ANSI colours of worker prefixes, by slot, so that a
+// slot keeps its colour across generations.
+var slotColors = []string{"36", "35", "33", "32", "34", "96", "95", "93", "92", "94"}
+
+// prefix is what starts each output line of a worker.
+func (p *Pool) prefix(gen uint64, slot int) string {
+	if !p.cfg.Color {
+		return fmt.Sprintf("[g%d w%d] ", gen, slot)
+	}
+	return fmt.Sprintf("\x1b[%sm[g%d w%d]\x1b[0m ", slotColors[slot%len(slotColors)], gen, slot)
 }

@@ -80,12 +80,42 @@ type Sockets interface {
 	Release(gen uint64)
 }
 
+// Command is what a generation runs.
+type Command struct {
+	// Path is the resolved executable (see ResolveCommand).
+	Path string
+	// Args is its argv, Args[0] included.
+	Args []string
+}
+
+// EventKind names what happened to a generation.
+type EventKind int
+
+// The events reported to Config.OnEvent.
+const (
+	// GenReady: the generation serves; Took is from its start.
+	GenReady EventKind = iota + 1
+	// GenFailed: the generation never served; Err says why.
+	GenFailed
+	// GenDone: every worker of the generation has exited.
+	GenDone
+)
+
+// Event is a change in a generation's life.
+type Event struct {
+	Kind EventKind
+	Gen  uint64
+	// Command is the generation's command.
+	Command Command
+	Took    time.Duration
+	Err     string
+}
+
 // Config describes the worker group. Zero fields take the defaults.
 type Config struct {
-	// Path is the resolved executable (see ResolveCommand) and Command its
-	// argv, Command[0] included.
-	Path    string
-	Command []string
+	// Command is what the first generation runs. When its Path is empty,
+	// Run starts no generation until ReloadWith gives one.
+	Command Command
 	Dir     string
 	// Env holds K=V entries added to the master's environment.
 	Env []string
@@ -108,6 +138,15 @@ type Config struct {
 	// RuntimeDir is where the private directory of notify sockets is made;
 	// default $XDG_RUNTIME_DIR, else the system's temporary directory.
 	RuntimeDir string
+	// KeepGoing keeps Run going when the first generation fails (the
+	// development loop waits for the next build); by default Run returns
+	// the failure.
+	KeepGoing bool
+	// Color prefixes each worker's lines with a colour of its slot.
+	Color bool
+	// OnEvent, when set, is called from the pool's goroutine for each
+	// Event. It must not block.
+	OnEvent func(Event)
 }
 
 // Pool supervises generations of workers. Create it with New, run it with
@@ -140,6 +179,7 @@ type Pool struct {
 	fatal      error
 	crashes    map[int]int // consecutive crashes per slot
 	activating context.CancelFunc
+	cmd        Command // of the next generation
 }
 
 type genState int
@@ -155,6 +195,7 @@ const (
 type generation struct {
 	num     uint64
 	size    int
+	cmd     Command
 	state   genState
 	started time.Time
 	workers map[int]*worker // live workers by slot
@@ -163,8 +204,8 @@ type generation struct {
 
 // New checks cfg and returns a pool that has started nothing yet.
 func New(cfg Config) (*Pool, error) {
-	if cfg.Path == "" || len(cfg.Command) == 0 {
-		return nil, errors.New("workers: no command")
+	if cfg.Command.Path != "" && len(cfg.Command.Args) == 0 {
+		return nil, errors.New("workers: command without argv")
 	}
 	if cfg.Workers < 0 {
 		return nil, fmt.Errorf("workers: %d workers: want 1 or more", cfg.Workers)
@@ -212,6 +253,7 @@ func New(cfg Config) (*Pool, error) {
 		size:    cfg.Workers,
 		gens:    make(map[uint64]*generation),
 		crashes: make(map[int]int),
+		cmd:     cfg.Command,
 	}, nil
 }
 
@@ -225,10 +267,15 @@ func (p *Pool) Ready() <-chan struct{} { return p.readyC }
 // Done is closed when Run has returned.
 func (p *Pool) Done() <-chan struct{} { return p.done }
 
-type request int
+type request struct {
+	kind requestKind
+	cmd  *Command // reqReload: the command of the new generation, if it changes
+}
+
+type requestKind int
 
 const (
-	reqReload request = iota
+	reqReload requestKind = iota
 	reqScaleUp
 	reqScaleDown
 	reqStop
@@ -244,23 +291,28 @@ func (p *Pool) send(r request) {
 
 // Reload starts a new generation; the old one drains once it is ready.
 // Reloads asked for during a turnover coalesce into one more turnover.
-func (p *Pool) Reload() { p.send(reqReload) }
+func (p *Pool) Reload() { p.send(request{kind: reqReload}) }
+
+// ReloadWith is Reload with a new command for the new generation and the
+// ones after it. Of reloads that coalesce, the last command wins. On a pool
+// that started without a command, it starts the first generation.
+func (p *Pool) ReloadWith(cmd Command) { p.send(request{kind: reqReload, cmd: &cmd}) }
 
 // Scale adds (delta > 0) or removes workers, one slot at a time.
 func (p *Pool) Scale(delta int) {
 	for ; delta > 0; delta-- {
-		p.send(reqScaleUp)
+		p.send(request{kind: reqScaleUp})
 	}
 	for ; delta < 0; delta++ {
-		p.send(reqScaleDown)
+		p.send(request{kind: reqScaleDown})
 	}
 }
 
 // Stop drains every worker; Run then returns.
-func (p *Pool) Stop() { p.send(reqStop) }
+func (p *Pool) Stop() { p.send(request{kind: reqStop}) }
 
 // ForceStop kills every worker at once; Run then returns.
-func (p *Pool) ForceStop() { p.send(reqForceStop) }
+func (p *Pool) ForceStop() { p.send(request{kind: reqForceStop}) }
 
 // Events sent to the loop by the workers' goroutines and timers.
 type (
@@ -311,7 +363,9 @@ func (p *Pool) Run(ctx context.Context) error {
 	defer os.RemoveAll(dir)
 	// MkdirTemp makes it 0700: only this user can reach the notify sockets.
 
-	p.startGeneration()
+	if p.cmd.Path != "" {
+		p.startGeneration()
+	}
 	ctxDone := ctx.Done()
 	for !p.stopping || p.live() > 0 || p.activating != nil {
 		select {
@@ -337,10 +391,16 @@ func (p *Pool) live() int {
 }
 
 func (p *Pool) handleRequest(r request) {
-	switch r {
+	switch r.kind {
 	case reqReload:
+		if p.stopping {
+			return
+		}
+		if r.cmd != nil {
+			p.cmd = *r.cmd
+		}
 		switch {
-		case p.stopping:
+		case p.cmd.Path == "":
 		case p.pending != nil:
 			p.queued = true
 		default:
@@ -374,7 +434,7 @@ func (p *Pool) handleRequest(r request) {
 // startGeneration forks a new generation of p.size workers.
 func (p *Pool) startGeneration() {
 	p.gen++
-	g := &generation{num: p.gen, size: p.size, started: time.Now(), workers: make(map[int]*worker)}
+	g := &generation{num: p.gen, size: p.size, cmd: p.cmd, started: time.Now(), workers: make(map[int]*worker)}
 	p.gens[g.num] = g
 	p.pending = g
 	if g.num > 1 {
@@ -392,7 +452,7 @@ func (p *Pool) startGeneration() {
 }
 
 func (p *Pool) startWorker(g *generation, slot int) (*worker, error) {
-	s := spawnSpec{gen: g.num, slot: slot, size: p.size}
+	s := spawnSpec{gen: g.num, slot: slot, size: p.size, cmd: g.cmd}
 	if p.cfg.Sockets != nil {
 		files, err := p.cfg.Sockets.Files(g.num)
 		if err != nil {
@@ -535,7 +595,9 @@ func (p *Pool) activated(g *generation, err error) {
 	g.state = genServing
 	old := p.current
 	p.current = g
-	p.log.Printf("gen %d ready in %s (%d workers)", g.num, time.Since(g.started).Round(time.Millisecond), len(g.workers))
+	took := time.Since(g.started)
+	p.log.Printf("gen %d ready in %s (%d workers)", g.num, took.Round(time.Millisecond), len(g.workers))
+	p.emit(Event{Kind: GenReady, Gen: g.num, Command: g.cmd, Took: took})
 	if old != nil {
 		p.drainGeneration(old)
 	}
@@ -612,10 +674,13 @@ func (p *Pool) failGeneration(g *generation, why string) {
 	for _, w := range g.workers {
 		w.signal(syscall.SIGKILL)
 	}
-	if p.current == nil && !p.stopping {
+	p.emit(Event{Kind: GenFailed, Gen: g.num, Command: g.cmd, Err: why})
+	if p.current == nil && !p.stopping && !p.cfg.KeepGoing {
 		p.fatal = fmt.Errorf("first generation failed: %s", why)
 		p.log.Printf("gen %d failed: %s", g.num, why)
 		p.stop(true)
+	} else if p.current == nil && !p.stopping {
+		p.log.Printf("gen %d failed: %s", g.num, why)
 	} else if !p.stopping {
 		p.log.Printf("reload failed: gen %d %s; gen %d keeps serving", g.num, why, p.current.num)
 	}
@@ -677,6 +742,7 @@ func (p *Pool) released(g *generation) {
 	if p.cfg.Sockets != nil {
 		p.cfg.Sockets.Release(g.num)
 	}
+	p.emit(Event{Kind: GenDone, Gen: g.num, Command: g.cmd})
 	if g.state == genDraining {
 		p.log.Printf("gen %d drained", g.num)
 	}
@@ -710,6 +776,12 @@ func (p *Pool) stop(force bool) {
 	}
 	if force {
 		p.log.Printf("stopping now: killed %d workers", p.live())
+	}
+}
+
+func (p *Pool) emit(e Event) {
+	if p.cfg.OnEvent != nil {
+		p.cfg.OnEvent(e)
 	}
 }
 

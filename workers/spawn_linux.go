@@ -51,7 +51,7 @@ func (p *Pool) spawn(s spawnSpec) (*worker, error) {
 
 	cmd := &exec.Cmd{
 		Path:       selfExe,
-		Args:       append([]string{shimArg0, p.cfg.Path}, p.cfg.Command...),
+		Args:       append([]string{shimArg0, s.cmd.Path}, s.cmd.Args...),
 		Dir:        p.cfg.Dir,
 		Env:        p.workerEnv(s, sockPath),
 		Stdout:     pipes[1],
@@ -103,7 +103,7 @@ func (p *Pool) spawn(s spawnSpec) (*worker, error) {
 		return nil, fmt.Errorf("start gen %d worker %d: %w", s.gen, s.slot, err)
 	}
 	w.started = time.Now()
-	prefix := fmt.Sprintf("[g%d w%d] ", s.gen, s.slot)
+	prefix := p.prefix(s.gen, s.slot)
 	go func() { defer outputs.Done(); copyLines(pipes[0], p.out, prefix, &w.tail) }()
 	go func() { defer outputs.Done(); copyLines(pipes[2], p.out, prefix, &w.tail) }()
 	return w, nil

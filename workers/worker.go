@@ -56,6 +56,7 @@ type spawnSpec struct {
 	size  int
 	files []*os.File // listeners, closed by spawn
 	names []string
+	cmd   Command
 }
 
 // workerEnv is the master's environment without what belongs to the master
