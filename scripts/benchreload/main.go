@@ -18,10 +18,13 @@ import (
 	"flag"
 	"fmt"
 	"maps"
+	"net"
+	"net/http"
 	"os"
 	"os/signal"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -39,11 +42,20 @@ type bench struct {
 	idleFor, roundDuration             time.Duration
 	modes                              []connMode
 	servers                            []*server
+	ports                              map[int]bool // every port handed out by freshAddr
 }
 
 type connMode struct {
 	name      string
 	keepAlive bool
+}
+
+// short names the mode in log file names.
+func (m connMode) short() string {
+	if m.keepAlive {
+		return "keepalive"
+	}
+	return "new"
 }
 
 var allModes = []connMode{{"new per request", false}, {"keep-alive", true}}
@@ -78,11 +90,11 @@ func run() int {
 	flag.DurationVar(&b.duration, "duration", 20*time.Second, "load duration of each reload scenario")
 	flag.DurationVar(&b.reloadEvery, "reload-every", 2*time.Second, "interval between SIGHUPs")
 	flag.DurationVar(&b.stallWindow, "stall-window", time.Second, "after each SIGHUP, the window whose max latency is the reload's stall")
-	flag.DurationVar(&b.warmup, "warmup", time.Second, "warm-up load before measuring a server")
+	flag.DurationVar(&b.warmup, "warmup", time.Second, "warm-up load before measuring a server (steady state: in the round's connection mode, the same for hotcluster and bare, discarded)")
 	flag.DurationVar(&b.readyTimeout, "ready-timeout", 30*time.Second, "how long a started server may take to answer")
 	flag.DurationVar(&b.stopGrace, "stop-grace", 30*time.Second, "after SIGTERM, how long a process may take before SIGKILL")
 	flag.DurationVar(&b.idleFor, "idle", 3*time.Second, "how long to measure the master's CPU use without load")
-	flag.IntVar(&b.rounds, "rounds", 3, "steady-state rounds per setup and mode (alternating hotcluster and bare)")
+	flag.IntVar(&b.rounds, "rounds", 3, "steady-state rounds per connection mode; each measures hotcluster and bare hellos one after the other on the same port, alternating which goes first")
 	flag.DurationVar(&b.roundDuration, "round-duration", 5*time.Second, "load duration of each steady-state round")
 	flag.Parse()
 
@@ -260,9 +272,17 @@ func (b *bench) runReload(c reloadCase) (o *reloadOutcome) {
 	if c.handoff != "auto" {
 		flags = []string{"--handoff", c.handoff}
 	}
-	s, err := b.startHotcluster(name, flags, helloArgs)
+	addr, port, err := b.freshAddr()
+	if err != nil {
+		o.err = err
+		return o
+	}
+	s, err := b.startHotcluster(name, addr, port, flags, helloArgs)
 	if s != nil {
 		defer func() { o.stopErr = s.stop(b.stopGrace, b.hello) }()
+	}
+	if err == nil {
+		_, err = b.waitServing(s, allModes[0])
 	}
 	if err != nil {
 		o.err = err
@@ -348,65 +368,166 @@ func (b *bench) runReload(c reloadCase) (o *reloadOutcome) {
 // steadyOutcome compares throughput with and without hotcluster.
 type steadyOutcome struct {
 	err  error
-	rows []steadyRow
+	addr string // the one port every steady-state measurement used
+	// primed is the port's TIME_WAIT count after priming, -1 if not primed.
+	primed int
+	rows   []steadyRow
 }
 
 type steadyRow struct {
-	mode                  connMode
-	round                 int
-	hot, bare             float64 // successful requests per second
-	hotFailed, bareFailed int
+	mode      connMode
+	round     int
+	hotFirst  bool
+	hot, bare steadySample
 }
 
+// steadySample is one measurement of one setup.
+type steadySample struct {
+	rps      float64 // successful requests per second
+	failed   int
+	warmRPS  float64 // the discarded warm-up's
+	timeWait int     // TIME_WAIT sockets on the port as the measurement started; -1 if unknown
+}
+
+// runSteady measures hotcluster and the bare hellos on one port, fresh for
+// this section, never both at once: a port's TIME_WAIT backlog (tens of
+// thousands of sockets with a connection per request) slows new connections
+// to it, differently from one port to another. Each round and mode starts one
+// setup, warms it up, measures it and stops it, then does the same with the
+// other; which goes first alternates from round to round (ABBA), so that
+// drift and the backlog left by the previous measurement affect both alike.
 func (b *bench) runSteady() (o steadyOutcome) {
-	hot, err := b.startHotcluster("steady-hotcluster", nil, nil)
-	if hot != nil {
-		defer func() { o.err = errors.Join(o.err, hot.stop(b.stopGrace, b.hello)) }()
-	}
+	addr, port, err := b.freshAddr()
 	if err != nil {
 		o.err = err
 		return o
 	}
-	bare, err := b.startBare("steady-bare")
-	if bare != nil {
-		defer func() { o.err = errors.Join(o.err, bare.stop(b.stopGrace, b.hello)) }()
-	}
-	if err != nil {
-		o.err = err
-		return o
-	}
-	measure := func(s *server, m connMode) (float64, int, error) {
-		r, err := loadgen.Run(b.ctx, loadgen.Config{Addr: s.addr, Clients: b.clients, KeepAlive: m.keepAlive, Duration: b.roundDuration})
-		if err != nil {
-			return 0, 0, err
+	o.addr, o.primed = addr, -1
+	// Keep-alive alone opens too few connections for a backlog to matter.
+	if slices.ContainsFunc(b.modes, func(m connMode) bool { return !m.keepAlive }) {
+		if o.primed, err = b.primePort(addr, port); err != nil {
+			o.err = err
+			return o
 		}
-		if err := b.ctx.Err(); err != nil {
-			return 0, 0, err
-		}
-		return r.Throughput(), r.Failures, s.alive()
+		logf("  primed %s: %d sockets in TIME_WAIT", addr, o.primed)
 	}
 	for round := 1; round <= b.rounds; round++ {
 		for _, m := range b.modes {
-			row := steadyRow{mode: m, round: round}
-			// Alternate which setup goes first, so drift affects both alike.
-			first, second := &row.hot, &row.bare
-			firstS, secondS := hot, bare
-			firstF, secondF := &row.hotFailed, &row.bareFailed
-			if round%2 == 0 {
-				first, second, firstS, secondS, firstF, secondF = second, first, secondS, firstS, secondF, firstF
+			row := steadyRow{mode: m, round: round, hotFirst: round%2 == 1}
+			order := []bool{true, false} // hotcluster?
+			if !row.hotFirst {
+				order = []bool{false, true}
 			}
-			if *first, *firstF, err = measure(firstS, m); err == nil {
-				*second, *secondF, err = measure(secondS, m)
+			for _, hot := range order {
+				sample, err := b.measureSteady(hot, addr, port, m, round)
+				if err != nil {
+					o.err = err
+					return o
+				}
+				if hot {
+					row.hot = sample
+				} else {
+					row.bare = sample
+				}
 			}
-			if err != nil {
-				o.err = err
-				return o
-			}
-			logf("  %s round %d: hotcluster %.0f req/s, bare %.0f req/s", m.name, round, row.hot, row.bare)
+			logf("  %s round %d (%s first): hotcluster %.0f req/s, bare %.0f req/s (warm-up %.0f / %.0f req/s; TIME_WAIT at start %d / %d)",
+				m.name, round, row.firstName(), row.hot.rps, row.bare.rps, row.hot.warmRPS, row.bare.warmRPS, row.hot.timeWait, row.bare.timeWait)
 			o.rows = append(o.rows, row)
 		}
 	}
 	return o
+}
+
+// primeSteps bounds primePort.
+const primeSteps = 10
+
+// primePort sends new-connection load for up to primeSteps times b.warmup to
+// a throwaway server in the driver on addr, until the port's TIME_WAIT count
+// grows by at most 1 % in a step, then stops that server. A fresh port's
+// backlog takes longer than one warm-up to fill; without this, the first
+// measurement would start with a smaller one than the others.
+func (b *bench) primePort(addr string, port int) (int, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return -1, err
+	}
+	srv := &http.Server{
+		Handler:           http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("prime\n")) }),
+		ReadHeaderTimeout: 5 * time.Second,
+	}
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(ln) }()
+	tw := -1
+	for range primeSteps {
+		if _, err = loadgen.Run(b.ctx, loadgen.Config{Addr: addr, Clients: b.clients, Duration: b.warmup}); err != nil {
+			break
+		}
+		if err = b.ctx.Err(); err != nil {
+			break
+		}
+		var n portSockets
+		if n, err = socketsOn(port); err != nil {
+			break
+		}
+		grew := n.timeWait - tw
+		tw = n.timeWait
+		if grew*100 <= tw {
+			break
+		}
+	}
+	_ = srv.Close() // closes the listener and every connection
+	<-served        // returns as soon as the listener is closed
+	if err != nil {
+		return -1, err
+	}
+	return tw, waitRefused(b.ctx, addr, killWait)
+}
+
+func (r steadyRow) firstName() string {
+	if r.hotFirst {
+		return "hotcluster"
+	}
+	return "bare"
+}
+
+// measureSteady starts hotcluster (hot) or the bare hellos on addr once
+// nothing else accepts there, waits until it answers, warms it up for
+// b.warmup in mode m, measures it for b.roundDuration and stops it.
+func (b *bench) measureSteady(hot bool, addr string, port int, m connMode, round int) (sample steadySample, err error) {
+	if err := waitRefused(b.ctx, addr, killWait); err != nil {
+		return sample, err
+	}
+	var s *server
+	if hot {
+		s, err = b.startHotcluster(fmt.Sprintf("steady-%d-%s-hotcluster", round, m.short()), addr, port, nil, nil)
+	} else {
+		s, err = b.startBare(fmt.Sprintf("steady-%d-%s-bare", round, m.short()), addr, port)
+	}
+	if s != nil {
+		// Stop it before the other setup starts on the same port.
+		defer func() { err = errors.Join(err, s.stop(b.stopGrace, b.hello)) }()
+	}
+	if err != nil {
+		return sample, err
+	}
+	warm, err := b.waitServing(s, m)
+	if err != nil {
+		return sample, err
+	}
+	sample.warmRPS = warm.Throughput()
+	sample.timeWait = -1
+	if n, err := socketsOn(port); err == nil {
+		sample.timeWait = n.timeWait
+	}
+	r, err := loadgen.Run(b.ctx, loadgen.Config{Addr: addr, Clients: b.clients, KeepAlive: m.keepAlive, Duration: b.roundDuration})
+	if err != nil {
+		return sample, err
+	}
+	if err := b.ctx.Err(); err != nil {
+		return sample, err
+	}
+	sample.rps, sample.failed = r.Throughput(), r.Failures
+	return sample, s.alive()
 }
 
 func logf(format string, args ...any) {

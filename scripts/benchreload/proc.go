@@ -2,8 +2,10 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"net"
 	"os"
 	"os/exec"
@@ -254,4 +256,76 @@ func freePort() (int, error) {
 	}
 	defer l.Close()
 	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+// portSockets counts the TCP sockets of the driver's network namespace whose
+// local or remote port is a given port.
+type portSockets struct{ listen, timeWait, total int }
+
+// socketsOn reads /proc/net/tcp and /proc/net/tcp6 (absent without IPv6).
+func socketsOn(port int) (portSockets, error) {
+	var n portSockets
+	suffix := []byte(fmt.Sprintf(":%04X", port))
+	for _, file := range []string{"/proc/net/tcp", "/proc/net/tcp6"} {
+		b, err := os.ReadFile(file)
+		if errors.Is(err, fs.ErrNotExist) && file == "/proc/net/tcp6" {
+			continue
+		}
+		if err != nil {
+			return n, err
+		}
+		first := true
+		for line := range bytes.Lines(b) {
+			if first { // the header
+				first = false
+				continue
+			}
+			// "sl local_address rem_address st ...", addresses as HEX:PORT.
+			var f [4][]byte
+			i := 0
+			for field := range bytes.FieldsSeq(line) {
+				f[i] = field
+				if i++; i == len(f) {
+					break
+				}
+			}
+			if i < len(f) || !bytes.HasSuffix(f[1], suffix) && !bytes.HasSuffix(f[2], suffix) {
+				continue
+			}
+			n.total++
+			switch string(f[3]) {
+			case "0A":
+				n.listen++
+			case "06":
+				n.timeWait++
+			}
+		}
+	}
+	return n, nil
+}
+
+// waitRefused waits, up to wait, until a connection to addr is refused: after
+// a server stopped, nothing may still accept on its port before the next one
+// starts there.
+func waitRefused(ctx context.Context, addr string, wait time.Duration) error {
+	deadline := time.Now().Add(wait)
+	d := net.Dialer{Timeout: 500 * time.Millisecond}
+	for {
+		c, err := d.DialContext(ctx, "tcp", addr)
+		if err == nil {
+			c.Close()
+		} else if errors.Is(err, syscall.ECONNREFUSED) {
+			return nil
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		if time.Now().After(deadline) {
+			if err == nil {
+				return fmt.Errorf("%s still accepts connections %v after its server stopped", addr, wait)
+			}
+			return fmt.Errorf("%s: want connection refused, got %w", addr, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 }

@@ -100,10 +100,19 @@ func (r *report) markdown() string {
 
 	if len(r.steady.rows) > 0 || r.steady.err != nil {
 		p("\n## Steady-state throughput\n\n")
-		p("hotcluster with %d workers against %d hello processes started without it (`hello -addr 127.0.0.1:PORT -reuseport`, one SO_REUSEPORT socket each); both run side by side, and each round measures one then the other (alternating which goes first) for %v with %d clients, no reloads.\n\n", b.workers, b.workers, b.roundDuration, b.clients)
+		p("hotcluster with %d workers against %d hello processes started without it (`hello -addr 127.0.0.1:PORT -reuseport`, one SO_REUSEPORT socket each), no reloads, %d clients. ", b.workers, b.workers, b.clients)
+		port := "one port"
+		if r.steady.addr != "" {
+			port = "`" + r.steady.addr + "`"
+		}
+		p("Both run on the same port, %s, chosen for this section alone, and never at once: each round starts one, waits until it answers, warms it up for %v in the round's connection mode (discarded, so that the port's TIME_WAIT backlog builds up alike), measures it for %v and stops it, then does the same with the other; which goes first alternates from round to round (ABBA). ", port, b.warmup, b.roundDuration)
+		if r.steady.primed >= 0 {
+			p("Before the first round, a throwaway server in the driver took new-connection load on the port until its TIME_WAIT count stopped growing (%d sockets), so that the first measurement starts like the others. ", r.steady.primed)
+		}
+		p("*TIME_WAIT* counts the sockets in that state on the port as each measurement started.\n\n")
 		if len(r.steady.rows) > 0 {
-			p("| connections | round | hotcluster req/s | bare req/s | hotcluster / bare | failed (hotcluster / bare) |\n")
-			p("| --- | ---: | ---: | ---: | ---: | ---: |\n")
+			p("| connections | round | order | hotcluster req/s | bare req/s | hotcluster / bare | failed (hotcluster / bare) | TIME_WAIT (hotcluster / bare) |\n")
+			p("| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: |\n")
 			for _, m := range b.modes {
 				var hot, bare float64
 				n := 0
@@ -111,13 +120,18 @@ func (r *report) markdown() string {
 					if row.mode != m {
 						continue
 					}
-					p("| %s | %d | %.0f | %.0f | %s | %d / %d |\n", m.name, row.round, row.hot, row.bare, ratio(row.hot, row.bare), row.hotFailed, row.bareFailed)
-					hot += row.hot
-					bare += row.bare
+					order := "hotcluster, bare"
+					if !row.hotFirst {
+						order = "bare, hotcluster"
+					}
+					p("| %s | %d | %s | %.0f | %.0f | %s | %d / %d | %s / %s |\n", m.name, row.round, order, row.hot.rps, row.bare.rps,
+						ratio(row.hot.rps, row.bare.rps), row.hot.failed, row.bare.failed, count(row.hot.timeWait), count(row.bare.timeWait))
+					hot += row.hot.rps
+					bare += row.bare.rps
 					n++
 				}
 				if n > 0 {
-					p("| %s | **mean** | **%.0f** | **%.0f** | **%s** | |\n", m.name, hot/float64(n), bare/float64(n), ratio(hot, bare))
+					p("| %s | **mean** | | **%.0f** | **%.0f** | **%s** | | |\n", m.name, hot/float64(n), bare/float64(n), ratio(hot, bare))
 				}
 			}
 		}
@@ -148,6 +162,14 @@ func ms(d time.Duration) string {
 		return fmt.Sprintf("%.1f ms", f)
 	}
 	return fmt.Sprintf("%.0f ms", f)
+}
+
+// count formats a count that is -1 when unknown.
+func count(n int) string {
+	if n < 0 {
+		return "?"
+	}
+	return fmt.Sprint(n)
 }
 
 func ratio(a, b float64) string {

@@ -18,17 +18,45 @@ import (
 type server struct {
 	name   string
 	addr   string
+	port   int
 	master *proc   // nil for bare
 	procs  []*proc // what the driver started: the master, or every bare hello
 	pids   map[int]bool
 }
 
-func (b *bench) startHotcluster(name string, extraFlags, helloArgs []string) (*server, error) {
-	port, err := freePort()
-	if err != nil {
-		return nil, err
+// freshAddr returns a loopback address on a port that was free a moment ago,
+// that this driver has not used before, and that no TCP socket (in any state,
+// TIME_WAIT included) uses. Another program could take it before the server
+// binds; the server then fails to start and the scenario reports that.
+func (b *bench) freshAddr() (string, int, error) {
+	const tries = 50
+	for range tries {
+		port, err := freePort()
+		if err != nil {
+			return "", 0, err
+		}
+		if b.ports[port] {
+			continue
+		}
+		n, err := socketsOn(port)
+		if err != nil {
+			return "", 0, err
+		}
+		if n.total > 0 {
+			continue
+		}
+		if b.ports == nil {
+			b.ports = map[int]bool{}
+		}
+		b.ports[port] = true
+		return "127.0.0.1:" + strconv.Itoa(port), port, nil
 	}
-	addr := "127.0.0.1:" + strconv.Itoa(port)
+	return "", 0, fmt.Errorf("no fresh loopback port in %d tries", tries)
+}
+
+// startHotcluster starts hotcluster on addr (from freshAddr) without waiting
+// for it; see waitServing.
+func (b *bench) startHotcluster(name, addr string, port int, extraFlags, helloArgs []string) (*server, error) {
 	argv := []string{b.hotcluster, "run", "--listen", "web=" + addr, "--workers", strconv.Itoa(b.workers)}
 	argv = append(argv, extraFlags...)
 	argv = append(argv, "--", b.hello)
@@ -40,18 +68,18 @@ func (b *bench) startHotcluster(name string, extraFlags, helloArgs []string) (*s
 	if err != nil {
 		return nil, err
 	}
-	s := &server{name: name, addr: addr, master: p, procs: []*proc{p}, pids: map[int]bool{}}
+	s := &server{name: name, addr: addr, port: port, master: p, procs: []*proc{p}, pids: map[int]bool{}}
 	b.track(s)
-	return s, b.waitServing(s)
+	return s, nil
 }
 
-func (b *bench) startBare(name string) (*server, error) {
-	port, err := freePort()
-	if err != nil {
+// startBare starts b.workers hello -reuseport processes on addr without
+// waiting for them; see waitServing.
+func (b *bench) startBare(name, addr string, port int) (*server, error) {
+	if err := b.ctx.Err(); err != nil {
 		return nil, err
 	}
-	addr := "127.0.0.1:" + strconv.Itoa(port)
-	s := &server{name: name, addr: addr, pids: map[int]bool{}}
+	s := &server{name: name, addr: addr, port: port, pids: map[int]bool{}}
 	b.track(s)
 	for i := range b.workers {
 		p, err := startProc(fmt.Sprintf("%s-%d", name, i), b.logDir, []string{b.hello, "-addr", addr, "-reuseport"})
@@ -60,7 +88,7 @@ func (b *bench) startBare(name string) (*server, error) {
 		}
 		s.procs = append(s.procs, p)
 	}
-	return s, b.waitServing(s)
+	return s, nil
 }
 
 // alive returns an error if any process the driver started for s has exited.
@@ -84,43 +112,58 @@ func (s *server) stop(grace time.Duration, helloExe string) error {
 	return errors.Join(errs...)
 }
 
-// waitServing waits, up to b.readyTimeout, until s answers, then warms it up
-// for b.warmup with new connections, recording the worker PIDs that answer.
-func (b *bench) waitServing(s *server) error {
+// waitServing waits, up to b.readyTimeout, until s answers (and, for bare
+// hellos, until every one of them listens), then warms it up for b.warmup
+// with connections of mode warm, recording the worker PIDs that answer. It
+// returns the warm-up's result, which is not part of any measurement.
+func (b *bench) waitServing(s *server, warm connMode) (*loadgen.Result, error) {
 	deadline := time.Now().Add(b.readyTimeout)
 	last := "none"
 	for {
 		if err := s.alive(); err != nil {
-			return err
+			return nil, err
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("%s: no answer from %s within %v (last attempt: %s); log %s",
+			return nil, fmt.Errorf("%s: no answer from %s within %v (last attempt: %s); log %s",
 				s.name, s.addr, b.readyTimeout, last, s.procs[0].logPath)
 		}
 		obs := newObserver(1)
 		r, err := loadgen.Run(b.ctx, loadgen.Config{Addr: s.addr, MaxRequests: 1, Timeout: time.Second, OnResponse: obs.observe})
 		if err != nil {
-			return err
+			return nil, err
 		}
 		if r.Failures == 0 && r.Requests == 1 {
 			maps.Copy(s.pids, obs.merge().pids)
-			break
+			// Bare hellos bind one SO_REUSEPORT socket each: wait for all,
+			// so that none misses the start of the load.
+			if s.master != nil {
+				break
+			}
+			n, err := socketsOn(s.port)
+			if err != nil {
+				return nil, err
+			}
+			if n.listen >= len(s.procs) {
+				break
+			}
+			last = fmt.Sprintf("%d of %d listening", n.listen, len(s.procs))
+		} else {
+			last = fmt.Sprint(r.Errors)
 		}
-		last = fmt.Sprint(r.Errors)
 		if err := sleep(b.ctx, 50*time.Millisecond); err != nil {
-			return err
+			return nil, err
 		}
 	}
 	obs := newObserver(b.clients)
-	r, err := loadgen.Run(b.ctx, loadgen.Config{Addr: s.addr, Clients: b.clients, Duration: b.warmup, OnResponse: obs.observe})
+	r, err := loadgen.Run(b.ctx, loadgen.Config{Addr: s.addr, Clients: b.clients, KeepAlive: warm.keepAlive, Duration: b.warmup, OnResponse: obs.observe})
 	if err != nil {
-		return err
+		return nil, err
 	}
 	maps.Copy(s.pids, obs.merge().pids)
 	if r.Failures > 0 {
-		return fmt.Errorf("%s: %d of %d warm-up requests failed: %v", s.name, r.Failures, r.Requests, r.Errors)
+		return r, fmt.Errorf("%s: %d of %d warm-up requests failed: %v", s.name, r.Failures, r.Requests, r.Errors)
 	}
-	return s.alive()
+	return r, s.alive()
 }
 
 // observer parses hello's answers, "hello pid=<pid> gen=<gen> worker=<id>\n",
