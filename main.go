@@ -13,12 +13,15 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
+	"github.com/hotcluster/hotcluster/devloop"
 	"github.com/hotcluster/hotcluster/handoff"
 	"github.com/hotcluster/hotcluster/signals"
 	"github.com/hotcluster/hotcluster/upgrade"
+	"github.com/hotcluster/hotcluster/watch"
 	"github.com/hotcluster/hotcluster/workers"
 	"github.com/urfave/cli/v2"
 	"golang.org/x/sys/unix"
@@ -101,6 +104,11 @@ remove a worker.`,
 			&cli.StringFlag{Name: "dir", Usage: "working directory of the workers"},
 			&cli.StringFlag{Name: "handoff", Value: "auto", Usage: "how traffic moves between generations: auto (steer TCP/UDP listeners with SO_REUSEPORT and BPF, share what cannot be steered) or shared (one socket for every generation)"},
 			&cli.StringFlag{Name: "pidfile", Usage: "file that holds the master's PID once it serves"},
+			&cli.StringSliceFlag{Name: "watch", Aliases: []string{"w"}, Category: "development", Usage: "`PATH` to watch (recursively) for changes that rebuild and reload, repeatable"},
+			&cli.StringSliceFlag{Name: "ignore", Category: "development", Usage: "`GLOB` of paths not to watch, repeatable (.git, node_modules, editor swap files are always ignored)"},
+			&cli.StringFlag{Name: "ext", Category: "development", Usage: "comma-separated extensions that count as changes, e.g. .go,.html (default: every file)"},
+			&cli.DurationFlag{Name: "debounce", Category: "development", Value: watch.DefaultDebounce, Usage: "quiet time that ends a burst of changes"},
+			&cli.StringFlag{Name: "build", Category: "development", Usage: "shell `COMMAND` run at start and after each burst of changes; {out} is a fresh output path per build, also usable in the worker command"},
 		},
 		Action: runAction,
 	}
@@ -111,6 +119,9 @@ type runConfig struct {
 	pool    workers.Config
 	sockets handoff.Config
 	pidfile string
+	// dev is set in development mode (--watch or --build).
+	dev   *devloop.Config
+	watch watch.Config
 }
 
 func parseRun(c *cli.Context) (*runConfig, error) {
@@ -167,11 +178,44 @@ func parseRun(c *cli.Context) (*runConfig, error) {
 		rc.sockets.Specs = append(rc.sockets.Specs, spec)
 	}
 	rc.pidfile = c.String("pidfile")
+	if c.IsSet("watch") || c.IsSet("build") {
+		rc.dev = &devloop.Config{Build: c.String("build"), Command: argv, Dir: p.Dir}
+		rc.watch = watch.Config{Paths: c.StringSlice("watch"), Ignore: c.StringSlice("ignore"), Debounce: c.Duration("debounce")}
+		if len(rc.watch.Paths) == 0 {
+			rc.watch.Paths = []string{"."}
+		}
+		if p.Dir != "" {
+			for i, w := range rc.watch.Paths {
+				if !filepath.IsAbs(w) {
+					rc.watch.Paths[i] = filepath.Join(p.Dir, w)
+				}
+			}
+		}
+		if e := c.String("ext"); e != "" {
+			rc.watch.Exts = strings.Split(e, ",")
+		}
+		if c.Duration("debounce") <= 0 {
+			return nil, usagef("--debounce %s: want a positive duration such as 100ms", c.Duration("debounce"))
+		}
+		// A dev server that cannot start yet waits for the next change.
+		p.KeepGoing = true
+		if strings.Contains(argv[0], devloop.Placeholder) {
+			return &rc, nil // resolved after each build
+		}
+	} else if c.IsSet("ignore") || c.IsSet("ext") {
+		return nil, usagef("--ignore and --ext need --watch")
+	}
 	// Before anything is bound: a typo in the command must not cost a port.
 	if p.Command.Path, err = workers.ResolveCommand(argv[0], p.Dir); err != nil {
 		return nil, err
 	}
 	return &rc, nil
+}
+
+// useColor: colours on a terminal, unless NO_COLOR is set (no-color.org).
+func useColor() bool {
+	_, set := os.LookupEnv("NO_COLOR")
+	return !set && devloop.IsTerminal(2)
 }
 
 // parseSignal accepts TERM, SIGTERM or 15.
@@ -195,6 +239,14 @@ func runAction(c *cli.Context) error {
 		return err
 	}
 	closeOnExecInherited()
+	rc.pool.Color = useColor()
+	var loop *devloop.Loop
+	if rc.dev != nil {
+		rc.dev.Color = rc.pool.Color
+		// The first generation comes from the first build.
+		rc.pool.Command = workers.Command{}
+		rc.pool.OnEvent = func(e workers.Event) { loop.Event(e) }
+	}
 	upg, err := upgrade.New(upgrade.Config{PIDFile: rc.pidfile})
 	if err != nil {
 		return err
@@ -214,6 +266,19 @@ func runAction(c *cli.Context) error {
 		return err
 	}
 	logger := pool.Logger()
+	var watcher *watch.Watcher
+	if rc.dev != nil {
+		rc.dev.Log = logger
+		if loop, err = devloop.New(*rc.dev, pool); err != nil {
+			return &usageError{err}
+		}
+		defer loop.Close()
+		rc.watch.IgnorePaths = append(rc.watch.IgnorePaths, loop.OutDir())
+		if watcher, err = watch.New(rc.watch); err != nil {
+			return err
+		}
+		defer watcher.Close()
+	}
 	if socks != nil {
 		for _, l := range socks.Listeners() {
 			mode := l.Mode.String()
@@ -226,17 +291,56 @@ func runAction(c *cli.Context) error {
 
 	ctx, cancel := context.WithCancel(c.Context)
 	defer cancel()
+	// The development loop (watcher, builds, keyboard) stops as soon as a
+	// stop is asked for; the pool then drains.
+	devCtx, devCancel := context.WithCancel(ctx)
+	defer devCancel()
+	var devWG sync.WaitGroup
+	if loop != nil {
+		devWG.Add(3)
+		go func() {
+			defer devWG.Done()
+			if err := watcher.Run(devCtx); err != nil {
+				logger.Printf("watcher stopped: %v", err)
+			}
+		}()
+		go func() {
+			defer devWG.Done()
+			for ch := range watcher.Changes() {
+				loop.Changed(ch.Files)
+			}
+		}()
+		go func() {
+			defer devWG.Done()
+			loop.Run(devCtx)
+		}()
+		if devloop.IsTerminal(0) {
+			logger.Printf("watching for changes; type r + Enter to rebuild")
+			devWG.Add(1)
+			go func() {
+				defer devWG.Done()
+				devloop.ReadKeys(devCtx, 0, loop.Trigger)
+			}()
+		}
+	}
 	sigDone := make(chan struct{})
 	go func() {
 		defer close(sigDone)
 		signals.Run(ctx, func(in signals.Intent) {
 			switch in {
 			case signals.Reload:
+				if loop != nil {
+					logger.Printf("SIGHUP: rebuild and reload")
+					loop.Trigger()
+					return
+				}
 				logger.Printf("SIGHUP: reload")
 				pool.Reload()
 			case signals.Stop:
+				devCancel()
 				pool.Stop()
 			case signals.ForceStop:
+				devCancel()
 				pool.ForceStop()
 			case signals.ScaleUp:
 				pool.Scale(+1)
@@ -261,6 +365,7 @@ func runAction(c *cli.Context) error {
 	}()
 	err = pool.Run(ctx)
 	cancel()
+	devWG.Wait()
 	<-sigDone
 	<-readyDone
 	if err == nil {

@@ -146,3 +146,29 @@ func roleSilent() int {
 }
 
 func init() { roles["silent"] = roleSilent }
+
+// roleDevApp stands for a program built by a development build: the build
+// writes a message file to {out}, passed as the argument, and the worker
+// serves its content.
+func roleDevApp() int {
+	msg, err := os.ReadFile(os.Args[1])
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	ln, err := child.Listen("", "tcp", "127.0.0.1:0")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintf(w, "msg=%s gen=%d\n", strings.TrimSpace(string(msg)), child.Generation())
+	})}
+	if err := child.ServeHTTP(context.Background(), srv, ln, child.Options{}); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	return 0
+}
+
+func init() { roles["devapp"] = roleDevApp }
