@@ -84,30 +84,54 @@ func bindSock(network, addr string, reuseport bool) (*sock, string, error) {
 		// Workers close their copies; the file must stay until the master
 		// stops for good (see Sockets.Close).
 		ln.(*net.UnixListener).SetUnlinkOnClose(false)
-		return sockOf(ln.(*net.UnixListener), ln), addr, nil
+		so, err := sockOf(ln.(*net.UnixListener), ln)
+		return so, addr, err
 	case "udp", "udp4", "udp6":
 		pc, err := lc.ListenPacket(ctx, network, addr)
 		if err != nil {
 			return nil, "", err
 		}
-		return sockOf(pc.(*net.UDPConn), pc), pc.LocalAddr().String(), nil
+		so, err := sockOf(pc.(*net.UDPConn), pc)
+		return so, pc.LocalAddr().String(), err
 	default:
 		ln, err := lc.Listen(ctx, network, addr)
 		if err != nil {
 			return nil, "", err
 		}
-		return sockOf(ln.(*net.TCPListener), ln), ln.Addr().String(), nil
+		so, err := sockOf(ln.(*net.TCPListener), ln)
+		return so, ln.Addr().String(), err
 	}
 }
 
-func sockOf(sc syscall.Conn, c interface{ Close() error }) *sock {
+// sockOf takes a bare duplicate of a socket net made, and closes net's
+// copy, which removes it from the netpoller; the socket itself lives on in
+// the duplicate (see sock).
+func sockOf(sc syscall.Conn, c interface{ Close() error }) (*sock, error) {
+	defer c.Close()
 	rc, err := sc.SyscallConn()
 	if err != nil {
-		// net's own sockets always have one.
-		panic(err)
+		return nil, err
 	}
-	return &sock{rc: rc, c: c}
+	var nfd int
+	var derr error
+	if err := rc.Control(func(fd uintptr) {
+		nfd, derr = unix.FcntlInt(fd, unix.F_DUPFD_CLOEXEC, 0)
+	}); err != nil {
+		return nil, err
+	}
+	if derr != nil {
+		return nil, fmt.Errorf("dup: %w", derr)
+	}
+	return &sock{rc: rawFD(nfd), c: rawFD(nfd)}, nil
 }
+
+// rawFD is a descriptor outside the netpoller; only Control and Close work.
+type rawFD int
+
+func (fd rawFD) Control(f func(uintptr)) error  { f(uintptr(fd)); return nil }
+func (fd rawFD) Read(func(uintptr) bool) error  { return errors.ErrUnsupported }
+func (fd rawFD) Write(func(uintptr) bool) error { return errors.ErrUnsupported }
+func (fd rawFD) Close() error                   { return unix.Close(int(fd)) }
 
 // removeStale removes a unix socket file that nobody listens on any more,
 // as left by a master that was killed.
