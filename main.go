@@ -359,7 +359,7 @@ func runAction(c *cli.Context) error {
 			if err := upg.Ready(); err != nil {
 				logger.Printf("%v", err)
 			}
-			logger.Printf("serving (master pid %d, %d workers)", os.Getpid(), rc.pool.Workers)
+			logger.Printf("serving (master pid %d)", os.Getpid())
 		case <-pool.Done():
 		}
 	}()

@@ -411,7 +411,7 @@ func (p *Pool) handleRequest(r request) {
 			return
 		}
 		p.size++
-		p.log.Printf("scale up to %d workers", p.size)
+		p.log.Printf("scale up to %s", workersN(p.size))
 		p.reconcile()
 	case reqScaleDown:
 		if p.stopping {
@@ -422,7 +422,7 @@ func (p *Pool) handleRequest(r request) {
 			return
 		}
 		p.size--
-		p.log.Printf("scale down to %d workers", p.size)
+		p.log.Printf("scale down to %s", workersN(p.size))
 		p.reconcile()
 	case reqStop:
 		p.stop(false)
@@ -438,7 +438,7 @@ func (p *Pool) startGeneration() {
 	p.gens[g.num] = g
 	p.pending = g
 	if g.num > 1 {
-		p.log.Printf("gen %d: starting %d workers", g.num, g.size)
+		p.log.Printf("gen %d: starting %s", g.num, workersN(g.size))
 	}
 	for slot := 0; slot < g.size; slot++ {
 		w, err := p.startWorker(g, slot)
@@ -596,7 +596,7 @@ func (p *Pool) activated(g *generation, err error) {
 	old := p.current
 	p.current = g
 	took := time.Since(g.started)
-	p.log.Printf("gen %d ready in %s (%d workers)", g.num, took.Round(time.Millisecond), len(g.workers))
+	p.log.Printf("gen %d ready in %s (%s)", g.num, took.Round(time.Millisecond), workersN(len(g.workers)))
 	p.emit(Event{Kind: GenReady, Gen: g.num, Command: g.cmd, Took: took})
 	if old != nil {
 		p.drainGeneration(old)
@@ -753,7 +753,7 @@ func (p *Pool) stop(force bool) {
 	if !p.stopping {
 		p.stopping = true
 		if !force {
-			p.log.Printf("stopping: draining %d workers (--drain-timeout %s)", p.live(), p.cfg.DrainTimeout)
+			p.log.Printf("stopping: draining %s (--drain-timeout %s)", workersN(p.live()), p.cfg.DrainTimeout)
 		}
 	}
 	if p.activating != nil {
@@ -775,7 +775,7 @@ func (p *Pool) stop(force bool) {
 		}
 	}
 	if force {
-		p.log.Printf("stopping now: killed %d workers", p.live())
+		p.log.Printf("stopping now: killed %s", workersN(p.live()))
 	}
 }
 
@@ -792,4 +792,11 @@ func sortedSlots(m map[int]*worker) []int {
 	}
 	sort.Ints(s)
 	return s
+}
+
+func workersN(n int) string {
+	if n == 1 {
+		return "1 worker"
+	}
+	return fmt.Sprintf("%d workers", n)
 }
