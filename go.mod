@@ -4,6 +4,7 @@ go 1.26.0
 
 require (
 	github.com/cloudflare/tableflip v1.2.3
+	github.com/coreos/go-systemd/v22 v22.7.0
 	github.com/fsnotify/fsnotify v1.10.1
 	github.com/urfave/cli/v2 v2.27.7
 	golang.org/x/sys v0.50.0

@@ -20,6 +20,7 @@ import (
 	"github.com/hotcluster/hotcluster/devloop"
 	"github.com/hotcluster/hotcluster/handoff"
 	"github.com/hotcluster/hotcluster/signals"
+	"github.com/hotcluster/hotcluster/systemd"
 	"github.com/hotcluster/hotcluster/upgrade"
 	"github.com/hotcluster/hotcluster/watch"
 	"github.com/hotcluster/hotcluster/workers"
@@ -241,11 +242,17 @@ func runAction(c *cli.Context) error {
 	closeOnExecInherited()
 	rc.pool.Color = useColor()
 	var loop *devloop.Loop
+	sd := newServiceState(systemd.NewNotifier())
+	rc.pool.OnEvent = func(e workers.Event) {
+		if loop != nil {
+			loop.Event(e)
+		}
+		sd.event(e)
+	}
 	if rc.dev != nil {
 		rc.dev.Color = rc.pool.Color
 		// The first generation comes from the first build.
 		rc.pool.Command = workers.Command{}
-		rc.pool.OnEvent = func(e workers.Event) { loop.Event(e) }
 	}
 	upg, err := upgrade.New(upgrade.Config{PIDFile: rc.pidfile})
 	if err != nil {
@@ -323,6 +330,12 @@ func runAction(c *cli.Context) error {
 			}()
 		}
 	}
+	sd.log = logger
+	sdDone := make(chan struct{})
+	go func() {
+		defer close(sdDone)
+		sd.run(ctx)
+	}()
 	sigDone := make(chan struct{})
 	go func() {
 		defer close(sigDone)
@@ -338,6 +351,7 @@ func runAction(c *cli.Context) error {
 				pool.Reload()
 			case signals.Stop:
 				devCancel()
+				sd.stopping(rc.pool.DrainTimeout)
 				pool.Stop()
 			case signals.ForceStop:
 				devCancel()
@@ -366,6 +380,7 @@ func runAction(c *cli.Context) error {
 	err = pool.Run(ctx)
 	cancel()
 	devWG.Wait()
+	<-sdDone
 	<-sigDone
 	<-readyDone
 	if err == nil {

@@ -74,6 +74,13 @@ func startMaster(t *testing.T, workerRole string, args ...string) *master {
 // master.
 func startCommand(t *testing.T, args []string, command ...string) *master {
 	t.Helper()
+	return startCommandEnv(t, nil, args, command...)
+}
+
+// startCommandEnv is startCommand with env added to the master's
+// environment.
+func startCommandEnv(t *testing.T, env []string, args []string, command ...string) *master {
+	t.Helper()
 	self, err := os.Executable()
 	if err != nil {
 		t.Fatal(err)
@@ -84,7 +91,7 @@ func startCommand(t *testing.T, args []string, command ...string) *master {
 	cmd.Args = full
 	// The race detector sleeps a second at exit by default: every drained
 	// worker would take that long.
-	cmd.Env = append(os.Environ(), roleEnv+"=master", "GORACE=atexit_sleep_ms=0")
+	cmd.Env = append(append(os.Environ(), roleEnv+"=master", "GORACE=atexit_sleep_ms=0"), env...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	stderr, err := cmd.StderrPipe()
 	if err != nil {

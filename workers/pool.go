@@ -93,8 +93,10 @@ type EventKind int
 
 // The events reported to Config.OnEvent.
 const (
+	// GenStarting: the generation's workers are being started.
+	GenStarting EventKind = iota + 1
 	// GenReady: the generation serves; Took is from its start.
-	GenReady EventKind = iota + 1
+	GenReady
 	// GenFailed: the generation never served; Err says why.
 	GenFailed
 	// GenDone: every worker of the generation has exited.
@@ -107,6 +109,8 @@ type Event struct {
 	Gen  uint64
 	// Command is the generation's command.
 	Command Command
+	// Workers is the generation's size (GenStarting, GenReady).
+	Workers int
 	Took    time.Duration
 	Err     string
 }
@@ -440,6 +444,7 @@ func (p *Pool) startGeneration() {
 	if g.num > 1 {
 		p.log.Printf("gen %d: starting %s", g.num, workersN(g.size))
 	}
+	p.emit(Event{Kind: GenStarting, Gen: g.num, Command: g.cmd, Workers: g.size})
 	for slot := 0; slot < g.size; slot++ {
 		w, err := p.startWorker(g, slot)
 		if err != nil {
@@ -597,7 +602,7 @@ func (p *Pool) activated(g *generation, err error) {
 	p.current = g
 	took := time.Since(g.started)
 	p.log.Printf("gen %d ready in %s (%s)", g.num, took.Round(time.Millisecond), workersN(len(g.workers)))
-	p.emit(Event{Kind: GenReady, Gen: g.num, Command: g.cmd, Took: took})
+	p.emit(Event{Kind: GenReady, Gen: g.num, Command: g.cmd, Workers: len(g.workers), Took: took})
 	if old != nil {
 		p.drainGeneration(old)
 	}

@@ -1,0 +1,102 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"log"
+	"strings"
+	"time"
+
+	"github.com/hotcluster/hotcluster/systemd"
+	"github.com/hotcluster/hotcluster/workers"
+)
+
+// serviceState turns the worker group's events into systemd notifications.
+// The pool calls event from its own goroutine, which must not block on the
+// service manager: messages queue here and one goroutine (run) sends them.
+type serviceState struct {
+	n       *systemd.Notifier
+	log     *log.Logger
+	msgs    chan func() error
+	serving uint64 // generation serving; touched by event only
+}
+
+func newServiceState(n *systemd.Notifier) *serviceState {
+	return &serviceState{n: n, msgs: make(chan func() error, 64)}
+}
+
+func (s *serviceState) queue(f func() error) {
+	if !s.n.Enabled() {
+		return
+	}
+	select {
+	case s.msgs <- f:
+	default:
+		// The service manager is not reading; a later message supersedes.
+	}
+}
+
+// event maps a pool event to the notify protocol (see DESIGN.md, systemd):
+// READY=1 once the first generation serves; RELOADING=1 when a later one
+// starts and READY=1 when it serves or failed, with the reason in STATUS=.
+func (s *serviceState) event(e workers.Event) {
+	switch e.Kind {
+	case workers.GenStarting:
+		if s.serving != 0 {
+			st := fmt.Sprintf("reloading: gen %d starting, gen %d serving", e.Gen, s.serving)
+			s.queue(func() error { return s.n.Reloading(st) })
+		}
+	case workers.GenReady:
+		s.serving = e.Gen
+		st := fmt.Sprintf("serving gen %d with %d workers", e.Gen, e.Workers)
+		s.queue(func() error { return s.n.Ready(st) })
+	case workers.GenFailed:
+		// The reason's first line; the worker's output follows in the log.
+		why, _, _ := strings.Cut(e.Err, "\n")
+		e.Err = why
+		if s.serving != 0 {
+			st := fmt.Sprintf("reload failed: gen %d %s; gen %d keeps serving", e.Gen, e.Err, s.serving)
+			s.queue(func() error { return s.n.Ready(st) })
+		} else {
+			st := fmt.Sprintf("gen %d failed: %s", e.Gen, e.Err)
+			s.queue(func() error { return s.n.Status(st) })
+		}
+	}
+}
+
+// stopping says the master drains and may take drain to do so.
+func (s *serviceState) stopping(drain time.Duration) {
+	s.queue(func() error { return s.n.Stopping("stopping: draining workers", drain) })
+}
+
+// run sends queued messages and the watchdog until ctx ends, then the
+// messages still queued.
+func (s *serviceState) run(ctx context.Context) {
+	wd := make(chan struct{})
+	go func() {
+		defer close(wd)
+		if err := s.n.Watchdog(ctx); err != nil {
+			s.log.Printf("%v", err)
+		}
+	}()
+	defer func() { <-wd }()
+	for {
+		select {
+		case f := <-s.msgs:
+			if err := f(); err != nil {
+				s.log.Printf("%v", err)
+			}
+		case <-ctx.Done():
+			for {
+				select {
+				case f := <-s.msgs:
+					if err := f(); err != nil {
+						s.log.Printf("%v", err)
+					}
+				default:
+					return
+				}
+			}
+		}
+	}
+}
