@@ -41,8 +41,8 @@ func servedMsg(t *testing.T, addr string) string {
 }
 
 // startDev runs the test binary's devapp role in development mode on dir,
-// with build as the build command; TMPDIR is private to the test, so that
-// every file hotcluster makes can be seen.
+// with build as the build command. It returns the master's TMPDIR, private
+// to the test, so that every file hotcluster makes can be seen.
 func startDev(t *testing.T, dir, build string, extra ...string) (*master, string) {
 	t.Helper()
 	self, err := os.Executable()
@@ -50,13 +50,13 @@ func startDev(t *testing.T, dir, build string, extra ...string) (*master, string
 		t.Fatal(err)
 	}
 	tmp := t.TempDir()
-	t.Setenv("TMPDIR", tmp) // inherited by the master started below
 	args := append([]string{"--env", roleEnv + "=devapp", "--workers", "2", "--listen", "web=127.0.0.1:0",
 		"--watch", dir, "--dir", dir, "--build", build}, extra...)
-	return startCommand(t, args, self, "{out}"), tmp
+	return startCommandEnv(t, []string{"TMPDIR=" + tmp, "XDG_RUNTIME_DIR=" + tmp}, args, self, "{out}"), tmp
 }
 
 func TestDevEditSwapsGenerationsWithoutFailures(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	msg := filepath.Join(dir, "msg.txt")
 	writeAtomic(t, msg, "one")
@@ -79,6 +79,7 @@ func TestDevEditSwapsGenerationsWithoutFailures(t *testing.T) {
 }
 
 func TestDevRealGoBuild(t *testing.T) {
+	t.Parallel()
 	if _, err := exec.LookPath("go"); err != nil {
 		t.Skipf("no go toolchain here: %v", err)
 	}
@@ -140,6 +141,7 @@ func main() {
 }
 
 func TestDevIgnoredAndBurstChanges(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	msg := filepath.Join(dir, "msg.txt")
 	writeAtomic(t, msg, "one")
@@ -179,6 +181,7 @@ func TestDevIgnoredAndBurstChanges(t *testing.T) {
 }
 
 func TestDevChangeDuringSlowBuildServesNewest(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	msg := filepath.Join(dir, "msg.txt")
 	writeAtomic(t, msg, "one")
@@ -200,6 +203,7 @@ func TestDevChangeDuringSlowBuildServesNewest(t *testing.T) {
 }
 
 func TestDevInterruptLeavesNothingBehind(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	msg := filepath.Join(dir, "msg.txt")
 	writeAtomic(t, msg, "one")

@@ -91,7 +91,11 @@ func startCommandEnv(t *testing.T, env []string, args []string, command ...strin
 	cmd.Args = full
 	// The race detector sleeps a second at exit by default: every drained
 	// worker would take that long.
-	cmd.Env = append(append(os.Environ(), roleEnv+"=master", "GORACE=atexit_sleep_ms=0"), env...)
+	// Everything the master makes (notify sockets, build outputs) goes to a
+	// directory of this test, gone with it even when the master was killed.
+	tmp := t.TempDir()
+	cmd.Env = append(append(os.Environ(), roleEnv+"=master", "GORACE=atexit_sleep_ms=0",
+		"TMPDIR="+tmp, "XDG_RUNTIME_DIR="+tmp), env...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
@@ -116,11 +120,19 @@ func startCommandEnv(t *testing.T, env []string, args []string, command ...strin
 		close(m.done)
 	}()
 	t.Cleanup(func() {
+		// A graceful stop first, so that the master cleans up as a user's
+		// would; killed only if it does not exit in time.
 		select {
 		case <-m.done:
 		default:
-			syscall.Kill(m.pid, syscall.SIGKILL)
-			<-m.done
+			syscall.Kill(m.pid, syscall.SIGTERM)
+			select {
+			case <-m.done:
+			case <-time.After(testTimeout / 2):
+				t.Errorf("master still running %s after SIGTERM; killing it", testTimeout/2)
+				syscall.Kill(m.pid, syscall.SIGKILL)
+				<-m.done
+			}
 		}
 		if t.Failed() {
 			t.Logf("master output:\n%s", strings.Join(m.output(), "\n"))
