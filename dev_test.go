@@ -187,7 +187,7 @@ func TestDevChangeDuringSlowBuildServesNewest(t *testing.T) {
 	writeAtomic(t, msg, "one")
 	// The build copies the message, then takes its time: a change during
 	// that time supersedes it.
-	m, _ := startDev(t, dir, `cp msg.txt {out} && if [ "$(cat msg.txt)" = slow ]; then sleep 30; fi`)
+	m, _ := startDev(t, dir, `cp msg.txt {out} && if [ "$(cat {out})" = slow ]; then sleep 30; fi`)
 	addr := m.listenAddr("web")
 	m.waitLine(0, `gen 1 ready in`)
 	writeAtomic(t, msg, "slow")
@@ -207,7 +207,7 @@ func TestDevInterruptLeavesNothingBehind(t *testing.T) {
 	dir := t.TempDir()
 	msg := filepath.Join(dir, "msg.txt")
 	writeAtomic(t, msg, "one")
-	m, tmp := startDev(t, dir, `cp msg.txt {out} && if [ "$(cat msg.txt)" = slow ]; then sleep 300; fi`)
+	m, tmp := startDev(t, dir, `cp msg.txt {out} && if [ "$(cat {out})" = slow ]; then sleep 300; fi`)
 	m.waitLine(0, `gen 1 ready in`)
 	writeAtomic(t, msg, "slow")
 	m.waitLine(0, `building \(1 file changed: msg.txt\)`)

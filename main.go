@@ -73,7 +73,7 @@ func newApp() *cli.App {
 		OnUsageError: func(_ *cli.Context, err error, _ bool) error {
 			return &usageError{err}
 		},
-		Commands: []*cli.Command{runCommand()},
+		Commands: []*cli.Command{runCommand(), unitCommand()},
 	}
 }
 
@@ -260,8 +260,9 @@ func runAction(c *cli.Context) error {
 	}
 	defer upg.Stop()
 	rc.sockets.Store = upg
+	rc.sockets.Inherited = systemd.Listeners()
 	var socks *handoff.Sockets
-	if len(rc.sockets.Specs) > 0 {
+	if len(rc.sockets.Specs) > 0 || len(rc.sockets.Inherited) > 0 {
 		if socks, err = handoff.Open(rc.sockets); err != nil {
 			return err
 		}
@@ -293,6 +294,9 @@ func runAction(c *cli.Context) error {
 				mode += ": " + l.Why
 			}
 			logger.Printf("listening on %s as %s (%s)", l.Addr, l.Spec.Name, mode)
+		}
+		for _, name := range socks.Unused() {
+			logger.Printf("closed socket %q from the service manager: no --listen matches its name or address", name)
 		}
 	}
 

@@ -89,13 +89,23 @@ func startCommandEnv(t *testing.T, env []string, args []string, command ...strin
 	full = append(append(full, "--"), command...)
 	cmd := exec.Command(self)
 	cmd.Args = full
-	// The race detector sleeps a second at exit by default: every drained
-	// worker would take that long.
-	// Everything the master makes (notify sockets, build outputs) goes to a
-	// directory of this test, gone with it even when the master was killed.
+	cmd.Env = append(append(os.Environ(), masterEnv(t)...), env...)
+	return startMasterCmd(t, cmd)
+}
+
+// masterEnv is what every test master gets: its role, and a private
+// temporary directory for what it makes (notify sockets, build outputs),
+// gone with the test even when the master was killed. The race detector
+// would sleep a second at each exit, delaying every drained worker.
+func masterEnv(t *testing.T) []string {
 	tmp := t.TempDir()
-	cmd.Env = append(append(os.Environ(), roleEnv+"=master", "GORACE=atexit_sleep_ms=0",
-		"TMPDIR="+tmp, "XDG_RUNTIME_DIR="+tmp), env...)
+	return []string{roleEnv + "=master", "GORACE=atexit_sleep_ms=0", "TMPDIR=" + tmp, "XDG_RUNTIME_DIR=" + tmp}
+}
+
+// startMasterCmd starts cmd, a master (maybe behind a wrapper that execs
+// it), in its own process group, and collects its output.
+func startMasterCmd(t *testing.T, cmd *exec.Cmd) *master {
+	t.Helper()
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
@@ -283,3 +293,5 @@ func eventually(t *testing.T, what string, cond func() bool) {
 }
 
 var _ = context.Background
+
+func regexpQuote(s string) string { return regexp.QuoteMeta(s) }

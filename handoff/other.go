@@ -16,3 +16,19 @@ func (l *listener) grow() error                                   { return errNo
 func (l *listener) steer(k int) error                             { return errNotSupported }
 func (l *listener) quiesce(ctx context.Context, so *sock) error   { return errNotSupported }
 func dupFile(rc syscall.RawConn, name string) (*os.File, error)   { return nil, errNotSupported }
+
+type inherited struct {
+	spec Spec
+	used bool
+}
+
+func describeInherited(files []*os.File) ([]*inherited, error) {
+	if len(files) > 0 {
+		return nil, errNotSupported
+	}
+	return nil, nil
+}
+func matchInherited(in []*inherited, spec Spec) *inherited { return nil }
+func adoptListener(spec Spec, in *inherited, forceShared bool) (*listener, error) {
+	return nil, errNotSupported
+}

@@ -53,7 +53,12 @@ type Config struct {
 	// survives an upgrade.
 	Store Store
 	// Shared forces the shared-socket mode for every listener.
-	Shared       bool
+	Shared bool
+	// Inherited are sockets handed in by the service manager (socket
+	// activation), each named by its file name (LISTEN_FDNAMES). One that
+	// matches a Spec by name, or else by address, is used instead of
+	// binding; Open closes them all (it keeps duplicates of those it uses).
+	Inherited    []*os.File
 	QuietTimeout time.Duration
 	Grace        time.Duration
 }
@@ -68,6 +73,7 @@ type Sockets struct {
 	holders map[uint64]int // generation -> index in each steered group
 	active  int            // index the selectors point to
 	closed  bool
+	unused  []string
 }
 
 // sock is one socket the master holds, as a bare close-on-exec descriptor
@@ -81,10 +87,11 @@ type sock struct {
 }
 
 type listener struct {
-	spec  Spec
-	mode  Mode
-	addr  string  // resolved, e.g. with the port chosen for :0
-	socks []*sock // steered: the group, by index; shared: one socket
+	spec    Spec
+	mode    Mode
+	adopted bool    // handed in by the service manager
+	addr    string  // resolved, e.g. with the port chosen for :0
+	socks   []*sock // steered: the group, by index; shared: one socket
 	// why is the reason a listener fell back to shared mode, for the log.
 	why string
 }
@@ -99,22 +106,52 @@ func Open(cfg Config) (*Sockets, error) {
 		cfg.Grace = DefaultGrace
 	}
 	s := &Sockets{cfg: cfg, holders: make(map[uint64]int)}
+	inherited, err := describeInherited(cfg.Inherited)
+	if err != nil {
+		closeAll(cfg.Inherited)
+		return nil, err
+	}
+	specs := cfg.Specs
+	if len(specs) == 0 {
+		// No --listen: serve every socket systemd handed in.
+		for _, in := range inherited {
+			specs = append(specs, in.spec)
+		}
+	}
 	seen := make(map[string]bool)
-	for _, spec := range cfg.Specs {
+	for _, spec := range specs {
 		if seen[spec.Name] {
 			s.Close(true)
+			closeAll(cfg.Inherited)
 			return nil, fmt.Errorf("listen %s: name %q is used twice; give each --listen its own NAME=", spec, spec.Name)
 		}
 		seen[spec.Name] = true
-		l, err := openListener(spec, cfg.Shared)
+		var l *listener
+		var err error
+		if in := matchInherited(inherited, spec); in != nil {
+			l, err = adoptListener(spec, in, cfg.Shared)
+		} else {
+			l, err = openListener(spec, cfg.Shared)
+		}
 		if err != nil {
 			s.Close(true)
+			closeAll(cfg.Inherited)
 			return nil, err
 		}
 		s.ls = append(s.ls, l)
 	}
+	for _, in := range inherited {
+		if !in.used {
+			s.unused = append(s.unused, in.spec.Name)
+		}
+	}
+	closeAll(cfg.Inherited)
 	return s, nil
 }
+
+// Unused names the sockets handed in by the service manager that no
+// --listen matched; they were closed.
+func (s *Sockets) Unused() []string { return s.unused }
 
 // Persist stores every socket in Config.Store, for a master about to hand
 // over to an upgraded one. It is not done earlier because the store keeps
@@ -233,7 +270,13 @@ func (s *Sockets) assignLocked(gen uint64) (int, error) {
 		}
 		for len(l.socks) <= k {
 			if err := l.grow(); err != nil {
-				return 0, err
+				if !l.adopted {
+					return 0, err
+				}
+				// systemd made the socket, maybe as another user: the
+				// kernel only lets the same user join its group.
+				l.mode, l.why = Shared, fmt.Sprintf("cannot add sockets to the group of systemd's socket: %v", err)
+				break
 			}
 		}
 	}
@@ -324,7 +367,7 @@ func (s *Sockets) Close(unlink bool) {
 		for _, so := range l.socks {
 			so.c.Close()
 		}
-		if unlink && l.spec.Network == "unix" && l.spec.Addr[0] != '@' {
+		if unlink && !l.adopted && l.spec.Network == "unix" && l.spec.Addr[0] != '@' {
 			os.Remove(l.spec.Addr)
 		}
 	}

@@ -18,6 +18,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/coreos/go-systemd/v22/activation"
 	"github.com/coreos/go-systemd/v22/daemon"
 )
 
@@ -105,4 +106,11 @@ func (n *Notifier) Watchdog(ctx context.Context) error {
 		case <-t.C:
 		}
 	}
+}
+
+// Listeners returns the sockets the service manager handed in (socket
+// activation: LISTEN_FDS for this PID), named by LISTEN_FDNAMES, and unsets
+// those variables. The caller owns the files.
+func Listeners() []*os.File {
+	return activation.Files(true)
 }

@@ -1,0 +1,137 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"github.com/hotcluster/hotcluster/unitfile"
+	"github.com/urfave/cli/v2"
+)
+
+func unitCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "unit",
+		Usage:     "print a systemd .service (and with --socket, .socket) unit for a `hotcluster run` command line",
+		ArgsUsage: "-- RUN-FLAGS... -- COMMAND [ARG...]",
+		Description: `Example:
+
+   hotcluster unit --name myapp --socket -- --listen web=:8080 --workers 4 -- /srv/app/server --flag
+
+prints myapp.service (and myapp.socket) on standard output, each preceded by a
+"# file: NAME" line; --out DIR writes them into DIR instead.`,
+		OnUsageError: func(_ *cli.Context, err error, _ bool) error { return &usageError{err} },
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "name", Required: true, Usage: "unit base `NAME`: NAME.service, NAME.socket"},
+			&cli.BoolFlag{Name: "socket", Usage: "also a .socket unit per --listen: systemd binds, hotcluster inherits"},
+			&cli.StringFlag{Name: "exec", Usage: "absolute path of the hotcluster binary in the unit (default: this one)"},
+			&cli.StringFlag{Name: "user", Usage: "User= of the service"},
+			&cli.StringFlag{Name: "group", Usage: "Group= of the service"},
+			&cli.StringFlag{Name: "description", Usage: "Description= of the service"},
+			&cli.StringFlag{Name: "out", Usage: "write the units into `DIR` (e.g. /etc/systemd/system) instead of printing them"},
+		},
+		Action: unitAction,
+	}
+}
+
+func unitAction(c *cli.Context) error {
+	runArgs := c.Args().Slice()
+	if len(runArgs) == 0 {
+		return usagef("no run arguments: give them after --, e.g. hotcluster unit --name app -- --listen :8080 -- /srv/app/server")
+	}
+	// Parse them exactly as `hotcluster run` would, so a unit never holds a
+	// command line that run refuses.
+	var rc *runConfig
+	parse := runCommand()
+	parse.Action = func(rctx *cli.Context) error {
+		var err error
+		rc, err = parseRun(rctx)
+		return err
+	}
+	app := &cli.App{Name: "hotcluster", Commands: []*cli.Command{parse}, DisableSliceFlagSeparator: true,
+		ExitErrHandler: func(*cli.Context, error) {}, Writer: os.Stderr, ErrWriter: os.Stderr,
+		OnUsageError: func(_ *cli.Context, err error, _ bool) error { return &usageError{err} }}
+	if err := app.RunContext(c.Context, append([]string{"hotcluster", "run"}, runArgs...)); err != nil {
+		return fmt.Errorf("run arguments: %w", err)
+	}
+	if rc == nil {
+		return usagef("run arguments: nothing to run")
+	}
+	exe := c.String("exec")
+	if exe == "" {
+		var err error
+		if exe, err = os.Executable(); err != nil {
+			return fmt.Errorf("find this binary: %w (give --exec)", err)
+		}
+	}
+	o := unitfile.Options{
+		Name: c.String("name"), Description: c.String("description"), Exec: exe, RunArgs: runArgs,
+		WorkingDirectory: rc.pool.Dir, User: c.String("user"), Group: c.String("group"),
+		DrainTimeout: rc.pool.DrainTimeout, ReadyTimeout: rc.pool.ReadyTimeout,
+	}
+	type file struct{ name, text string }
+	var files []file
+	if c.Bool("socket") {
+		specs := rc.sockets.Specs
+		if len(specs) == 0 {
+			return usagef("--socket needs at least one --listen in the run arguments")
+		}
+		for _, s := range specs {
+			name := o.Name
+			if len(specs) > 1 {
+				name = o.Name + "-" + s.Name
+			}
+			o.SocketUnits = append(o.SocketUnits, name+".socket")
+			so := o
+			so.Name = name
+			so.ServiceUnit = o.Name + ".service"
+			so.Listen = []unitfile.Listen{{Name: s.Name, Network: s.Network, Addr: s.Addr}}
+			text, err := unitfile.Socket(so)
+			if err != nil {
+				return &usageError{err}
+			}
+			files = append(files, file{name + ".socket", text})
+		}
+	}
+	text, err := unitfile.Service(o)
+	if err != nil {
+		return &usageError{err}
+	}
+	files = append([]file{{o.Name + ".service", text}}, files...)
+	dir := c.String("out")
+	for _, f := range files {
+		if dir == "" {
+			fmt.Fprintf(c.App.Writer, "# file: %s\n%s\n", f.name, f.text)
+			continue
+		}
+		if err := writeFileAtomic(filepath.Join(dir, f.name), []byte(f.text)); err != nil {
+			return err
+		}
+		fmt.Fprintf(c.App.ErrWriter, "wrote %s\n", filepath.Join(dir, f.name))
+	}
+	return nil
+}
+
+// writeFileAtomic never leaves a half-written unit behind.
+func writeFileAtomic(path string, data []byte) error {
+	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
+	if err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	_, werr := tmp.Write(data)
+	cerr := tmp.Close()
+	if err := errors.Join(werr, cerr); err != nil {
+		os.Remove(tmp.Name())
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	if err := os.Chmod(tmp.Name(), 0o644); err != nil {
+		os.Remove(tmp.Name())
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	if err := os.Rename(tmp.Name(), path); err != nil {
+		os.Remove(tmp.Name())
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	return nil
+}
