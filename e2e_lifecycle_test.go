@@ -66,6 +66,9 @@ func TestKilledMasterLeavesNoWorkerAndFreesThePort(t *testing.T) {
 	if len(pids) != 3 {
 		t.Fatalf("gen 2 workers %v, want 3", pids)
 	}
+	if n := m.count(`CONTRACT .* pdeathsig=9 `); n != 6 {
+		t.Errorf("%d of 6 workers have SIGKILL as parent-death signal", n)
+	}
 	m.signal(syscall.SIGKILL)
 	m.wait()
 	start := time.Now()

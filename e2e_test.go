@@ -47,7 +47,7 @@ func TestWorkerContract(t *testing.T) {
 		}
 		seen[slot] = true
 		for k, want := range map[string]string{
-			"LISTEN_PID": c["pid"], "pgid": c["pid"], "LISTEN_FDS": "2", "LISTEN_FDNAMES": "web:api",
+			"LISTEN_PID": c["pid"], "pgid": c["pid"], "pdeathsig": "9", "LISTEN_FDS": "2", "LISTEN_FDNAMES": "web:api",
 			"HOTCLUSTER_GENERATION": "1", "HOTCLUSTER_WORKERS": "2", "HOTCLUSTER_SHIM": "",
 			"EXTRA": "a,b=c", "fd3": web, "fd4": api, "fd3nonblock": "true", "fd4nonblock": "true",
 			"cwd": dir,

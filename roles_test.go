@@ -7,10 +7,12 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"runtime"
 	"strconv"
 	"strings"
 	"syscall"
 	"time"
+	"unsafe"
 
 	"github.com/hotcluster/hotcluster/child"
 	"golang.org/x/sys/unix"
@@ -25,11 +27,21 @@ var roles = map[string]func() int{
 	"never-ready-from-gen2": roleNeverReadyFromGen2,
 }
 
+// Worker roles run on the main thread, the one whose parent-death signal
+// the worker contract sets (prctl's setting is per thread).
+func init() {
+	if r := os.Getenv(roleEnv); r != "" && r != "master" {
+		runtime.LockOSThread()
+	}
+}
+
 // reportContract prints, before the library consumes the environment, what
 // the worker inherited: one line the tests parse.
 func reportContract() {
 	var b strings.Builder
-	fmt.Fprintf(&b, "CONTRACT pid=%d pgid=%d", os.Getpid(), syscall.Getpgrp())
+	var pdeathsig int32
+	unix.Prctl(unix.PR_GET_PDEATHSIG, uintptr(unsafe.Pointer(&pdeathsig)), 0, 0, 0)
+	fmt.Fprintf(&b, "CONTRACT pid=%d pgid=%d pdeathsig=%d", os.Getpid(), syscall.Getpgrp(), pdeathsig)
 	for _, k := range []string{"LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES", "NOTIFY_SOCKET",
 		"HOTCLUSTER_WORKER_ID", "HOTCLUSTER_GENERATION", "HOTCLUSTER_WORKERS", "HOTCLUSTER_SHIM", "EXTRA"} {
 		fmt.Fprintf(&b, " %s=%s", k, os.Getenv(k))

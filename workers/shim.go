@@ -3,11 +3,25 @@ package workers
 import (
 	"fmt"
 	"os"
+	"runtime"
 	"strconv"
 	"syscall"
 
 	"github.com/hotcluster/hotcluster/internal/protocol"
+	"golang.org/x/sys/unix"
 )
+
+// The parent-death signal is a property of one thread, and execve from a
+// thread other than the leader makes that thread the process: a shim that
+// execs from another thread would lose the SIGKILL the master's death must
+// send (workers outliving a SIGKILLed master were seen in tests). So the
+// shim's main goroutine keeps the main thread, and ExecShim sets the signal
+// again on the thread that execs.
+func init() {
+	if IsShim() {
+		runtime.LockOSThread()
+	}
+}
 
 // shimArg0 is argv[0] of the shim, visible in ps for the instant it lives.
 const shimArg0 = "hotcluster-shim"
@@ -32,6 +46,16 @@ func ExecShim() int {
 		os.Setenv(protocol.EnvListenPID, strconv.Itoa(os.Getpid()))
 	}
 	path, argv := os.Args[1], os.Args[2:]
+	runtime.LockOSThread()
+	master := os.Getppid()
+	if err := unix.Prctl(unix.PR_SET_PDEATHSIG, uintptr(syscall.SIGKILL), 0, 0, 0); err != nil {
+		fmt.Fprintf(os.Stderr, "hotcluster-shim: set parent-death signal: %v\n", err)
+		return 127
+	}
+	if os.Getppid() != master || master == 1 {
+		// The master died before the signal was armed.
+		return 127
+	}
 	err := syscall.Exec(path, argv, os.Environ())
 	fmt.Fprintf(os.Stderr, "hotcluster-shim: exec %s: %v\n", path, err)
 	return 127
