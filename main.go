@@ -240,25 +240,36 @@ func runAction(c *cli.Context) error {
 		return err
 	}
 	closeOnExecInherited()
+	// An upgrade re-executes os.Args[0]: make it the binary's real path, as
+	// resolved now, whatever the shell or systemd called it.
+	if exe, err := os.Executable(); err == nil {
+		os.Args[0] = exe
+	}
 	rc.pool.Color = useColor()
 	var loop *devloop.Loop
 	sd := newServiceState(systemd.NewNotifier())
+	var bu *binaryUpgrade
 	rc.pool.OnEvent = func(e workers.Event) {
 		if loop != nil {
 			loop.Event(e)
 		}
 		sd.event(e)
+		bu.event(e)
 	}
 	if rc.dev != nil {
 		rc.dev.Color = rc.pool.Color
 		// The first generation comes from the first build.
 		rc.pool.Command = workers.Command{}
 	}
-	upg, err := upgrade.New(upgrade.Config{PIDFile: rc.pidfile})
+	upg, err := upgrade.New(upgrade.Config{PIDFile: rc.pidfile, UpgradeTimeout: rc.pool.ReadyTimeout + handoff.DefaultQuietTimeout})
 	if err != nil {
 		return err
 	}
 	defer upg.Stop()
+	bu = newBinaryUpgrade(upg)
+	if err := bu.takeOver(rc); err != nil {
+		return err
+	}
 	rc.sockets.Store = upg
 	rc.sockets.Inherited = systemd.Listeners()
 	var socks *handoff.Sockets
@@ -266,7 +277,9 @@ func runAction(c *cli.Context) error {
 		if socks, err = handoff.Open(rc.sockets); err != nil {
 			return err
 		}
-		defer socks.Close(true)
+		// After a successful upgrade the new master serves the unix
+		// socket files: they must stay.
+		defer func() { socks.Close(!bu.done.Load()) }()
 		rc.pool.Sockets = socks
 	}
 	pool, err := workers.New(rc.pool)
@@ -274,6 +287,7 @@ func runAction(c *cli.Context) error {
 		return err
 	}
 	logger := pool.Logger()
+	bu.log = logger
 	var watcher *watch.Watcher
 	if rc.dev != nil {
 		rc.dev.Log = logger
@@ -335,6 +349,25 @@ func runAction(c *cli.Context) error {
 		}
 	}
 	sd.log = logger
+	upgradeDone := make(chan struct{})
+	go func() {
+		defer close(upgradeDone)
+		bu.run(ctx, socks, func(pid int) {
+			sd.handedOver(pid)
+			devCancel()
+			pool.Stop()
+		})
+	}()
+	if upg.HasParent() && socks != nil {
+		// The previous master's sockets are free once it has exited.
+		devWG.Add(1)
+		go func() {
+			defer devWG.Done()
+			if upg.WaitForParent(ctx) == nil {
+				socks.ReleasePrevious()
+			}
+		}()
+	}
 	sdDone := make(chan struct{})
 	go func() {
 		defer close(sdDone)
@@ -365,7 +398,7 @@ func runAction(c *cli.Context) error {
 			case signals.ScaleDown:
 				pool.Scale(-1)
 			case signals.Upgrade:
-				logger.Printf("SIGUSR2: binary upgrade is not implemented yet; ignoring")
+				bu.request()
 			}
 		})
 	}()
@@ -374,7 +407,7 @@ func runAction(c *cli.Context) error {
 		defer close(readyDone)
 		select {
 		case <-pool.Ready():
-			if err := upg.Ready(); err != nil {
+			if err := bu.announce(); err != nil {
 				logger.Printf("%v", err)
 			}
 			logger.Printf("serving (master pid %d)", os.Getpid())
@@ -384,6 +417,7 @@ func runAction(c *cli.Context) error {
 	err = pool.Run(ctx)
 	cancel()
 	devWG.Wait()
+	<-upgradeDone
 	<-sdDone
 	<-sigDone
 	<-readyDone

@@ -52,7 +52,10 @@ type master struct {
 	cmd  *exec.Cmd
 	pid  int
 	done chan struct{} // closed when the process was waited for
-	err  error         // its exit, once done
+	// eof is closed when every process holding the master's stderr (after an
+	// upgrade, the masters that followed it) has exited.
+	eof chan struct{}
+	err error // its exit, once done
 
 	mu    sync.Mutex
 	lines []string
@@ -106,18 +109,33 @@ func masterEnv(t *testing.T) []string {
 // it), in its own process group, and collects its output.
 func startMasterCmd(t *testing.T, cmd *exec.Cmd) *master {
 	t.Helper()
+	// Its own process group, which the masters that an upgrade starts
+	// share: cleanup stops them all.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	stderr, err := cmd.StderrPipe()
+	// A pipe of our own rather than StderrPipe, so that the master is
+	// waited for (and reaped) when it exits, not when the last process
+	// holding its stderr does.
+	r, w, err := os.Pipe()
 	if err != nil {
 		t.Fatal(err)
 	}
+	cmd.Stderr = w
 	cmd.Stdout = os.Stdout
-	if err := cmd.Start(); err != nil {
+	err = cmd.Start()
+	w.Close()
+	if err != nil {
+		r.Close()
 		t.Fatal(err)
 	}
-	m := &master{t: t, cmd: cmd, pid: cmd.Process.Pid, done: make(chan struct{}), cond: make(chan struct{})}
+	m := &master{t: t, cmd: cmd, pid: cmd.Process.Pid, done: make(chan struct{}), eof: make(chan struct{}), cond: make(chan struct{})}
 	go func() {
-		sc := bufio.NewScanner(stderr)
+		m.err = cmd.Wait()
+		close(m.done)
+	}()
+	go func() {
+		defer close(m.eof)
+		defer r.Close()
+		sc := bufio.NewScanner(r)
 		sc.Buffer(make([]byte, 1<<20), 1<<20)
 		for sc.Scan() {
 			m.mu.Lock()
@@ -126,24 +144,23 @@ func startMasterCmd(t *testing.T, cmd *exec.Cmd) *master {
 			m.cond = make(chan struct{})
 			m.mu.Unlock()
 		}
-		m.err = cmd.Wait()
-		close(m.done)
 	}()
 	t.Cleanup(func() {
-		// A graceful stop first, so that the master cleans up as a user's
-		// would; killed only if it does not exit in time.
+		// A graceful stop first, so that the masters clean up as a user's
+		// would; killed only if they do not exit in time.
 		select {
-		case <-m.done:
+		case <-m.eof:
 		default:
-			syscall.Kill(m.pid, syscall.SIGTERM)
+			syscall.Kill(-m.pid, syscall.SIGTERM)
 			select {
-			case <-m.done:
+			case <-m.eof:
 			case <-time.After(testTimeout / 2):
 				t.Errorf("master still running %s after SIGTERM; killing it", testTimeout/2)
-				syscall.Kill(m.pid, syscall.SIGKILL)
-				<-m.done
+				syscall.Kill(-m.pid, syscall.SIGKILL)
+				<-m.eof
 			}
 		}
+		<-m.done
 		if t.Failed() {
 			t.Logf("master output:\n%s", strings.Join(m.output(), "\n"))
 		}
@@ -176,19 +193,16 @@ func (m *master) waitLine(from int, re string) ([]string, int) {
 		m.mu.Unlock()
 		select {
 		case <-cond:
-		case <-m.done:
-			m.mu.Lock()
-			n := len(m.lines)
-			m.mu.Unlock()
-			if n == len(m.output()) {
-				// Check the last lines once more, then give up.
-				for i := from; i < n; i++ {
-					if sm := rx.FindStringSubmatch(m.output()[i]); sm != nil {
-						return sm, i + 1
-					}
+		case <-m.eof:
+			// Every line is in: check them once more, then give up.
+			lines := m.output()
+			for i := from; i < len(lines); i++ {
+				if sm := rx.FindStringSubmatch(lines[i]); sm != nil {
+					return sm, i + 1
 				}
-				m.t.Fatalf("master exited (%v) before printing a line matching %q", m.err, re)
 			}
+			<-m.done
+			m.t.Fatalf("master exited (%v) before printing a line matching %q", m.err, re)
 		case <-deadline.C:
 			m.t.Fatalf("no line matching %q within %s", re, testTimeout)
 		}

@@ -64,6 +64,12 @@ func (s *serviceState) event(e workers.Event) {
 	}
 }
 
+// handedOver names the new master after an upgrade, before this one
+// drains and exits (systemd then follows the new main PID).
+func (s *serviceState) handedOver(pid int) {
+	s.queue(func() error { return s.n.MainPID(pid) })
+}
+
 // stopping says the master drains and may take drain to do so.
 func (s *serviceState) stopping(drain time.Duration) {
 	s.queue(func() error { return s.n.Stopping("stopping: draining workers", drain) })

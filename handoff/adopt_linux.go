@@ -143,7 +143,11 @@ func adoptListener(spec Spec, in *inherited, forceShared bool) (*listener, error
 	}
 	if l.mode == Steered {
 		// New sockets of the group bind the same address, in the same family.
-		l.spec.Network = in.spec.Network
+		l.network = in.spec.Network
 	}
 	return l, nil
+}
+
+func getReusePort(fd int) (int, error) {
+	return unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_REUSEPORT)
 }

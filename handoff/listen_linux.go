@@ -156,7 +156,11 @@ func removeStale(path string) error {
 
 // grow adds a socket to the group.
 func (l *listener) grow() error {
-	so, _, err := bindSock(l.spec.Network, l.addr, true)
+	network := l.network
+	if network == "" {
+		network = l.spec.Network
+	}
+	so, _, err := bindSock(network, l.addr, true)
 	if err != nil {
 		return listenError(l.spec, fmt.Errorf("add socket %d to the group: %w", len(l.socks), err))
 	}

@@ -32,3 +32,13 @@ func matchInherited(in []*inherited, spec Spec) *inherited { return nil }
 func adoptListener(spec Spec, in *inherited, forceShared bool) (*listener, error) {
 	return nil, errNotSupported
 }
+
+func getReusePort(fd int) (int, error)             { return 0, errNotSupported }
+func socketSpec(fd int, name string) (Spec, error) { return Spec{}, errNotSupported }
+func sockOf(sc syscall.Conn, c interface{ Close() error }) (*sock, error) {
+	return nil, errNotSupported
+}
+
+type rawFD int
+
+func (fd rawFD) Close() error { return errNotSupported }

@@ -54,6 +54,9 @@ type Config struct {
 	Store Store
 	// Shared forces the shared-socket mode for every listener.
 	Shared bool
+	// Previous, for a master started by an upgrade, says which sockets
+	// (taken from Store) the previous master's workers hold.
+	Previous *Previous
 	// Inherited are sockets handed in by the service manager (socket
 	// activation), each named by its file name (LISTEN_FDNAMES). One that
 	// matches a Spec by name, or else by address, is used instead of
@@ -87,7 +90,12 @@ type sock struct {
 }
 
 type listener struct {
-	spec    Spec
+	// spec is as configured; it names the sockets in the Store.
+	spec Spec
+	// network binds new sockets of a steered group: that of socket 0,
+	// which may be more precise than spec's (tcp4 for a socket from
+	// systemd bound to an IPv4 address).
+	network string
 	mode    Mode
 	adopted bool    // handed in by the service manager
 	addr    string  // resolved, e.g. with the port chosen for :0
@@ -128,7 +136,12 @@ func Open(cfg Config) (*Sockets, error) {
 		seen[spec.Name] = true
 		var l *listener
 		var err error
-		if in := matchInherited(inherited, spec); in != nil {
+		if cfg.Previous != nil {
+			l, err = s.takeOver(spec)
+		}
+		if l != nil || err != nil {
+			// Kept from the previous master.
+		} else if in := matchInherited(inherited, spec); in != nil {
 			l, err = adoptListener(spec, in, cfg.Shared)
 		} else {
 			l, err = openListener(spec, cfg.Shared)
@@ -146,7 +159,98 @@ func Open(cfg Config) (*Sockets, error) {
 		}
 	}
 	closeAll(cfg.Inherited)
+	if p := cfg.Previous; p != nil {
+		// The previous master's workers hold these until it has drained.
+		s.active = p.Active
+		for _, k := range p.Held {
+			s.holders[PreviousMaster-uint64(k)] = k
+		}
+	}
 	return s, nil
+}
+
+// PreviousMaster is the generation number under which Open records the
+// sockets a previous master's workers hold (counting down per socket);
+// Release it once that master has exited.
+const PreviousMaster = ^uint64(0)
+
+// Previous describes what a previous master's workers hold, for a master
+// started by an upgrade.
+type Previous struct {
+	// Active is the socket index the selectors point to.
+	Active int
+	// Held are the indexes held by its generations.
+	Held []int
+}
+
+// Handover describes this master's sockets for the master an upgrade
+// starts; see Config.Previous.
+func (s *Sockets) Handover() Previous {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	p := Previous{Active: s.active}
+	seen := map[int]bool{}
+	for _, k := range s.holders {
+		if !seen[k] {
+			seen[k] = true
+			p.Held = append(p.Held, k)
+		}
+	}
+	return p
+}
+
+// ReleasePrevious frees the sockets of a previous master that has exited.
+func (s *Sockets) ReleasePrevious() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for gen := range s.holders {
+		if gen > PreviousMaster-1024 {
+			delete(s.holders, gen)
+		}
+	}
+}
+
+// takeOver adopts the sockets a previous master stored for spec, or
+// returns nil when it stored none.
+func (s *Sockets) takeOver(spec Spec) (*listener, error) {
+	var l *listener
+	for i := 0; ; i++ {
+		f, err := s.cfg.Store.File(storeName(spec, i))
+		if err != nil {
+			return nil, err
+		}
+		if f == nil {
+			break
+		}
+		so, err := sockOf(f, f)
+		if err != nil {
+			return nil, fmt.Errorf("listen %s: socket %d from the previous master: %w", spec, i, err)
+		}
+		if l == nil {
+			l = &listener{spec: spec, mode: Steered, adopted: spec.Network == "unix"}
+		}
+		l.socks = append(l.socks, so)
+	}
+	if l == nil {
+		return nil, nil
+	}
+	fd := int(l.socks[0].c.(rawFD))
+	got, err := socketSpec(fd, spec.Name)
+	if err != nil {
+		return nil, fmt.Errorf("listen %s: socket from the previous master: %w", spec, err)
+	}
+	l.addr = got.Addr
+	if reuse, _ := getReusePort(fd); spec.Network == "unix" || reuse == 0 {
+		l.mode, l.why = Shared, "kept from the previous master"
+		if spec.Network == "unix" {
+			l.why = "unix socket"
+		}
+	} else if len(l.socks) == 1 && s.cfg.Shared {
+		l.mode, l.why = Shared, "--handoff shared"
+	} else {
+		l.network = got.Network
+	}
+	return l, nil
 }
 
 // Unused names the sockets handed in by the service manager that no

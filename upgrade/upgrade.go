@@ -14,9 +14,11 @@
 package upgrade
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"os"
+	"time"
 
 	"github.com/cloudflare/tableflip"
 )
@@ -29,6 +31,9 @@ type Config struct {
 	// PIDFile, when set, names a file that always holds the PID of the live
 	// master: written when the master becomes ready.
 	PIDFile string
+	// UpgradeTimeout bounds how long a new master may take to be ready;
+	// default tableflip.DefaultUpgradeTimeout (1 minute).
+	UpgradeTimeout time.Duration
 }
 
 // Upgrader stores the master's sockets. It is safe for concurrent use.
@@ -38,7 +43,7 @@ type Upgrader struct {
 
 // New creates the process's only Upgrader; a second call fails.
 func New(cfg Config) (*Upgrader, error) {
-	tf, err := tableflip.New(tableflip.Options{PIDFile: cfg.PIDFile})
+	tf, err := tableflip.New(tableflip.Options{PIDFile: cfg.PIDFile, UpgradeTimeout: cfg.UpgradeTimeout})
 	if errors.Is(err, tableflip.ErrNotSupported) {
 		return nil, ErrNotSupported
 	}
@@ -83,3 +88,20 @@ func (u *Upgrader) Ready() error {
 // Stop closes every stored socket and prevents further upgrades. Safe to call
 // more than once.
 func (u *Upgrader) Stop() { u.tf.Stop() }
+
+// Upgrade starts the current binary again (os.Args) with the stored
+// sockets, and returns once the new process called Ready, or with why it
+// did not: it exited, or was not ready within the timeout. It refuses
+// while a previous master of this one has not exited yet.
+func (u *Upgrader) Upgrade() error {
+	if err := u.tf.Upgrade(); err != nil {
+		return fmt.Errorf("upgrade: %w", err)
+	}
+	return nil
+}
+
+// WaitForParent blocks until the master that started this one by an
+// upgrade has exited, or ctx ends.
+func (u *Upgrader) WaitForParent(ctx context.Context) error {
+	return u.tf.WaitForParent(ctx)
+}

@@ -142,6 +142,9 @@ type Config struct {
 	// RuntimeDir is where the private directory of notify sockets is made;
 	// default $XDG_RUNTIME_DIR, else the system's temporary directory.
 	RuntimeDir string
+	// FirstGeneration numbers the first generation (default 1): a master
+	// started by an upgrade continues its predecessor's numbers.
+	FirstGeneration uint64
 	// KeepGoing keeps Run going when the first generation fails (the
 	// development loop waits for the next build); by default Run returns
 	// the failure.
@@ -258,6 +261,7 @@ func New(cfg Config) (*Pool, error) {
 		gens:    make(map[uint64]*generation),
 		crashes: make(map[int]int),
 		cmd:     cfg.Command,
+		gen:     max(cfg.FirstGeneration, 1) - 1,
 	}, nil
 }
 
@@ -438,10 +442,11 @@ func (p *Pool) handleRequest(r request) {
 // startGeneration forks a new generation of p.size workers.
 func (p *Pool) startGeneration() {
 	p.gen++
+	first := p.current == nil
 	g := &generation{num: p.gen, size: p.size, cmd: p.cmd, started: time.Now(), workers: make(map[int]*worker)}
 	p.gens[g.num] = g
 	p.pending = g
-	if g.num > 1 {
+	if !first {
 		p.log.Printf("gen %d: starting %s", g.num, workersN(g.size))
 	}
 	p.emit(Event{Kind: GenStarting, Gen: g.num, Command: g.cmd, Workers: g.size})

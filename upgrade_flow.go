@@ -1,0 +1,185 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"log"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync/atomic"
+
+	"github.com/hotcluster/hotcluster/handoff"
+	"github.com/hotcluster/hotcluster/upgrade"
+	"github.com/hotcluster/hotcluster/workers"
+)
+
+// envUpgrade carries, from a master to the one its upgrade starts, what the
+// sockets alone do not say: the generation numbers so far, which sockets
+// its workers hold, and where the new master writes its PID (for MAINPID=).
+const envUpgrade = "HOTCLUSTER_UPGRADE"
+
+// upgradeState is the content of envUpgrade.
+type upgradeState struct {
+	gen     uint64
+	prev    handoff.Previous
+	pidfile string
+}
+
+func (u upgradeState) String() string {
+	held := make([]string, len(u.prev.Held))
+	for i, k := range u.prev.Held {
+		held[i] = strconv.Itoa(k)
+	}
+	return fmt.Sprintf("gen=%d;active=%d;held=%s;pidfile=%s", u.gen, u.prev.Active, strings.Join(held, ","), u.pidfile)
+}
+
+func parseUpgradeState(s string) (upgradeState, error) {
+	var u upgradeState
+	for _, kv := range strings.Split(s, ";") {
+		k, v, _ := strings.Cut(kv, "=")
+		var err error
+		switch k {
+		case "gen":
+			u.gen, err = strconv.ParseUint(v, 10, 64)
+		case "active":
+			u.prev.Active, err = strconv.Atoi(v)
+		case "held":
+			for _, h := range strings.Split(v, ",") {
+				if h == "" {
+					continue
+				}
+				n, herr := strconv.Atoi(h)
+				if herr != nil {
+					err = herr
+				}
+				u.prev.Held = append(u.prev.Held, n)
+			}
+		case "pidfile":
+			u.pidfile = v
+		}
+		if err != nil {
+			return u, fmt.Errorf("%s %q: %s: %w", envUpgrade, s, k, err)
+		}
+	}
+	return u, nil
+}
+
+// binaryUpgrade runs hotcluster's own binary upgrade (SIGUSR2) for one
+// master: the old side (Upgrade) and the new side (takeOver, announce).
+type binaryUpgrade struct {
+	upg  *upgrade.Upgrader
+	log  *log.Logger
+	gen  atomic.Uint64 // newest generation started, from the pool's events
+	done atomic.Bool   // a new master took over
+	reqs chan struct{}
+	// pidfile is where this master, started by an upgrade, writes its PID
+	// for the previous one.
+	pidfile string
+}
+
+func newBinaryUpgrade(upg *upgrade.Upgrader) *binaryUpgrade {
+	return &binaryUpgrade{upg: upg, reqs: make(chan struct{}, 1)}
+}
+
+// takeOver reads what the previous master passed, if this master was
+// started by an upgrade.
+func (b *binaryUpgrade) takeOver(rc *runConfig) error {
+	s := os.Getenv(envUpgrade)
+	os.Unsetenv(envUpgrade)
+	if !b.upg.HasParent() || s == "" {
+		return nil
+	}
+	u, err := parseUpgradeState(s)
+	if err != nil {
+		return err
+	}
+	rc.sockets.Previous = &u.prev
+	rc.pool.FirstGeneration = u.gen + 1
+	b.pidfile = u.pidfile
+	return nil
+}
+
+// event follows the generation numbers.
+func (b *binaryUpgrade) event(e workers.Event) {
+	if e.Kind == workers.GenStarting {
+		b.gen.Store(e.Gen)
+	}
+}
+
+// request asks for an upgrade; one already asked for absorbs it.
+func (b *binaryUpgrade) request() {
+	select {
+	case b.reqs <- struct{}{}:
+	default:
+	}
+}
+
+// announce tells the previous master that this one serves.
+func (b *binaryUpgrade) announce() error {
+	if b.pidfile != "" {
+		if err := os.WriteFile(b.pidfile, []byte(strconv.Itoa(os.Getpid())), 0o600); err != nil {
+			return fmt.Errorf("upgrade: tell the previous master our PID: %w", err)
+		}
+	}
+	return b.upg.Ready()
+}
+
+// run performs requested upgrades until ctx ends. On success it calls
+// handedOver with the new master's PID, once.
+func (b *binaryUpgrade) run(ctx context.Context, socks *handoff.Sockets, handedOver func(pid int)) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-b.reqs:
+		}
+		if b.done.Load() {
+			continue
+		}
+		pid, err := b.once(socks)
+		if err != nil {
+			b.log.Printf("upgrade failed: %v; this master (pid %d) keeps serving", err, os.Getpid())
+			continue
+		}
+		b.done.Store(true)
+		b.log.Printf("upgraded: master pid %d took over; draining this master's workers", pid)
+		handedOver(pid)
+		return
+	}
+}
+
+func (b *binaryUpgrade) once(socks *handoff.Sockets) (int, error) {
+	b.log.Printf("SIGUSR2: upgrading to %s", os.Args[0])
+	if _, err := os.Stat(os.Args[0]); err != nil {
+		return 0, fmt.Errorf("new binary: %w", err)
+	}
+	dir, err := os.MkdirTemp("", "hotcluster-upgrade-")
+	if err != nil {
+		return 0, fmt.Errorf("upgrade: %w", err)
+	}
+	defer os.RemoveAll(dir)
+	u := upgradeState{gen: b.gen.Load(), pidfile: filepath.Join(dir, "pid")}
+	if socks != nil {
+		if err := socks.Persist(); err != nil {
+			return 0, err
+		}
+		u.prev = socks.Handover()
+	}
+	os.Setenv(envUpgrade, u.String())
+	err = b.upg.Upgrade()
+	os.Unsetenv(envUpgrade)
+	if err != nil {
+		return 0, err
+	}
+	data, err := os.ReadFile(u.pidfile)
+	if err != nil {
+		return 0, fmt.Errorf("the new master did not say its PID: %w", err)
+	}
+	pid, err := strconv.Atoi(string(data))
+	if err != nil {
+		return 0, fmt.Errorf("the new master's PID %q: %w", data, err)
+	}
+	return pid, nil
+}
