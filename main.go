@@ -104,7 +104,8 @@ remove a worker.`,
 			&cli.StringSliceFlag{Name: "env", Aliases: []string{"e"}, Usage: "`K=V` added to the workers' environment, repeatable"},
 			&cli.StringFlag{Name: "dir", Usage: "working directory of the workers"},
 			&cli.StringFlag{Name: "handoff", Value: "auto", Usage: "how traffic moves between generations: auto (steer TCP/UDP listeners with SO_REUSEPORT and BPF, share what cannot be steered) or shared (one socket for every generation)"},
-			&cli.StringFlag{Name: "pidfile", Usage: "file that holds the master's PID once it serves"},
+			&cli.StringFlag{Name: "pidfile", Usage: "file that always holds the PID of the live master (written once it serves, also after an upgrade)"},
+			&cli.DurationFlag{Name: "upgrade-timeout", Usage: "a new master (SIGUSR2) not serving by then is killed and the old one keeps serving (default: --ready-timeout + 5s)"},
 			&cli.StringSliceFlag{Name: "watch", Aliases: []string{"w"}, Category: "development", Usage: "`PATH` to watch (recursively) for changes that rebuild and reload, repeatable"},
 			&cli.StringSliceFlag{Name: "ignore", Category: "development", Usage: "`GLOB` of paths not to watch, repeatable (.git, node_modules, editor swap files are always ignored)"},
 			&cli.StringFlag{Name: "ext", Category: "development", Usage: "comma-separated extensions that count as changes, e.g. .go,.html (default: every file)"},
@@ -120,6 +121,8 @@ type runConfig struct {
 	pool    workers.Config
 	sockets handoff.Config
 	pidfile string
+	// upgradeTimeout bounds a binary upgrade.
+	upgradeTimeout time.Duration
 	// dev is set in development mode (--watch or --build).
 	dev   *devloop.Config
 	watch watch.Config
@@ -179,6 +182,13 @@ func parseRun(c *cli.Context) (*runConfig, error) {
 		rc.sockets.Specs = append(rc.sockets.Specs, spec)
 	}
 	rc.pidfile = c.String("pidfile")
+	rc.upgradeTimeout = c.Duration("upgrade-timeout")
+	if rc.upgradeTimeout < 0 {
+		return nil, usagef("--upgrade-timeout %s: want a positive duration", rc.upgradeTimeout)
+	}
+	if rc.upgradeTimeout == 0 {
+		rc.upgradeTimeout = p.ReadyTimeout + handoff.DefaultQuietTimeout
+	}
 	if c.IsSet("watch") || c.IsSet("build") {
 		rc.dev = &devloop.Config{Build: c.String("build"), Command: argv, Dir: p.Dir}
 		rc.watch = watch.Config{Paths: c.StringSlice("watch"), Ignore: c.StringSlice("ignore"), Debounce: c.Duration("debounce")}
@@ -261,7 +271,7 @@ func runAction(c *cli.Context) error {
 		// The first generation comes from the first build.
 		rc.pool.Command = workers.Command{}
 	}
-	upg, err := upgrade.New(upgrade.Config{PIDFile: rc.pidfile, UpgradeTimeout: rc.pool.ReadyTimeout + handoff.DefaultQuietTimeout})
+	upg, err := upgrade.New(upgrade.Config{PIDFile: rc.pidfile, UpgradeTimeout: rc.upgradeTimeout})
 	if err != nil {
 		return err
 	}

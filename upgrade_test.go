@@ -79,13 +79,17 @@ func (m *master) stopAt(pid int) {
 
 func TestUpgradeUnderLoadLosesNothing(t *testing.T) {
 	t.Parallel()
-	m, _ := startCopiedMaster(t, "plain", "--workers", "2", "--listen", "web=127.0.0.1:0")
+	pidfile := filepath.Join(t.TempDir(), "master.pid")
+	m, _ := startCopiedMaster(t, "plain", "--workers", "2", "--listen", "web=127.0.0.1:0", "--pidfile", pidfile)
 	addr := m.listenAddr("web")
 	m.waitLine(0, `gen 1 ready in`)
 	stop := load(t, loadgen.Config{Addr: addr, Clients: 8})
 	pid, next := m.pid, 0
 	for i := 0; i < 3; i++ {
 		pid, next = m.upgrade(pid, next)
+		if b, err := os.ReadFile(pidfile); err != nil || string(b) != strconv.Itoa(pid)+"\n" && string(b) != strconv.Itoa(pid) {
+			t.Errorf("--pidfile holds %q (%v) after upgrade %d, want %d", b, err, i+1, pid)
+		}
 	}
 	// Reloads still work on the new master, and numbers go on.
 	syscall.Kill(pid, syscall.SIGHUP)
