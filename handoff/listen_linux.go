@@ -112,17 +112,26 @@ func sockOf(sc syscall.Conn, c interface{ Close() error }) (*sock, error) {
 	if err != nil {
 		return nil, err
 	}
+	nfd, err := dupFD(rc)
+	if err != nil {
+		return nil, err
+	}
+	return &sock{rc: rawFD(nfd), c: rawFD(nfd)}, nil
+}
+
+// dupFD makes a close-on-exec duplicate through rc, never through Fd.
+func dupFD(rc syscall.RawConn) (int, error) {
 	var nfd int
 	var derr error
 	if err := rc.Control(func(fd uintptr) {
 		nfd, derr = unix.FcntlInt(fd, unix.F_DUPFD_CLOEXEC, 0)
 	}); err != nil {
-		return nil, err
+		return 0, err
 	}
 	if derr != nil {
-		return nil, fmt.Errorf("dup: %w", derr)
+		return 0, fmt.Errorf("dup: %w", derr)
 	}
-	return &sock{rc: rawFD(nfd), c: rawFD(nfd)}, nil
+	return nfd, nil
 }
 
 // rawFD is a descriptor outside the netpoller; only Control and Close work.
@@ -186,15 +195,9 @@ func (l *listener) steer(k int) error {
 // O_NONBLOCK flag: os.NewFile over a descriptor that is already non-blocking
 // leaves it alone, and so does exec.Cmd when it calls Fd on the result.
 func dupFile(rc syscall.RawConn, name string) (*os.File, error) {
-	var nfd int
-	var derr error
-	if err := rc.Control(func(fd uintptr) {
-		nfd, derr = unix.FcntlInt(fd, unix.F_DUPFD_CLOEXEC, 0)
-	}); err != nil {
+	nfd, err := dupFD(rc)
+	if err != nil {
 		return nil, err
-	}
-	if derr != nil {
-		return nil, fmt.Errorf("dup: %w", derr)
 	}
 	return os.NewFile(uintptr(nfd), name), nil
 }
