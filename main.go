@@ -103,6 +103,7 @@ remove a worker.`,
 			&cli.StringFlag{Name: "stop-signal", Value: "TERM", Usage: "signal that asks a worker to drain and exit"},
 			&cli.StringSliceFlag{Name: "env", Aliases: []string{"e"}, Usage: "`K=V` added to the workers' environment, repeatable"},
 			&cli.StringFlag{Name: "dir", Usage: "working directory of the workers"},
+			&cli.StringFlag{Name: "user", Usage: "run the workers as `USER[:GROUP]` (name or number) while the master keeps the sockets, e.g. bind :80 as root and serve as www-data"},
 			&cli.StringFlag{Name: "handoff", Value: "auto", Usage: "how traffic moves between generations: auto (steer TCP/UDP listeners with SO_REUSEPORT and BPF, share what cannot be steered) or shared (one socket for every generation)"},
 			&cli.StringFlag{Name: "pidfile", Usage: "file that always holds the PID of the live master (written once it serves, also after an upgrade)"},
 			&cli.DurationFlag{Name: "upgrade-timeout", Usage: "a new master (SIGUSR2) not serving by then is killed and the old one keeps serving (default: --ready-timeout + 5s)"},
@@ -180,6 +181,11 @@ func parseRun(c *cli.Context) (*runConfig, error) {
 			return nil, usagef("--%v", err)
 		}
 		rc.sockets.Specs = append(rc.sockets.Specs, spec)
+	}
+	if u := c.String("user"); u != "" {
+		if p.Credential, err = lookupCredential(u); err != nil {
+			return nil, err
+		}
 	}
 	rc.pidfile = c.String("pidfile")
 	rc.upgradeTimeout = c.Duration("upgrade-timeout")
@@ -305,6 +311,12 @@ func runAction(c *cli.Context) error {
 			return &usageError{err}
 		}
 		defer loop.Close()
+		if rc.pool.Credential != nil {
+			// The workers' user runs the build outputs: it may enter, not list.
+			if err := os.Chmod(loop.OutDir(), 0o711); err != nil {
+				return err
+			}
+		}
 		rc.watch.IgnorePaths = append(rc.watch.IgnorePaths, loop.OutDir())
 		if watcher, err = watch.New(rc.watch); err != nil {
 			return err

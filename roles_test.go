@@ -41,7 +41,7 @@ func reportContract() {
 	var b strings.Builder
 	var pdeathsig int32
 	unix.Prctl(unix.PR_GET_PDEATHSIG, uintptr(unsafe.Pointer(&pdeathsig)), 0, 0, 0)
-	fmt.Fprintf(&b, "CONTRACT pid=%d pgid=%d pdeathsig=%d", os.Getpid(), syscall.Getpgrp(), pdeathsig)
+	fmt.Fprintf(&b, "CONTRACT pid=%d pgid=%d pdeathsig=%d uid=%d gid=%d", os.Getpid(), syscall.Getpgrp(), pdeathsig, os.Getuid(), os.Getgid())
 	for _, k := range []string{"LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES", "NOTIFY_SOCKET",
 		"HOTCLUSTER_WORKER_ID", "HOTCLUSTER_GENERATION", "HOTCLUSTER_WORKERS", "HOTCLUSTER_SHIM", "EXTRA"} {
 		fmt.Fprintf(&b, " %s=%s", k, os.Getenv(k))

@@ -7,6 +7,7 @@ import (
 	"io"
 	"log"
 	"os"
+	"path/filepath"
 	"runtime"
 	"sort"
 	"strings"
@@ -142,6 +143,11 @@ type Config struct {
 	// RuntimeDir is where the private directory of notify sockets is made;
 	// default $XDG_RUNTIME_DIR, else the system's temporary directory.
 	RuntimeDir string
+	// Credential, when set, runs the workers as another user and group
+	// (the master keeps the sockets: bind :80 as root, serve as www-data).
+	// The notify sockets are then owned by that user, in a directory only
+	// it and the master can enter.
+	Credential *syscall.Credential
 	// FirstGeneration numbers the first generation (default 1): a master
 	// started by an upgrade continues its predecessor's numbers.
 	FirstGeneration uint64
@@ -241,7 +247,8 @@ func New(cfg Config) (*Pool, error) {
 	if cfg.Output == nil {
 		cfg.Output = os.Stderr
 	}
-	if cfg.RuntimeDir == "" {
+	if cfg.RuntimeDir == "" && cfg.Credential == nil {
+		// Not for workers of another user: a runtime directory is 0700.
 		cfg.RuntimeDir = os.Getenv("XDG_RUNTIME_DIR")
 	}
 	if cfg.RuntimeDir == "" {
@@ -369,7 +376,16 @@ func (p *Pool) Run(ctx context.Context) error {
 	}
 	p.notifyDir = dir
 	defer os.RemoveAll(dir)
-	// MkdirTemp makes it 0700: only this user can reach the notify sockets.
+	// MkdirTemp makes it 0700: only this user can reach the notify sockets;
+	// with Credential, the workers' user instead.
+	if c := p.cfg.Credential; c != nil {
+		if err := os.Chown(dir, int(c.Uid), int(c.Gid)); err != nil {
+			return fmt.Errorf("workers: notify socket directory: %w", err)
+		}
+		if err := reachable(p.cfg.RuntimeDir, c.Uid); err != nil {
+			return err
+		}
+	}
 
 	if p.cmd.Path != "" {
 		p.startGeneration()
@@ -809,4 +825,26 @@ func workersN(n int) string {
 		return "1 worker"
 	}
 	return fmt.Sprintf("%d workers", n)
+}
+
+// reachable checks that user uid can traverse every directory down to dir,
+// where its notify sockets will be.
+func reachable(dir string, uid uint32) error {
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return err
+	}
+	for d := abs; ; d = filepath.Dir(d) {
+		fi, err := os.Stat(d)
+		if err != nil {
+			return fmt.Errorf("workers: notify socket directory: %w", err)
+		}
+		st, ok := fi.Sys().(*syscall.Stat_t)
+		if fi.Mode().Perm()&0o001 == 0 && !(ok && st.Uid == uid && fi.Mode().Perm()&0o100 != 0) {
+			return fmt.Errorf("workers: the workers' user (uid %d) cannot enter %s (mode %s), on the way to their notify sockets in %s; point TMPDIR at a directory it can reach", uid, d, fi.Mode().Perm(), dir)
+		}
+		if d == filepath.Dir(d) {
+			return nil
+		}
+	}
 }

@@ -8,7 +8,6 @@ import (
 	"syscall"
 
 	"github.com/hotcluster/hotcluster/internal/protocol"
-	"golang.org/x/sys/unix"
 )
 
 // The parent-death signal is a property of one thread, and execve from a
@@ -48,7 +47,7 @@ func ExecShim() int {
 	path, argv := os.Args[1], os.Args[2:]
 	runtime.LockOSThread()
 	master := os.Getppid()
-	if err := unix.Prctl(unix.PR_SET_PDEATHSIG, uintptr(syscall.SIGKILL), 0, 0, 0); err != nil {
+	if err := armParentDeath(); err != nil {
 		fmt.Fprintf(os.Stderr, "hotcluster-shim: set parent-death signal: %v\n", err)
 		return 127
 	}

@@ -61,9 +61,19 @@ func (p *Pool) spawn(s spawnSpec) (*worker, error) {
 			// Its own process group: a terminal's Ctrl-C reaches only the
 			// master, which drains workers in order, and a stop signal
 			// reaches the worker's own children too.
-			Setpgid:   true,
-			Pdeathsig: syscall.SIGKILL,
+			Setpgid:    true,
+			Pdeathsig:  syscall.SIGKILL,
+			Credential: p.cfg.Credential,
 		},
+	}
+	if c := p.cfg.Credential; c != nil {
+		// The worker connects to its notify socket as its own user.
+		if err := os.Chown(sockPath, int(c.Uid), int(c.Gid)); err != nil {
+			notify.Close()
+			closeFiles(pipes[:])
+			os.Remove(sockPath)
+			return nil, fmt.Errorf("start gen %d worker %d: notify socket: %w", s.gen, s.slot, err)
+		}
 	}
 
 	notifyDone := make(chan struct{})
@@ -169,4 +179,10 @@ func (p *Pool) readNotify(w *worker, c *net.UnixConn) {
 			}
 		}
 	}
+}
+
+// armParentDeath makes the calling thread's process get SIGKILL when the
+// thread that forked it ends (see ExecShim).
+func armParentDeath() error {
+	return unix.Prctl(unix.PR_SET_PDEATHSIG, uintptr(syscall.SIGKILL), 0, 0, 0)
 }

@@ -17,3 +17,5 @@ func (p *Pool) spawn(s spawnSpec) (*worker, error) {
 	closeFiles(s.files)
 	return nil, errNotSupported
 }
+
+func armParentDeath() error { return nil }
