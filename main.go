@@ -380,13 +380,16 @@ func runAction(c *cli.Context) error {
 			pool.Stop()
 		})
 	}()
-	if upg.HasParent() && socks != nil {
+	if upg.HasParent() {
 		// The previous master's sockets are free once it has exited.
 		devWG.Add(1)
 		go func() {
 			defer devWG.Done()
 			if upg.WaitForParent(ctx) == nil {
-				socks.ReleasePrevious()
+				if socks != nil {
+					socks.ReleasePrevious()
+				}
+				sd.becameMain()
 			}
 		}()
 	}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/hotcluster/hotcluster/systemd"
@@ -18,7 +19,8 @@ type serviceState struct {
 	n       *systemd.Notifier
 	log     *log.Logger
 	msgs    chan func() error
-	serving uint64 // generation serving; touched by event only
+	serving uint64       // generation serving; touched by event only
+	status  atomic.Value // string: the last READY status
 }
 
 func newServiceState(n *systemd.Notifier) *serviceState {
@@ -49,6 +51,7 @@ func (s *serviceState) event(e workers.Event) {
 	case workers.GenReady:
 		s.serving = e.Gen
 		st := fmt.Sprintf("serving gen %d with %d workers", e.Gen, e.Workers)
+		s.status.Store(st)
 		s.queue(func() error { return s.n.Ready(st) })
 	case workers.GenFailed:
 		// The reason's first line; the worker's output follows in the log.
@@ -62,6 +65,17 @@ func (s *serviceState) event(e workers.Event) {
 			s.queue(func() error { return s.n.Status(st) })
 		}
 	}
+}
+
+// becameMain repeats READY=1 and the status once the master that started
+// this one by an upgrade has exited: systemd ignored them until then
+// (NotifyAccess=main and MAINPID still named the old master).
+func (s *serviceState) becameMain() {
+	st, _ := s.status.Load().(string)
+	if st == "" {
+		return
+	}
+	s.queue(func() error { return s.n.Ready(st) })
 }
 
 // handedOver names the new master after an upgrade, before this one

@@ -3,6 +3,7 @@ package main
 import (
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -69,6 +70,27 @@ func (f *fakeSystemd) expect(lines ...string) string {
 	}
 }
 
+// expectSkipping waits for a message equal to want, skipping messages that
+// start with skip (and watchdog pings).
+func (f *fakeSystemd) expectSkipping(skip, want string) {
+	f.t.Helper()
+	deadline := time.After(testTimeout)
+	for {
+		select {
+		case m := <-f.msgs:
+			switch {
+			case m == want:
+				return
+			case strings.HasPrefix(m, skip), m == "WATCHDOG=1":
+			default:
+				f.t.Fatalf("notify message %q while waiting for %q", m, want)
+			}
+		case <-deadline:
+			f.t.Fatalf("no notify message %q", want)
+		}
+	}
+}
+
 func TestSystemdNotifySequence(t *testing.T) {
 	t.Parallel()
 	sd := newFakeSystemd(t)
@@ -109,4 +131,28 @@ func TestSystemdNotifyReloadSucceeds(t *testing.T) {
 			t.Errorf("a worker got the master's NOTIFY_SOCKET: %s", l)
 		}
 	}
+}
+
+// After an upgrade the old master names the new one (MAINPID=) before it
+// stops, and the new one, once main, says READY=1 again; the new master
+// feeds the watchdog although WATCHDOG_PID named the old one.
+func TestSystemdNotifyUpgrade(t *testing.T) {
+	t.Parallel()
+	sd := newFakeSystemd(t)
+	self, _ := os.Executable()
+	bin := filepath.Join(t.TempDir(), "hotcluster")
+	copyFile(t, self, bin)
+	cmd := exec.Command("/bin/sh", "-c", `WATCHDOG_PID=$$ exec "$0" "$@"`, bin, "run", "--env", roleEnv+"=lib",
+		"--workers", "1", "--listen", "web=127.0.0.1:0", "--", self)
+	cmd.Env = append(os.Environ(), append(masterEnv(t), "NOTIFY_SOCKET="+sd.path, "WATCHDOG_USEC=400000")...)
+	m := startMasterCmd(t, cmd)
+	sd.expect("READY=1", "STATUS=serving gen 1 with 1 workers")
+	m.signal(syscall.SIGUSR2)
+	sm, _ := m.waitLine(0, `upgraded: master pid (\d+) took over`)
+	// The new master's own READY=1 may come first: systemd ignores it then.
+	sd.expectSkipping("READY=1", "MAINPID="+sm[1])
+	sd.expect("READY=1", "STATUS=serving gen 2 with 1 workers")
+	// Pings go on after the old master exited.
+	eventually(t, "old master gone", func() bool { return !alive(m.pid) })
+	sd.expect("WATCHDOG=1")
 }

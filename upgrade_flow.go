@@ -91,6 +91,9 @@ func (b *binaryUpgrade) takeOver(rc *runConfig) error {
 	if !b.upg.HasParent() || s == "" {
 		return nil
 	}
+	// WATCHDOG_PID names the previous master; this one becomes the main
+	// process and must keep the watchdog fed once it is.
+	os.Unsetenv("WATCHDOG_PID")
 	u, err := parseUpgradeState(s)
 	if err != nil {
 		return err

@@ -62,6 +62,10 @@ func Example() {
 	// # SIGHUP starts a new generation; the old one drains once the new one is
 	// # ready. $MAINPID follows hotcluster across binary upgrades.
 	// ExecReload=/bin/kill -HUP $MAINPID
+	// # After a binary upgrade the main process is not systemd's child, and systemd
+	// # cannot see it exit: without this line it would SIGKILL the group at once. So
+	// # stop asks hotcluster to drain and waits until it has exited.
+	// ExecStop=/bin/sh -c "kill -TERM $MAINPID && while kill -0 $MAINPID 2>/dev/null; do sleep 0.1; done"
 	// # On stop, SIGTERM goes to hotcluster only: it drains the workers (--stop-signal
 	// # to each worker's process group, SIGKILL after --drain-timeout) and exits 0;
 	// # then systemd SIGKILLs whatever is left. "control-group" would signal every

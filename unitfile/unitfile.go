@@ -94,6 +94,10 @@ type Listen struct {
 	Addr string
 }
 
+// stopCommand sends SIGTERM to the master and waits for it to exit;
+// TimeoutStopSec= bounds the wait.
+const stopCommand = `/bin/sh -c "kill -TERM $MAINPID && while kill -0 $MAINPID 2>/dev/null; do sleep 0.1; done"`
+
 // Service renders the .service unit that runs `<Exec> run <RunArgs…>`. The
 // error names the first invalid field.
 func Service(o Options) (string, error) {
@@ -191,6 +195,10 @@ func Service(o Options) (string, error) {
 	u.comment("SIGHUP starts a new generation; the old one drains once the new one is",
 		"ready. $MAINPID follows hotcluster across binary upgrades.")
 	u.set("ExecReload", "/bin/kill -HUP $MAINPID")
+	u.comment("After a binary upgrade the main process is not systemd's child, and systemd",
+		"cannot see it exit: without this line it would SIGKILL the group at once. So",
+		"stop asks hotcluster to drain and waits until it has exited.")
+	u.set("ExecStop", stopCommand)
 	u.comment("On stop, SIGTERM goes to hotcluster only: it drains the workers (--stop-signal",
 		"to each worker's process group, SIGKILL after --drain-timeout) and exits 0;",
 		"then systemd SIGKILLs whatever is left. \"control-group\" would signal every",

@@ -50,6 +50,8 @@ func run(addr string, reuseport, plain bool) error {
 			http.Error(w, "want ms=0…60000", http.StatusBadRequest)
 			return
 		}
+		// Said on stderr, so a drain test knows the request is in flight.
+		fmt.Fprintf(os.Stderr, "hello: slow request for %d ms\n", ms)
 		t := time.NewTimer(time.Duration(ms) * time.Millisecond)
 		defer t.Stop()
 		select {

@@ -36,7 +36,7 @@ import (
 type bench struct {
 	ctx                                context.Context
 	hotcluster, hello, logDir          string
-	workers, clients, rounds           int
+	workers, clients, rounds, upgrades int
 	duration, reloadEvery, stallWindow time.Duration
 	warmup, readyTimeout, stopGrace    time.Duration
 	idleFor, roundDuration             time.Duration
@@ -78,7 +78,7 @@ func run() int {
 		b         bench
 		out       = flag.String("out", "", "also write the Markdown report to this `file`")
 		command   = flag.String("command", "", "command line to print in the report (default: this program's arguments)")
-		only      = flag.String("scenarios", "reload,steady", "comma-separated scenarios to run: reload, steady")
+		only      = flag.String("scenarios", "reload,upgrade,steady", "comma-separated scenarios to run: reload, upgrade (SIGUSR2 binary upgrades), steady")
 		modes     = flag.String("modes", "new,keepalive", "comma-separated connection modes: new (a connection per request), keepalive")
 		skipPlain = flag.Bool("skip-plain", false, "skip the reload scenarios with hello -plain-shutdown")
 	)
@@ -88,7 +88,8 @@ func run() int {
 	flag.IntVar(&b.workers, "workers", runtime.NumCPU(), "workers per generation, and bare hello processes")
 	flag.IntVar(&b.clients, "clients", 32, "concurrent clients")
 	flag.DurationVar(&b.duration, "duration", 20*time.Second, "load duration of each reload scenario")
-	flag.DurationVar(&b.reloadEvery, "reload-every", 2*time.Second, "interval between SIGHUPs")
+	flag.DurationVar(&b.reloadEvery, "reload-every", 2*time.Second, "interval between SIGHUPs, and between SIGUSR2s (upgrade scenario; later if the previous old master has not exited yet)")
+	flag.IntVar(&b.upgrades, "upgrades", 10, "master upgrades (SIGUSR2) per connection mode in the upgrade scenario")
 	flag.DurationVar(&b.stallWindow, "stall-window", time.Second, "after each SIGHUP, the window whose max latency is the reload's stall")
 	flag.DurationVar(&b.warmup, "warmup", time.Second, "warm-up load before measuring a server (steady state: in the round's connection mode, the same for hotcluster and bare, discarded)")
 	flag.DurationVar(&b.readyTimeout, "ready-timeout", 30*time.Second, "how long a started server may take to answer")
@@ -138,6 +139,19 @@ func run() int {
 					logf("  error: %v", errors.Join(o.err, o.stopErr))
 				}
 				rep.reloads = append(rep.reloads, o)
+			}
+		case "upgrade":
+			for _, m := range b.modes {
+				if ctx.Err() != nil {
+					break
+				}
+				logf("upgrade scenario: connections %s", m.name)
+				o := b.runUpgrade(m)
+				if o.err != nil || o.stopErr != nil {
+					failed = true
+					logf("  error: %v", errors.Join(o.err, o.stopErr))
+				}
+				rep.upgrades = append(rep.upgrades, o)
 			}
 		case "steady":
 			logf("steady-state throughput")
@@ -203,8 +217,8 @@ func (b *bench) validate(modes string) error {
 		}
 	}
 	switch {
-	case b.workers < 1 || b.clients < 1 || b.clients > loadgen.MaxClients || b.rounds < 1:
-		return errors.New("-workers, -clients and -rounds must be at least 1 (clients at most 10000)")
+	case b.workers < 1 || b.clients < 1 || b.clients > loadgen.MaxClients || b.rounds < 1 || b.upgrades < 1 || b.upgrades > 1000:
+		return errors.New("-workers, -clients, -rounds and -upgrades must be at least 1 (clients at most 10000, upgrades at most 1000)")
 	case b.duration <= 0 || b.reloadEvery <= 0 || b.stallWindow <= 0 || b.warmup <= 0 || b.readyTimeout <= 0 ||
 		b.stopGrace <= 0 || b.idleFor <= 0 || b.roundDuration <= 0:
 		return errors.New("durations must be positive")

@@ -17,6 +17,7 @@ type report struct {
 	started     time.Time
 	machine     string
 	reloads     []*reloadOutcome
+	upgrades    []*upgradeOutcome
 	steady      steadyOutcome
 	cleanup     error
 	interrupted bool
@@ -96,6 +97,10 @@ func (r *report) markdown() string {
 		if len(errs) > 0 {
 			p("\n### Errors\n\n%s\n", strings.Join(errs, "\n"))
 		}
+	}
+
+	if len(r.upgrades) > 0 {
+		r.upgradeSection(p)
 	}
 
 	if len(r.steady.rows) > 0 || r.steady.err != nil {
@@ -230,4 +235,38 @@ func shellQuote(argv []string) string {
 		}
 	}
 	return strings.Join(q, " ")
+}
+
+func (r *report) upgradeSection(p func(string, ...any)) {
+	b := r.bench
+	p("\n## Binary upgrades under load\n\n")
+	p("hotcluster runs %d workers of examples/hello (default graceful worker); the clients send GET / while the driver sends SIGUSR2 to the current master %d times, one every %v or as soon as the previous old master has exited, whichever is later, then keeps the load on for %v more. ", b.workers, b.upgrades, b.reloadEvery, b.reloadEvery)
+	p("The master re-executes its own binary; the driver learns the new master's PID from the old master's log line `upgraded: master pid N took over` and waits until the old master is gone before the next SIGUSR2. ")
+	p("A failed request is any dial error, reset, EOF, timeout or non-2xx answer. ")
+	p("*Old master exit* is the time from a SIGUSR2 to the old master's exit (after it drained its workers), median and worst. ")
+	p("*Generations* are the lowest and highest `gen=` seen in answers during the load, then in one answer after it (each new master starts a new generation, so %d after %d upgrades).\n\n", b.upgrades+1, b.upgrades)
+	p("| connections | upgrades | generations | requests | failed | failure reasons | req/s | p50 | p99 | max | old master exit median / max |\n")
+	p("| --- | ---: | --- | ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: |\n")
+	var errs []string
+	for _, o := range r.upgrades {
+		if o.err != nil && o.res != nil {
+			errs = append(errs, fmt.Sprintf("- connections %s: %s", o.mode.name, cell(o.err)))
+		}
+		if o.stopErr != nil {
+			errs = append(errs, fmt.Sprintf("- connections %s, on stop: %s", o.mode.name, cell(o.stopErr)))
+		}
+		if o.res == nil {
+			p("| %s | %d | — | — | — | error: %s | | | | | |\n", o.mode.name, o.upgrades, cell(o.err))
+			continue
+		}
+		res := o.res
+		p("| %s | %d | %d–%d, then %d | %d | **%d**%s | %s | %.0f | %s | %s | %s | %s / %s |\n",
+			o.mode.name, o.upgrades, o.gens.minGen, o.gens.maxGen, o.finalGen,
+			res.Requests, res.Failures, reusedNote(res.Failures, res.FailuresReused), errorsCell(res.Errors), res.Throughput(),
+			ms(res.Percentile(50)), ms(res.Percentile(99)), ms(res.Percentile(100)),
+			ms(median(o.exits)), ms(slices.Max(append([]time.Duration{0}, o.exits...))))
+	}
+	if len(errs) > 0 {
+		p("\n### Errors\n\n%s\n", strings.Join(errs, "\n"))
+	}
 }

@@ -1,0 +1,219 @@
+//go:build systemd_e2e
+
+package main
+
+// End-to-end tests against a real systemd, booted by scripts/systemd-e2e in
+// a private PID+mount namespace; they drive it with systemctl through
+// nsenter and send their load on loopback (the namespace shares the host's
+// network). Run them only through that script.
+
+import (
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/hotcluster/hotcluster/internal/loadgen"
+)
+
+type systemdNS struct {
+	t   *testing.T
+	pid string
+	bin string
+}
+
+func newSystemdNS(t *testing.T) *systemdNS {
+	pid, bin := os.Getenv("HC_SYSTEMD_PID"), os.Getenv("HC_E2E_BIN")
+	if pid == "" || bin == "" {
+		t.Fatal("run through scripts/systemd-e2e, which boots systemd and sets HC_SYSTEMD_PID and HC_E2E_BIN")
+	}
+	return &systemdNS{t: t, pid: pid, bin: bin}
+}
+
+// run runs a command inside the namespace and returns its output.
+func (s *systemdNS) run(args ...string) (string, error) {
+	cmd := exec.Command("nsenter", append([]string{"-t", s.pid, "-m", "-p"}, args...)...)
+	done := make(chan struct{})
+	var out []byte
+	var err error
+	go func() { out, err = cmd.CombinedOutput(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(testTimeout):
+		cmd.Process.Kill()
+		<-done
+		return string(out), fmt.Errorf("%v: timed out", args)
+	}
+	return string(out), err
+}
+
+func (s *systemdNS) must(args ...string) string {
+	s.t.Helper()
+	out, err := s.run(args...)
+	if err != nil {
+		s.t.Fatalf("%v: %v\n%s", args, err, out)
+	}
+	return out
+}
+
+// show returns a property of a unit.
+func (s *systemdNS) show(unit, prop string) string {
+	s.t.Helper()
+	return strings.TrimSpace(s.must("systemctl", "show", unit, "-p", prop, "--value"))
+}
+
+// alive reports whether pid (as the namespace numbers it) exists there.
+func (s *systemdNS) alive(pid string) bool {
+	_, err := s.run("kill", "-0", pid)
+	return err == nil
+}
+
+func (s *systemdNS) journal(unit string) string {
+	out, _ := s.run("journalctl", "-u", unit, "--no-pager", "-o", "cat")
+	return out
+}
+
+func freePort(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+func TestSystemdE2E(t *testing.T) {
+	s := newSystemdNS(t)
+	addr := freePort(t)
+	// The unit runs a copy of hotcluster's binary, which the broken-upgrade
+	// scenario replaces.
+	exe := filepath.Join(s.bin, "hotcluster-e2e")
+	copyFile(t, filepath.Join(s.bin, "hotcluster"), exe)
+	hello := filepath.Join(s.bin, "hello")
+	s.must(filepath.Join(s.bin, "hotcluster"), "unit", "--name", "hc", "--exec", exe, "--out", "/run/systemd/system",
+		"--", "--listen", "web="+addr, "--workers", "2", "--drain-timeout", "10s", "--", hello)
+	s.must("systemctl", "daemon-reload")
+	s.must("systemctl", "start", "hc.service")
+	defer s.run("systemctl", "stop", "hc.service")
+
+	t.Run("start", func(t *testing.T) {
+		if st := s.show("hc", "ActiveState"); st != "active" {
+			t.Fatalf("ActiveState=%s", st)
+		}
+		main := s.show("hc", "MainPID")
+		if cmdline := s.must("cat", "/proc/"+main+"/cmdline"); !strings.HasPrefix(cmdline, exe+"\x00run") {
+			t.Errorf("MainPID %s runs %q, want the hotcluster master", main, cmdline)
+		}
+		if st := s.show("hc", "StatusText"); !strings.HasPrefix(st, "serving gen 1 with 2 workers") {
+			t.Errorf("StatusText=%q", st)
+		}
+		assertServedBy(t, "tcp", addr, 1)
+	})
+
+	t.Run("reload", func(t *testing.T) {
+		stop := load(t, loadgen.Config{Addr: addr, Clients: 8})
+		for gen := 2; gen <= 4; gen++ {
+			s.must("systemctl", "reload", "hc.service")
+			eventually(t, fmt.Sprintf("gen %d serving", gen), func() bool {
+				return strings.HasPrefix(s.show("hc", "StatusText"), fmt.Sprintf("serving gen %d ", gen))
+			})
+		}
+		assertNoFailures(t, stop())
+		if st := s.show("hc", "ActiveState"); st != "active" {
+			t.Fatalf("ActiveState=%s after reloads", st)
+		}
+		assertServedBy(t, "tcp", addr, 4)
+	})
+
+	t.Run("upgrade", func(t *testing.T) {
+		old := s.show("hc", "MainPID")
+		stop := load(t, loadgen.Config{Addr: addr, Clients: 8})
+		s.must("systemctl", "kill", "--kill-whom=main", "-s", "USR2", "hc.service")
+		eventually(t, "MainPID moves to the new master", func() bool {
+			main := s.show("hc", "MainPID")
+			return main != old && main != "0"
+		})
+		eventually(t, "old master gone", func() bool { return !s.alive(old) })
+		eventually(t, "new master's status", func() bool { return strings.HasPrefix(s.show("hc", "StatusText"), "serving gen 5 ") })
+		assertNoFailures(t, stop())
+		if st := s.show("hc", "ActiveState"); st != "active" {
+			t.Fatalf("ActiveState=%s after the upgrade", st)
+		}
+		assertServedBy(t, "tcp", addr, 5)
+	})
+
+	t.Run("broken upgrade", func(t *testing.T) {
+		main := s.show("hc", "MainPID")
+		good := exe + ".good"
+		copyFile(t, exe, good)
+		broken := exe + ".broken"
+		if err := os.WriteFile(broken, []byte("#!/bin/sh\necho broken >&2\nexit 3\n"), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Rename(broken, exe); err != nil {
+			t.Fatal(err)
+		}
+		defer os.Rename(good, exe)
+		s.must("systemctl", "kill", "--kill-whom=main", "-s", "USR2", "hc.service")
+		eventually(t, "the failed upgrade logged", func() bool {
+			return strings.Contains(s.journal("hc"), "upgrade failed:")
+		})
+		if got := s.show("hc", "MainPID"); got != main {
+			t.Errorf("MainPID %s, want the old master %s", got, main)
+		}
+		if st := s.show("hc", "ActiveState"); st != "active" {
+			t.Fatalf("ActiveState=%s", st)
+		}
+		assertServedBy(t, "tcp", addr, 5)
+	})
+
+	t.Run("stop drains", func(t *testing.T) {
+		res := make(chan error, 1)
+		go func() {
+			body, err := get("tcp", addr, "/slow?ms=1500")
+			if err == nil && !strings.HasPrefix(body, "hello ") {
+				err = fmt.Errorf("answer %q", body)
+			}
+			res <- err
+		}()
+		eventually(t, "slow request running", func() bool { return strings.Contains(s.journal("hc"), "slow request for 1500 ms") })
+		s.must("systemctl", "stop", "--no-block", "hc.service")
+		if err := <-res; err != nil {
+			t.Fatalf("in-flight request during stop: %v\n%s", err, s.journal("hc"))
+		}
+		eventually(t, "unit inactive", func() bool { return s.show("hc", "ActiveState") == "inactive" })
+		if procs, _ := s.run("systemctl", "show", "hc", "-p", "ControlGroup", "--value"); strings.TrimSpace(procs) != "" {
+			out, _ := s.run("systemd-cgls", "--no-pager", "-u", "hc.service")
+			if strings.Contains(out, "hotcluster") || strings.Contains(out, "hello") {
+				t.Errorf("processes left after stop:\n%s", out)
+			}
+		}
+	})
+
+	t.Run("socket activation", func(t *testing.T) {
+		saddr := freePort(t)
+		s.must(filepath.Join(s.bin, "hotcluster"), "unit", "--name", "hcs", "--socket", "--exec", filepath.Join(s.bin, "hotcluster"),
+			"--out", "/run/systemd/system", "--", "--listen", "web="+saddr, "--workers", "2", "--", hello)
+		s.must("systemctl", "daemon-reload")
+		s.must("systemctl", "start", "hcs.socket")
+		defer s.run("systemctl", "stop", "hcs.service", "hcs.socket")
+		if st := s.show("hcs.service", "ActiveState"); st != "inactive" {
+			t.Fatalf("service %s before the first connection", st)
+		}
+		body, err := get("tcp", saddr, "/")
+		if err != nil || !strings.Contains(body, "gen=1") {
+			t.Fatalf("first connection: %q, %v", body, err)
+		}
+		if st := s.show("hcs.service", "ActiveState"); st != "active" {
+			t.Fatalf("service %s after the first connection", st)
+		}
+		if j := s.journal("hcs.service"); !strings.Contains(j, "listening on "+saddr+" as web (steered)") {
+			t.Errorf("the service did not use systemd's socket (steered):\n%s", j)
+		}
+	})
+}
