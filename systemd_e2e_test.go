@@ -23,15 +23,16 @@ import (
 type systemdNS struct {
 	t   *testing.T
 	pid string
-	bin string
+	bin string // the binaries' directory, as this process sees it
+	in  string // the same directory inside the namespace
 }
 
 func newSystemdNS(t *testing.T) *systemdNS {
-	pid, bin := os.Getenv("HC_SYSTEMD_PID"), os.Getenv("HC_E2E_BIN")
-	if pid == "" || bin == "" {
-		t.Fatal("run through scripts/systemd-e2e, which boots systemd and sets HC_SYSTEMD_PID and HC_E2E_BIN")
+	pid, bin, in := os.Getenv("HC_SYSTEMD_PID"), os.Getenv("HC_E2E_BIN"), os.Getenv("HC_E2E_BIN_NS")
+	if pid == "" || bin == "" || in == "" {
+		t.Fatal("run through scripts/systemd-e2e, which boots systemd and sets HC_SYSTEMD_PID, HC_E2E_BIN and HC_E2E_BIN_NS")
 	}
-	return &systemdNS{t: t, pid: pid, bin: bin}
+	return &systemdNS{t: t, pid: pid, bin: bin, in: in}
 }
 
 // run runs a command inside the namespace and returns its output.
@@ -92,10 +93,11 @@ func TestSystemdE2E(t *testing.T) {
 	addr := freePort(t)
 	// The unit runs a copy of hotcluster's binary, which the broken-upgrade
 	// scenario replaces.
-	exe := filepath.Join(s.bin, "hotcluster-e2e")
-	copyFile(t, filepath.Join(s.bin, "hotcluster"), exe)
-	hello := filepath.Join(s.bin, "hello")
-	s.must(filepath.Join(s.bin, "hotcluster"), "unit", "--name", "hc", "--exec", exe, "--out", "/run/systemd/system",
+	exeOut := filepath.Join(s.bin, "hotcluster-e2e")
+	copyFile(t, filepath.Join(s.bin, "hotcluster"), exeOut)
+	exe := filepath.Join(s.in, "hotcluster-e2e")
+	hello := filepath.Join(s.in, "hello")
+	s.must(filepath.Join(s.in, "hotcluster"), "unit", "--name", "hc", "--exec", exe, "--out", "/run/systemd/system",
 		"--", "--listen", "web="+addr, "--workers", "2", "--drain-timeout", "10s", "--", hello)
 	s.must("systemctl", "daemon-reload")
 	s.must("systemctl", "start", "hc.service")
@@ -149,16 +151,16 @@ func TestSystemdE2E(t *testing.T) {
 
 	t.Run("broken upgrade", func(t *testing.T) {
 		main := s.show("hc", "MainPID")
-		good := exe + ".good"
-		copyFile(t, exe, good)
-		broken := exe + ".broken"
+		good := exeOut + ".good"
+		copyFile(t, exeOut, good)
+		broken := exeOut + ".broken"
 		if err := os.WriteFile(broken, []byte("#!/bin/sh\necho broken >&2\nexit 3\n"), 0o755); err != nil {
 			t.Fatal(err)
 		}
-		if err := os.Rename(broken, exe); err != nil {
+		if err := os.Rename(broken, exeOut); err != nil {
 			t.Fatal(err)
 		}
-		defer os.Rename(good, exe)
+		defer os.Rename(good, exeOut)
 		s.must("systemctl", "kill", "--kill-whom=main", "-s", "USR2", "hc.service")
 		eventually(t, "the failed upgrade logged", func() bool {
 			return strings.Contains(s.journal("hc"), "upgrade failed:")
@@ -197,7 +199,7 @@ func TestSystemdE2E(t *testing.T) {
 
 	t.Run("socket activation", func(t *testing.T) {
 		saddr := freePort(t)
-		s.must(filepath.Join(s.bin, "hotcluster"), "unit", "--name", "hcs", "--socket", "--exec", filepath.Join(s.bin, "hotcluster"),
+		s.must(filepath.Join(s.in, "hotcluster"), "unit", "--name", "hcs", "--socket", "--exec", filepath.Join(s.in, "hotcluster"),
 			"--out", "/run/systemd/system", "--", "--listen", "web="+saddr, "--workers", "2", "--", hello)
 		s.must("systemctl", "daemon-reload")
 		s.must("systemctl", "start", "hcs.socket")
