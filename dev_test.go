@@ -60,7 +60,7 @@ func TestDevEditSwapsGenerationsWithoutFailures(t *testing.T) {
 	dir := t.TempDir()
 	msg := filepath.Join(dir, "msg.txt")
 	writeAtomic(t, msg, "one")
-	m, _ := startDev(t, dir, "cp msg.txt {out}")
+	m, tmp := startDev(t, dir, "cp msg.txt {out}")
 	addr := m.listenAddr("web")
 	m.waitLine(0, `gen 1 ready in \S+ \(build \S+, manual reload\)`)
 	if got := servedMsg(t, addr); got != "one" {
@@ -76,6 +76,12 @@ func TestDevEditSwapsGenerationsWithoutFailures(t *testing.T) {
 		}
 	}
 	assertNoFailures(t, stop())
+	// Outputs of generations that ended are gone: only gen 4's is left.
+	m.waitLine(0, `gen 3 drained`)
+	eventually(t, "one build output left", func() bool {
+		outs, _ := filepath.Glob(filepath.Join(tmp, "hotcluster-build-*", "out-*"))
+		return len(outs) == 1 && strings.HasSuffix(outs[0], "out-4")
+	})
 }
 
 func TestDevRealGoBuild(t *testing.T) {
