@@ -276,6 +276,7 @@ func runAction(c *cli.Context) error {
 		rc.dev.Color = rc.pool.Color
 		// The first generation comes from the first build.
 		rc.pool.Command = workers.Command{}
+		rc.pool.QuietReady = true
 	}
 	upg, err := upgrade.New(upgrade.Config{PIDFile: rc.pidfile, UpgradeTimeout: rc.upgradeTimeout})
 	if err != nil {

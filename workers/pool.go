@@ -157,6 +157,9 @@ type Config struct {
 	KeepGoing bool
 	// Color prefixes each worker's lines with a colour of its slot.
 	Color bool
+	// QuietReady leaves the "gen N ready" line to the caller, which says
+	// more (the development loop: build time, files changed).
+	QuietReady bool
 	// OnEvent, when set, is called from the pool's goroutine for each
 	// Event. It must not block.
 	OnEvent func(Event)
@@ -622,7 +625,9 @@ func (p *Pool) activated(g *generation, err error) {
 	old := p.current
 	p.current = g
 	took := time.Since(g.started)
-	p.log.Printf("gen %d ready in %s (%s)", g.num, took.Round(time.Millisecond), workersN(len(g.workers)))
+	if !p.cfg.QuietReady {
+		p.log.Printf("gen %d ready in %s (%s)", g.num, took.Round(time.Millisecond), workersN(len(g.workers)))
+	}
 	p.emit(Event{Kind: GenReady, Gen: g.num, Command: g.cmd, Workers: len(g.workers), Took: took})
 	if old != nil {
 		p.drainGeneration(old)
