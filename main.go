@@ -390,6 +390,8 @@ func runAction(c *cli.Context) error {
 				if socks != nil {
 					socks.ReleasePrevious()
 				}
+				bu.parentGone.Store(true)
+				logger.Printf("the previous master has exited")
 				sd.becameMain()
 			}
 		}()

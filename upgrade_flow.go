@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"sync/atomic"
+	"time"
 
 	"github.com/hotcluster/hotcluster/handoff"
 	"github.com/hotcluster/hotcluster/upgrade"
@@ -73,6 +74,8 @@ type binaryUpgrade struct {
 	log  *log.Logger
 	gen  atomic.Uint64 // newest generation started, from the pool's events
 	done atomic.Bool   // a new master took over
+	// parentGone is set once the master that started this one has exited.
+	parentGone atomic.Bool
 	reqs chan struct{}
 	// pidfile is where this master, started by an upgrade, writes its PID
 	// for the previous one.
@@ -170,8 +173,20 @@ func (b *binaryUpgrade) once(socks *handoff.Sockets) (int, error) {
 		}
 		u.prev = socks.Handover()
 	}
+	if b.upg.HasParent() && !b.parentGone.Load() {
+		return 0, fmt.Errorf("the previous master is still draining; upgrade again once it has exited")
+	}
 	os.Setenv(envUpgrade, u.String())
-	err = b.upg.Upgrade()
+	for try := 0; ; try++ {
+		err = b.upg.Upgrade()
+		// tableflip learns of its parent's exit in its own goroutine: just
+		// after the exit it may still refuse. Bounded: its loop takes the
+		// exit at its next turn.
+		if err == nil || !b.parentGone.Load() || !strings.Contains(err.Error(), "parent hasn't exited") || try == 10 {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 	os.Unsetenv(envUpgrade)
 	if err != nil {
 		return 0, err

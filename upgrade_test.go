@@ -62,6 +62,8 @@ func (m *master) upgrade(pid int, from int) (int, int) {
 	sm, next := m.waitLine(from, `upgraded: master pid (\d+) took over`)
 	newPID, _ := strconv.Atoi(sm[1])
 	eventually(m.t, fmt.Sprintf("old master %d gone", pid), func() bool { return !alive(pid) })
+	// The new master may upgrade again once it has seen the old one go.
+	_, next = m.waitLine(next, `the previous master has exited`)
 	return newPID, next
 }
 
@@ -143,11 +145,12 @@ func TestSecondUpgradeWaitsForTheOldMaster(t *testing.T) {
 	sm, next := m.waitLine(0, `upgraded: master pid (\d+) took over`)
 	pid, _ := strconv.Atoi(sm[1])
 	syscall.Kill(pid, syscall.SIGUSR2)
-	m.waitLine(next, `upgrade failed: .*parent hasn't exited`)
+	m.waitLine(next, `upgrade failed: the previous master is still draining; upgrade again once it has exited`)
 	if err := <-slow; err != nil {
 		t.Fatalf("the slow request on the old master: %v", err)
 	}
 	eventually(t, "old master gone", func() bool { return !alive(m.pid) })
+	m.waitLine(next, `the previous master has exited`)
 	// Now it may.
 	pid, _ = m.upgrade(pid, next)
 	m.stopAt(pid)

@@ -31,6 +31,7 @@ type upgradeOutcome struct {
 var (
 	tookOver      = regexp.MustCompile(`upgraded: master pid (\d+) took over`)
 	upgradeFailed = regexp.MustCompile(`upgrade failed: [^\n]*`)
+	parentExited  = regexp.MustCompile(`the previous master has exited`)
 )
 
 // runUpgrade runs examples/hello under hotcluster and, under load, sends
@@ -106,6 +107,12 @@ func (b *bench) runUpgrade(m connMode) (o *upgradeOutcome) {
 		}
 		o.exits = append(o.exits, time.Since(sent))
 		o.upgrades++
+		// The new master accepts the next SIGUSR2 once it has seen the old
+		// one exit, which it logs.
+		if err := b.waitLogCount(s.master.logPath, parentExited, i); err != nil {
+			o.err = fmt.Errorf("upgrade %d: %w", i, err)
+			break
+		}
 		if i == 1 {
 			// The first master is the driver's child: it must have exited 0.
 			<-s.master.done // reaped by now (gone treats a zombie as gone)
@@ -140,6 +147,27 @@ func (b *bench) runUpgrade(m connMode) (o *upgradeOutcome) {
 		maps.Copy(s.pids, pr.pids)
 	}
 	return o
+}
+
+// waitLogCount waits, up to b.readyTimeout, until the master log holds n
+// lines matching re.
+func (b *bench) waitLogCount(logPath string, re *regexp.Regexp, n int) error {
+	deadline := time.Now().Add(b.readyTimeout)
+	for {
+		text, err := os.ReadFile(logPath)
+		if err != nil {
+			return err
+		}
+		if len(re.FindAll(text, -1)) >= n {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("no %q line %d within %v; log %s", re, n, b.readyTimeout, logPath)
+		}
+		if err := sleep(b.ctx, 10*time.Millisecond); err != nil {
+			return err
+		}
+	}
 }
 
 // waitTakeover waits, up to b.readyTimeout, until the master log holds the
