@@ -438,6 +438,7 @@ func runAction(c *cli.Context) error {
 			if err := bu.announce(); err != nil {
 				logger.Printf("%v", err)
 			}
+			sd.started()
 			logger.Printf("serving (master pid %d)", os.Getpid())
 		case <-pool.Done():
 		}

@@ -49,10 +49,14 @@ func (s *serviceState) event(e workers.Event) {
 			s.queue(func() error { return s.n.Reloading(st) })
 		}
 	case workers.GenReady:
+		first := s.serving == 0
 		s.serving = e.Gen
 		st := fmt.Sprintf("serving gen %d with %d workers", e.Gen, e.Workers)
 		s.status.Store(st)
-		s.queue(func() error { return s.n.Ready(st) })
+		if !first {
+			s.queue(func() error { return s.n.Ready(st) })
+		}
+		// The first READY=1 waits for started: by then an upgrade works.
 	case workers.GenFailed:
 		// The reason's first line; the worker's output follows in the log.
 		why, _, _ := strings.Cut(e.Err, "\n")
@@ -65,6 +69,13 @@ func (s *serviceState) event(e workers.Event) {
 			s.queue(func() error { return s.n.Status(st) })
 		}
 	}
+}
+
+// started sends the first READY=1, once the master serves and can be
+// upgraded.
+func (s *serviceState) started() {
+	st, _ := s.status.Load().(string)
+	s.queue(func() error { return s.n.Ready(st) })
 }
 
 // becameMain repeats READY=1 and the status once the master that started

@@ -147,6 +147,7 @@ func TestSystemdNotifyUpgrade(t *testing.T) {
 	cmd.Env = append(os.Environ(), append(masterEnv(t), "NOTIFY_SOCKET="+sd.path, "WATCHDOG_USEC=400000")...)
 	m := startMasterCmd(t, cmd)
 	sd.expect("READY=1", "STATUS=serving gen 1 with 1 workers")
+	m.waitLine(0, `serving \(master pid`)
 	m.signal(syscall.SIGUSR2)
 	sm, _ := m.waitLine(0, `upgraded: master pid (\d+) took over`)
 	// The new master's own READY=1 may come first: systemd ignores it then.

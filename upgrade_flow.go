@@ -188,6 +188,9 @@ func (b *binaryUpgrade) once(socks *handoff.Sockets) (int, error) {
 		time.Sleep(10 * time.Millisecond)
 	}
 	os.Unsetenv(envUpgrade)
+	if err != nil && strings.Contains(err.Error(), "not ready yet") {
+		return 0, fmt.Errorf("this master is not serving yet; upgrade once it is")
+	}
 	if err != nil {
 		return 0, err
 	}

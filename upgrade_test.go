@@ -84,7 +84,8 @@ func TestUpgradeUnderLoadLosesNothing(t *testing.T) {
 	pidfile := filepath.Join(t.TempDir(), "master.pid")
 	m, _ := startCopiedMaster(t, "plain", "--workers", "2", "--listen", "web=127.0.0.1:0", "--pidfile", pidfile)
 	addr := m.listenAddr("web")
-	m.waitLine(0, `gen 1 ready in`)
+	// Upgrades are possible once the master serves (tableflip is ready).
+	m.waitLine(0, `serving \(master pid`)
 	stop := load(t, loadgen.Config{Addr: addr, Clients: 8})
 	pid, next := m.pid, 0
 	for i := 0; i < 3; i++ {
@@ -108,7 +109,8 @@ func TestUpgradeToBrokenBinaryKeepsServing(t *testing.T) {
 	t.Parallel()
 	m, bin := startCopiedMaster(t, "lib", "--workers", "1", "--listen", "web=127.0.0.1:0")
 	addr := m.listenAddr("web")
-	m.waitLine(0, `gen 1 ready in`)
+	// Upgrades are possible once the master serves (tableflip is ready).
+	m.waitLine(0, `serving \(master pid`)
 	broken := filepath.Join(filepath.Dir(bin), "broken")
 	if err := os.WriteFile(broken, []byte("#!/bin/sh\necho this binary is broken >&2\nexit 3\n"), 0o755); err != nil {
 		t.Fatal(err)
@@ -136,7 +138,8 @@ func TestSecondUpgradeWaitsForTheOldMaster(t *testing.T) {
 	t.Parallel()
 	m, _ := startCopiedMaster(t, "lib", "--workers", "1", "--listen", "web=127.0.0.1:0")
 	addr := m.listenAddr("web")
-	m.waitLine(0, `gen 1 ready in`)
+	// Upgrades are possible once the master serves (tableflip is ready).
+	m.waitLine(0, `serving \(master pid`)
 	// A slow request keeps the old master draining.
 	slow := make(chan error, 1)
 	go func() { _, err := get("tcp", addr, "/slow?ms=3000"); slow <- err }()
