@@ -76,7 +76,7 @@ type binaryUpgrade struct {
 	done atomic.Bool   // a new master took over
 	// parentGone is set once the master that started this one has exited.
 	parentGone atomic.Bool
-	reqs chan struct{}
+	reqs       chan struct{}
 	// pidfile is where this master, started by an upgrade, writes its PID
 	// for the previous one.
 	pidfile string
