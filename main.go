@@ -88,8 +88,8 @@ activation), a NOTIFY_SOCKET for READY=1, and HOTCLUSTER_WORKER_ID,
 HOTCLUSTER_GENERATION and HOTCLUSTER_WORKERS.
 
 Signals: HUP reloads (new generation, old one drains once the new one is
-ready), TERM/INT drain and exit (a second one kills at once), TTIN/TTOU add or
-remove a worker.`,
+ready), USR2 upgrades hotcluster's own binary in place, TERM/INT drain and exit
+(a second one kills at once), TTIN/TTOU add or remove a worker.`,
 		OnUsageError: func(_ *cli.Context, err error, _ bool) error {
 			return &usageError{err}
 		},
@@ -106,7 +106,7 @@ remove a worker.`,
 			&cli.StringFlag{Name: "user", Usage: "run the workers as `USER[:GROUP]` (name or number) while the master keeps the sockets, e.g. bind :80 as root and serve as www-data"},
 			&cli.StringFlag{Name: "handoff", Value: "auto", Usage: "how traffic moves between generations: auto (steer TCP/UDP listeners with SO_REUSEPORT and BPF, share what cannot be steered) or shared (one socket for every generation)"},
 			&cli.StringFlag{Name: "pidfile", Usage: "file that always holds the PID of the live master (written once it serves, also after an upgrade)"},
-			&cli.DurationFlag{Name: "upgrade-timeout", Usage: "a new master (SIGUSR2) not serving by then is killed and the old one keeps serving (default: --ready-timeout + 5s)"},
+			&cli.DurationFlag{Name: "upgrade-timeout", DefaultText: "--ready-timeout + 5s", Usage: "a new master (SIGUSR2) not serving by then is killed and the old one keeps serving"},
 			&cli.StringSliceFlag{Name: "watch", Aliases: []string{"w"}, Category: "development", Usage: "`PATH` to watch (recursively) for changes that rebuild and reload, repeatable"},
 			&cli.StringSliceFlag{Name: "ignore", Category: "development", Usage: "`GLOB` of paths not to watch, repeatable (.git, node_modules, editor swap files are always ignored)"},
 			&cli.StringFlag{Name: "ext", Category: "development", Usage: "comma-separated extensions that count as changes, e.g. .go,.html (default: every file)"},
