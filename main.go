@@ -104,6 +104,7 @@ ready), USR2 upgrades hotcluster's own binary in place, TERM/INT drain and exit
 			&cli.StringSliceFlag{Name: "env", Aliases: []string{"e"}, Usage: "`K=V` added to the workers' environment, repeatable"},
 			&cli.StringFlag{Name: "dir", Usage: "working directory of the workers"},
 			&cli.StringFlag{Name: "user", Usage: "run the workers as `USER[:GROUP]` (name or number) while the master keeps the sockets, e.g. bind :80 as root and serve as www-data"},
+			&cli.StringFlag{Name: "ipc", Value: "auto", Usage: "message channel per worker (JSON lines; \"ready\" counts as READY=1): auto (for node, as NODE_CHANNEL_FD: process.send works), on (HOTCLUSTER_IPC_FD for any program), node (both, for any command), off"},
 			&cli.StringFlag{Name: "handoff", Value: "auto", Usage: "how traffic moves between generations: auto (steer TCP/UDP listeners with SO_REUSEPORT and BPF, share what cannot be steered) or shared (one socket for every generation)"},
 			&cli.StringFlag{Name: "pidfile", Usage: "file that always holds the PID of the live master (written once it serves, also after an upgrade)"},
 			&cli.DurationFlag{Name: "upgrade-timeout", DefaultText: "--ready-timeout + 5s", Usage: "a new master (SIGUSR2) not serving by then is killed and the old one keeps serving"},
@@ -167,6 +168,9 @@ func parseRun(c *cli.Context) (*runConfig, error) {
 		if p.Dir, err = filepath.Abs(dir); err != nil {
 			return nil, usagef("--dir %s: %v", dir, err)
 		}
+	}
+	if p.IPC, err = workers.ParseIPCMode(c.String("ipc")); err != nil {
+		return nil, usagef("--%v", err)
 	}
 	switch h := c.String("handoff"); h {
 	case "auto":

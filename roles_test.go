@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"net"
@@ -43,7 +44,8 @@ func reportContract() {
 	unix.Prctl(unix.PR_GET_PDEATHSIG, uintptr(unsafe.Pointer(&pdeathsig)), 0, 0, 0)
 	fmt.Fprintf(&b, "CONTRACT pid=%d pgid=%d pdeathsig=%d uid=%d gid=%d", os.Getpid(), syscall.Getpgrp(), pdeathsig, os.Getuid(), os.Getgid())
 	for _, k := range []string{"LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES", "NOTIFY_SOCKET",
-		"HOTCLUSTER_WORKER_ID", "HOTCLUSTER_GENERATION", "HOTCLUSTER_WORKERS", "HOTCLUSTER_SHIM", "EXTRA"} {
+		"HOTCLUSTER_WORKER_ID", "HOTCLUSTER_GENERATION", "HOTCLUSTER_WORKERS", "HOTCLUSTER_SHIM", "EXTRA",
+		"HOTCLUSTER_IPC_FD", "NODE_CHANNEL_FD"} {
 		fmt.Fprintf(&b, " %s=%s", k, os.Getenv(k))
 	}
 	n, _ := strconv.Atoi(os.Getenv("LISTEN_FDS"))
@@ -79,6 +81,11 @@ func hello(w http.ResponseWriter, r *http.Request) {
 
 func roleLib() int {
 	reportContract()
+	return roleLibServe()
+}
+
+// roleLibServe serves hello with the worker library.
+func roleLibServe() int {
 	ln, err := child.Listen("", "tcp", "127.0.0.1:0")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
@@ -184,3 +191,25 @@ func roleDevApp() int {
 }
 
 func init() { roles["devapp"] = roleDevApp }
+
+// roleIPCFlood writes garbage, an oversized line and a flood of valid
+// messages on its channel, then "ready", then serves.
+func roleIPCFlood() int {
+	reportContract()
+	fd, err := strconv.Atoi(os.Getenv("HOTCLUSTER_IPC_FD"))
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "no HOTCLUSTER_IPC_FD")
+		return 1
+	}
+	ch := os.NewFile(uintptr(fd), "ipc")
+	ch.WriteString("{not json\n")
+	ch.WriteString(`{"valid":true}` + "\n") // ends that burst of bad input
+	ch.Write(append(bytes.Repeat([]byte("x"), 2<<20), '\n'))
+	for i := 0; i < 10000; i++ {
+		ch.WriteString(`{"n":1}` + "\n")
+	}
+	ch.WriteString(`"ready"` + "\n")
+	return roleLibServe()
+}
+
+func init() { roles["ipc-flood"] = roleIPCFlood }

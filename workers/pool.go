@@ -157,6 +157,8 @@ type Config struct {
 	KeepGoing bool
 	// Color prefixes each worker's lines with a colour of its slot.
 	Color bool
+	// IPC says which workers get a message channel (see IPCMode).
+	IPC IPCMode
 	// QuietReady leaves the "gen N ready" line to the caller, which says
 	// more (the development loop: build time, files changed).
 	QuietReady bool
@@ -481,7 +483,7 @@ func (p *Pool) startGeneration() {
 }
 
 func (p *Pool) startWorker(g *generation, slot int) (*worker, error) {
-	s := spawnSpec{gen: g.num, slot: slot, size: p.size, cmd: g.cmd}
+	s := spawnSpec{gen: g.num, slot: slot, size: p.size, cmd: g.cmd, ipc: ipcFor(p.cfg.IPC, g.cmd)}
 	if p.cfg.Sockets != nil {
 		files, err := p.cfg.Sockets.Files(g.num)
 		if err != nil {

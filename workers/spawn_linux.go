@@ -13,6 +13,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/hotcluster/hotcluster/internal/protocol"
 	"golang.org/x/sys/unix"
 )
 
@@ -49,6 +50,24 @@ func (p *Pool) spawn(s spawnSpec) (*worker, error) {
 		}
 	}
 
+	// The message channel: our end non-blocking, so that closing it ends
+	// its reader.
+	var ipcChild, ipcOurs *os.File
+	if s.ipc != IPCOff {
+		fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+		if err != nil {
+			notify.Close()
+			closeFiles(pipes[:])
+			os.Remove(sockPath)
+			return nil, fmt.Errorf("start gen %d worker %d: message channel: %w", s.gen, s.slot, err)
+		}
+		unix.SetNonblock(fds[0], true)
+		ipcOurs, ipcChild = os.NewFile(uintptr(fds[0]), "ipc"), os.NewFile(uintptr(fds[1]), "ipc")
+	}
+	extra := s.files
+	if ipcChild != nil {
+		extra = append(append([]*os.File(nil), s.files...), ipcChild)
+	}
 	cmd := &exec.Cmd{
 		Path:       selfExe,
 		Args:       append([]string{shimArg0, s.cmd.Path}, s.cmd.Args...),
@@ -56,7 +75,7 @@ func (p *Pool) spawn(s spawnSpec) (*worker, error) {
 		Env:        p.workerEnv(s, sockPath),
 		Stdout:     pipes[1],
 		Stderr:     pipes[3],
-		ExtraFiles: s.files,
+		ExtraFiles: extra,
 		SysProcAttr: &syscall.SysProcAttr{
 			// Its own process group: a terminal's Ctrl-C reaches only the
 			// master, which drains workers in order, and a stop signal
@@ -81,6 +100,14 @@ func (p *Pool) spawn(s spawnSpec) (*worker, error) {
 	go func() {
 		defer p.wg.Done()
 		defer close(notifyDone)
+		if ipcOurs != nil {
+			ipcDone := make(chan struct{})
+			go func() {
+				defer close(ipcDone)
+				p.readIPC(w, ipcOurs)
+			}()
+			defer func() { ipcOurs.Close(); <-ipcDone }()
+		}
 		p.readNotify(w, notify)
 	}()
 
@@ -104,6 +131,9 @@ func (p *Pool) spawn(s spawnSpec) (*worker, error) {
 	err = <-startErr
 	pipes[1].Close()
 	pipes[3].Close()
+	if ipcChild != nil {
+		ipcChild.Close()
+	}
 	if err != nil {
 		notify.Close()
 		<-notifyDone
@@ -185,4 +215,16 @@ func (p *Pool) readNotify(w *worker, c *net.UnixConn) {
 // thread that forked it ends (see ExecShim).
 func armParentDeath() error {
 	return unix.Prctl(unix.PR_SET_PDEATHSIG, uintptr(syscall.SIGKILL), 0, 0, 0)
+}
+
+// readIPC handles a worker's messages until its channel closes: "ready" is
+// READY=1; other messages are for later (events, send).
+func (p *Pool) readIPC(w *worker, c *os.File) {
+	readIPC(c, func(m ipcMessage) {
+		if m.ready {
+			p.events <- notifyEvent{w: w, msg: protocol.NotifyReady}
+		}
+	}, func(err error) {
+		p.log.Printf("%s: message channel: %v", w, err)
+	})
 }

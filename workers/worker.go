@@ -57,6 +57,7 @@ type spawnSpec struct {
 	files []*os.File // listeners, closed by spawn
 	names []string
 	cmd   Command
+	ipc   IPCMode // resolved: IPCOff, IPCOn or IPCNode
 }
 
 // workerEnv is the master's environment without what belongs to the master
@@ -66,6 +67,7 @@ func (p *Pool) workerEnv(s spawnSpec, notifySock string) []string {
 	drop := map[string]bool{
 		protocol.EnvListenFds: true, protocol.EnvListenFdNames: true, protocol.EnvListenPID: true,
 		protocol.EnvNotifySocket: true, "WATCHDOG_USEC": true, "WATCHDOG_PID": true,
+		protocol.EnvNodeChannelFd: true, protocol.EnvNodeChannelMode: true,
 	}
 	for _, kv := range p.cfg.Env {
 		k, _, _ := strings.Cut(kv, "=")
@@ -84,6 +86,13 @@ func (p *Pool) workerEnv(s spawnSpec, notifySock string) []string {
 		env = append(env,
 			protocol.EnvListenFds+"="+strconv.Itoa(len(s.names)),
 			protocol.EnvListenFdNames+"="+strings.Join(s.names, ":"))
+	}
+	if s.ipc != IPCOff {
+		fd := strconv.Itoa(protocol.ListenFdsStart + len(s.names))
+		env = append(env, protocol.EnvIPCFd+"="+fd)
+		if s.ipc == IPCNode {
+			env = append(env, protocol.EnvNodeChannelFd+"="+fd, protocol.EnvNodeChannelMode+"=json")
+		}
 	}
 	return append(env,
 		protocol.EnvNotifySocket+"="+notifySock,

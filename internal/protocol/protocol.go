@@ -42,3 +42,19 @@ const (
 	NotifyStatus   = "STATUS="
 	NotifyWatchdog = "WATCHDOG=1"
 )
+
+// The message channel of a worker (one end of a socket pair, one JSON value
+// per line).
+const (
+	// EnvIPCFd is the channel's descriptor number, after the listeners.
+	EnvIPCFd = "HOTCLUSTER_IPC_FD"
+	// EnvNodeChannelFd and EnvNodeChannelMode announce the same descriptor to
+	// Node.js, whose process.send and process.on('message') then use it.
+	EnvNodeChannelFd   = "NODE_CHANNEL_FD"
+	EnvNodeChannelMode = "NODE_CHANNEL_SERIALIZATION_MODE"
+	// IPCReady is PM2's readiness message: a worker sending it is ready, as
+	// with READY=1.
+	IPCReady = "ready"
+	// IPCMaxLine bounds one message; a longer line is dropped.
+	IPCMaxLine = 1 << 20
+)
