@@ -32,7 +32,9 @@ func TestExamples(t *testing.T) {
 			if _, err := exec.LookPath(tc.command[0]); err != nil {
 				t.Skipf("%s is not installed here: %v", tc.command[0], err)
 			}
-			m := startCommand(t, []string{"--workers", "2", "--listen", "web=127.0.0.1:0", "--ready-delay", "500ms"}, tc.command...)
+			// --ready notify: each example reports readiness itself (the Go
+			// library's READY=1, Python's READY=1, Node's process.send('ready')).
+			m := startCommand(t, []string{"--workers", "2", "--listen", "web=127.0.0.1:0", "--ready", "notify", "--ready-timeout", "30s"}, tc.command...)
 			addr := m.listenAddr("web")
 			m.waitLine(0, `gen 1 ready in`)
 			stop := load(t, loadgen.Config{Addr: addr, Clients: 4, KeepAlive: tc.keepAlive})

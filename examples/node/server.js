@@ -1,7 +1,8 @@
 // A plain Node.js http server that runs under hotcluster unchanged: it
 // serves the listening socket it inherits on fd 3 (systemd's socket
-// activation: LISTEN_FDS, LISTEN_PID) or, run by hand, 127.0.0.1:8080 ($PORT). It speaks
-// no readiness protocol; hotcluster's delay readiness covers it.
+// activation: LISTEN_FDS, LISTEN_PID) or, run by hand, 127.0.0.1:8080 ($PORT). Under
+// hotcluster it has a message channel (process.send) and says 'ready' on it,
+// as PM2 apps do, so a reload cuts over as soon as the new workers serve.
 //
 // The inherited socket is non-blocking and its O_NONBLOCK flag is shared with
 // the master and every other worker, so nothing here may make it blocking.
@@ -94,4 +95,17 @@ const port = parseInt(process.env.PORT || '8080', 10); // run by hand
 server.listen(fd === null ? { host: '127.0.0.1', port } : { fd }, () => {
   const where = fd === null ? `127.0.0.1:${port}` : `fd ${fd}`;
   process.stderr.write(`node: serving on ${where}, ${line}`);
+  // Under hotcluster (as under cluster or PM2) process.send exists: say
+  // 'ready' now that we serve, PM2's convention, which hotcluster takes as
+  // READY=1. Run by hand there is no channel and nothing to say.
+  if (process.send) {
+    process.send('ready');
+  }
+});
+
+// Messages from the master (none are sent yet; see hotcluster's issues).
+// A 'message' listener keeps the channel referenced, so stop() exits
+// explicitly.
+process.on('message', (msg) => {
+  process.stderr.write(`node: message ${JSON.stringify(msg)}\n`);
 });
