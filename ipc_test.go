@@ -91,3 +91,15 @@ func TestIPCBadInput(t *testing.T) {
 		}
 	}
 }
+
+// A Go worker using the library's Send reports readiness over the channel.
+func TestGoWorkerReadyOverIPC(t *testing.T) {
+	t.Parallel()
+	m := startMaster(t, "ipc-ready", "--workers", "2", "--listen", "web=127.0.0.1:0", "--ipc", "on", "--ready", "notify")
+	addr := m.listenAddr("web")
+	m.waitLine(0, `gen 1 ready in`)
+	stop := load(t, loadgen.Config{Addr: addr, Clients: 4})
+	m.reload(2)
+	assertNoFailures(t, stop())
+	assertServedBy(t, "tcp", addr, 2)
+}

@@ -213,3 +213,30 @@ func roleIPCFlood() int {
 }
 
 func init() { roles["ipc-flood"] = roleIPCFlood }
+
+// roleIPCReady is a Go worker that reports readiness over the message
+// channel (child.Send("ready")) instead of NOTIFY_SOCKET.
+func roleIPCReady() int {
+	reportContract()
+	ln, err := child.Listen("", "tcp", "127.0.0.1:0")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	srv := &http.Server{Handler: http.HandlerFunc(hello)}
+	go func() {
+		if err := child.Send(map[string]string{"hello": "master"}); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+		}
+		if err := child.Send("ready"); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+		}
+	}()
+	if err := child.ServeHTTP(context.Background(), srv, ln, child.Options{NoReady: true}); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	return 0
+}
+
+func init() { roles["ipc-ready"] = roleIPCReady }
