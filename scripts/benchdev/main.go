@@ -270,12 +270,12 @@ func (b *bench) runScenario(sc scenario) (o *outcome) {
 		return o
 	}
 	if sc.tool == "hotcluster" {
-		times = &hotclusterLog{path: p.logPath}
+		times = &hotclusterLog{path: p.LogPath}
 	}
 	pids := map[int]bool{}
 	defer func() {
 		o.pids = len(pids)
-		o.stopErr = errors.Join(p.stop(b.stopGrace), reapLeftovers(pids, b.runID, killWait))
+		o.stopErr = errors.Join(p.Stop(b.stopGrace), reapLeftovers(pids, b.runID, killWait))
 	}()
 
 	first, err := b.waitVersion(p, addr, 1, time.Now().Add(b.readyTimeout), pids)
@@ -334,7 +334,7 @@ func (b *bench) runScenario(sc scenario) (o *outcome) {
 		pids[pid] = true
 	}
 	o.badBodies = seen.bad
-	if err := p.exited(); err != nil {
+	if err := p.Exited(); err != nil {
 		o.err = errors.Join(o.err, err)
 	}
 	return o
@@ -410,11 +410,11 @@ func (b *bench) waitVersion(p *proc, addr string, v int, deadline time.Time, pid
 				}
 			}
 		}
-		if err := p.exited(); err != nil {
+		if err := p.Exited(); err != nil {
 			return w, err
 		}
 		if now.After(deadline) {
-			return w, fmt.Errorf("no answer with version=%d from %s in time (last probe: %s); log %s:\n%s", v, addr, last, p.logPath, p.logTail(15))
+			return w, fmt.Errorf("no answer with version=%d from %s in time (last probe: %s); log %s:\n%s", v, addr, last, p.LogPath, p.LogTail(15))
 		}
 		if err := sleep(b.ctx, b.poll); err != nil {
 			return w, err

@@ -302,7 +302,7 @@ func (b *bench) runReload(c reloadCase) (o *reloadOutcome) {
 		o.err = err
 		return o
 	}
-	master := s.master.pid()
+	master := s.master.PID()
 	cpu, err := startCPU(master)
 	if err != nil {
 		o.err = err

@@ -94,7 +94,7 @@ func (b *bench) startBare(name, addr string, port int) (*server, error) {
 // alive returns an error if any process the driver started for s has exited.
 func (s *server) alive() error {
 	for _, p := range s.procs {
-		if err := p.exited(); err != nil {
+		if err := p.Exited(); err != nil {
 			return err
 		}
 	}
@@ -106,7 +106,7 @@ func (s *server) alive() error {
 func (s *server) stop(grace time.Duration, helloExe string) error {
 	var errs []error
 	for _, p := range s.procs {
-		errs = append(errs, p.stop(grace))
+		errs = append(errs, p.Stop(grace))
 	}
 	errs = append(errs, reapLeftovers(s.pids, helloExe, killWait))
 	return errors.Join(errs...)
@@ -125,7 +125,7 @@ func (b *bench) waitServing(s *server, warm connMode) (*loadgen.Result, error) {
 		}
 		if time.Now().After(deadline) {
 			return nil, fmt.Errorf("%s: no answer from %s within %v (last attempt: %s); log %s",
-				s.name, s.addr, b.readyTimeout, last, s.procs[0].logPath)
+				s.name, s.addr, b.readyTimeout, last, s.procs[0].LogPath)
 		}
 		obs := newObserver(1)
 		r, err := loadgen.Run(b.ctx, loadgen.Config{Addr: s.addr, MaxRequests: 1, Timeout: time.Second, OnResponse: obs.observe})

@@ -52,7 +52,7 @@ func (b *bench) runUpgrade(m connMode) (o *upgradeOutcome) {
 		defer func() { o.stopErr = b.stopUpgraded(s, o.masters) }()
 	}
 	if err == nil {
-		o.masters = []int{s.master.pid()}
+		o.masters = []int{s.master.PID()}
 		_, err = b.waitServing(s, allModes[0])
 	}
 	if err != nil {
@@ -86,7 +86,7 @@ func (b *bench) runUpgrade(m connMode) (o *upgradeOutcome) {
 		}
 		cur := o.masters[len(o.masters)-1]
 		if gone(cur) {
-			o.err = fmt.Errorf("master %d is gone before upgrade %d; log %s:\n%s", cur, i, s.master.logPath, s.master.logTail(15))
+			o.err = fmt.Errorf("master %d is gone before upgrade %d; log %s:\n%s", cur, i, s.master.LogPath, s.master.LogTail(15))
 			break
 		}
 		if err := syscall.Kill(cur, syscall.SIGUSR2); err != nil {
@@ -95,7 +95,7 @@ func (b *bench) runUpgrade(m connMode) (o *upgradeOutcome) {
 		}
 		sent := time.Now()
 		next = sent.Add(b.reloadEvery)
-		pid, err := b.waitTakeover(s.master.logPath, i)
+		pid, err := b.waitTakeover(s.master.LogPath, i)
 		if err != nil {
 			o.err = fmt.Errorf("upgrade %d: %w", i, err)
 			break
@@ -109,16 +109,16 @@ func (b *bench) runUpgrade(m connMode) (o *upgradeOutcome) {
 		o.upgrades++
 		// The new master accepts the next SIGUSR2 once it has seen the old
 		// one exit, which it logs.
-		if err := b.waitLogCount(s.master.logPath, parentExited, i); err != nil {
+		if err := b.waitLogCount(s.master.LogPath, parentExited, i); err != nil {
 			o.err = fmt.Errorf("upgrade %d: %w", i, err)
 			break
 		}
 		if i == 1 {
 			// The first master is the driver's child: it must have exited 0.
-			<-s.master.done // reaped by now (gone treats a zombie as gone)
-			s.master.stopped = true
-			if s.master.waitErr != nil {
-				o.err = fmt.Errorf("first master (pid %d): %s", cur, describeExit(s.master.waitErr))
+			<-s.master.Done // reaped by now (gone treats a zombie as gone)
+			s.master.Stopped = true
+			if s.master.WaitErr != nil {
+				o.err = fmt.Errorf("first master (pid %d): %s", cur, describeExit(s.master.WaitErr))
 				break
 			}
 		}
@@ -230,7 +230,7 @@ func waitGone(ctx context.Context, pid int, wait time.Duration) error {
 func (b *bench) stopUpgraded(s *server, masters []int) error {
 	first := s.master
 	// Every master the log names, also one the scenario gave up waiting for.
-	if text, err := os.ReadFile(first.logPath); err == nil {
+	if text, err := os.ReadFile(first.LogPath); err == nil {
 		for _, m := range tookOver.FindAllSubmatch(text, -1) {
 			if pid, err := strconv.Atoi(string(m[1])); err == nil && !slices.Contains(masters, pid) {
 				masters = append(masters, pid)
@@ -241,17 +241,17 @@ func (b *bench) stopUpgraded(s *server, masters []int) error {
 		return s.stop(b.stopGrace, b.hello) // never upgraded: the usual way
 	}
 	var errs []error
-	if !first.stopped {
-		if first.exited() == nil {
-			errs = append(errs, first.stop(b.stopGrace))
-		} else if first.stopped = true; first.waitErr != nil {
-			errs = append(errs, fmt.Errorf("first master (pid %d): %s", first.pid(), describeExit(first.waitErr)))
+	if !first.Stopped {
+		if first.Exited() == nil {
+			errs = append(errs, first.Stop(b.stopGrace))
+		} else if first.Stopped = true; first.WaitErr != nil {
+			errs = append(errs, fmt.Errorf("first master (pid %d): %s", first.PID(), describeExit(first.WaitErr)))
 		}
 	}
 	var live []int
 	for _, pid := range masters[1:] {
 		// Only in the group the driver made: a recycled PID is left alone.
-		if pgid, err := syscall.Getpgid(pid); err == nil && pgid == first.pid() && !gone(pid) {
+		if pgid, err := syscall.Getpgid(pid); err == nil && pgid == first.PID() && !gone(pid) {
 			_ = syscall.Kill(pid, syscall.SIGTERM)
 			live = append(live, pid)
 		}
@@ -264,10 +264,10 @@ func (b *bench) stopUpgraded(s *server, masters []int) error {
 		// A fresh context: stopping must not be cut short by Ctrl-C.
 		if err := waitGone(context.Background(), pid, b.stopGrace); err != nil {
 			if !killed {
-				_ = syscall.Kill(-first.pid(), syscall.SIGKILL)
+				_ = syscall.Kill(-first.PID(), syscall.SIGKILL)
 				killed = true
 			}
-			errs = append(errs, fmt.Errorf("%s: master %d did not exit within %v of SIGTERM; killed process group %d", s.name, pid, b.stopGrace, first.pid()))
+			errs = append(errs, fmt.Errorf("%s: master %d did not exit within %v of SIGTERM; killed process group %d", s.name, pid, b.stopGrace, first.PID()))
 			if err := waitGone(context.Background(), pid, killWait); err != nil {
 				errs = append(errs, err)
 			}
