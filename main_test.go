@@ -2,7 +2,6 @@ package main
 
 import (
 	"bufio"
-	"context"
 	"fmt"
 	"io"
 	"net"
@@ -293,19 +292,22 @@ func alive(pid int) bool {
 	return syscall.Kill(pid, 0) == nil
 }
 
-// eventually polls cond every few milliseconds until it holds or the test
-// deadline passes.
+// eventually polls cond, for state that only /proc or the kernel shows
+// (a process gone, a file removed), until it holds or the test deadline
+// passes.
 func eventually(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(testTimeout)
+	deadline := time.NewTimer(testTimeout)
+	defer deadline.Stop()
+	tick := time.NewTicker(5 * time.Millisecond)
+	defer tick.Stop()
 	for !cond() {
-		if time.Now().After(deadline) {
+		select {
+		case <-deadline.C:
 			t.Fatalf("%s: still not true after %s", what, testTimeout)
+		case <-tick.C:
 		}
-		time.Sleep(5 * time.Millisecond)
 	}
 }
-
-var _ = context.Background
 
 func regexpQuote(s string) string { return regexp.QuoteMeta(s) }

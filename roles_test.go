@@ -73,7 +73,8 @@ func reportContract() {
 
 func hello(w http.ResponseWriter, r *http.Request) {
 	if ms, err := strconv.Atoi(r.URL.Query().Get("ms")); err == nil {
-		fmt.Println("SLOW START")
+		fmt.Println("SLOW START") // what tests wait for
+		// The request's own work, not synchronisation.
 		time.Sleep(time.Duration(ms) * time.Millisecond)
 	}
 	fmt.Fprintf(w, "hello pid=%d gen=%d worker=%d\n", os.Getpid(), child.Generation(), child.WorkerID())

@@ -18,6 +18,8 @@ func TestDebouncerQuietEndsBurst(t *testing.T) {
 		}
 		start := time.Now()
 		d.add("/b", false)
+		// Inside the synctest bubble time is virtual: Sleep advances it
+		// exactly, it does not wait for anything.
 		time.Sleep(60 * time.Millisecond)
 		d.add("/a", false)
 		time.Sleep(60 * time.Millisecond)
