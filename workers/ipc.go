@@ -57,8 +57,16 @@ func ipcFor(m IPCMode, cmd Command) IPCMode {
 // ipcMessage is what the decoder makes of one line.
 type ipcMessage struct {
 	ready bool
-	value json.RawMessage
+	// broadcast: the worker asks for value to reach every worker of its
+	// generation (itself included).
+	broadcast bool
+	value     json.RawMessage
 }
+
+// ipcBroadcast is the cmd of a worker's request for a broadcast, after
+// Node's convention of a namespaced "cmd" for internal messages:
+// {"cmd":"hotcluster:broadcast","data":VALUE}.
+const ipcBroadcast = "hotcluster:broadcast"
 
 // errIPCLine is returned for a line that is not one JSON value.
 var errIPCLine = errors.New("workers: malformed message")
@@ -78,10 +86,19 @@ func decodeIPCLine(line []byte) (msg ipcMessage, ok bool, err error) {
 		return ipcMessage{ready: s == protocol.IPCReady, value: line}, true, nil
 	}
 	var obj struct {
-		Cmd string `json:"cmd"`
+		Cmd  string          `json:"cmd"`
+		Data json.RawMessage `json:"data"`
 	}
-	if json.Unmarshal(line, &obj) == nil && strings.HasPrefix(obj.Cmd, "NODE_") {
-		return msg, false, nil
+	if json.Unmarshal(line, &obj) == nil {
+		switch {
+		case strings.HasPrefix(obj.Cmd, "NODE_"):
+			return msg, false, nil
+		case obj.Cmd == ipcBroadcast:
+			if len(obj.Data) == 0 {
+				return msg, false, fmt.Errorf("%w: %s without \"data\"", errIPCLine, ipcBroadcast)
+			}
+			return ipcMessage{broadcast: true, value: obj.Data}, true, nil
+		}
 	}
 	return ipcMessage{value: line}, true, nil
 }

@@ -2,6 +2,7 @@ package workers
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -89,7 +90,7 @@ type Command struct {
 	Args []string
 }
 
-// EventKind names what happened to a generation.
+// EventKind names what happened to a generation or a worker.
 type EventKind int
 
 // The events reported to Config.OnEvent.
@@ -102,18 +103,59 @@ const (
 	GenFailed
 	// GenDone: every worker of the generation has exited.
 	GenDone
+	// WorkerStarted: a worker process was forked (Slot, PID).
+	WorkerStarted
+	// WorkerReady: a worker reported ready, or counted as ready.
+	WorkerReady
+	// WorkerDraining: a worker was sent the stop signal; Err says why.
+	WorkerDraining
+	// WorkerExited: a worker exited; Err describes its status, Took its
+	// lifetime.
+	WorkerExited
+	// WorkerRespawn: a worker of the serving generation died and its slot
+	// is started again (after Took of back-off).
+	WorkerRespawn
+	// WorkerRecycle: a worker is being replaced (Err says why): its
+	// replacement starts, and the worker drains once that is ready.
+	WorkerRecycle
+	// WorkerDisconnect: a worker's message channel closed.
+	WorkerDisconnect
+	// WorkerMessage: a worker sent Message on its channel.
+	WorkerMessage
+	// Scaled: the group's size changed to Workers.
+	Scaled
 )
 
-// Event is a change in a generation's life.
+var eventNames = [...]string{
+	GenStarting: "reload-start", GenReady: "reload-done", GenFailed: "reload-failed", GenDone: "drained",
+	WorkerStarted: "fork", WorkerReady: "ready", WorkerDraining: "draining", WorkerExited: "exit",
+	WorkerRespawn: "respawn", WorkerRecycle: "recycle", WorkerDisconnect: "disconnect",
+	WorkerMessage: "message", Scaled: "scale",
+}
+
+// String is the event's name on the control socket, after Node's cluster
+// events where one matches (fork, disconnect, exit).
+func (k EventKind) String() string {
+	if k > 0 && int(k) < len(eventNames) {
+		return eventNames[k]
+	}
+	return fmt.Sprintf("event(%d)", int(k))
+}
+
+// Event is a change in a generation's or a worker's life.
 type Event struct {
 	Kind EventKind
 	Gen  uint64
-	// Command is the generation's command.
+	// Command is the generation's command (generation events).
 	Command Command
-	// Workers is the generation's size (GenStarting, GenReady).
+	// Workers is the generation's size (GenStarting, GenReady, Scaled).
 	Workers int
-	Took    time.Duration
-	Err     string
+	// Slot and PID name the worker of worker events.
+	Slot, PID int
+	Took      time.Duration
+	Err       string
+	// Message is a worker's message (WorkerMessage).
+	Message json.RawMessage
 }
 
 // Config describes the worker group. Zero fields take the defaults.
@@ -197,7 +239,13 @@ type Pool struct {
 	fatal      error
 	crashes    map[int]int // consecutive crashes per slot
 	activating context.CancelFunc
-	cmd        Command // of the next generation
+	cmd        Command        // of the next generation
+	env        []string       // of the next generation (Config.Env, or an Update's)
+	restarts   map[int]int    // respawns per slot, for status
+	lastExit   map[int]string // per slot
+	waiters    []chan<- Event // reloads queued behind a turnover, for their outcome
+	lastReload *Event         // the last GenReady or GenFailed after the first
+	started    time.Time
 }
 
 type genState int
@@ -214,11 +262,19 @@ type generation struct {
 	num     uint64
 	size    int
 	cmd     Command
+	env     []string
 	state   genState
 	started time.Time
 	workers map[int]*worker // live workers by slot
+	// standby holds replacements being started for workers of a serving
+	// generation (Recycle), by slot; each takes its slot once ready.
+	standby map[int]*worker
 	timeout *time.Timer
+	waiters []chan<- Event // reloads waiting for this generation's outcome
 }
+
+// empty: no worker of g, standbys included, is left.
+func (g *generation) empty() bool { return len(g.workers) == 0 && len(g.standby) == 0 }
 
 // New checks cfg and returns a pool that has started nothing yet.
 func New(cfg Config) (*Pool, error) {
@@ -261,19 +317,22 @@ func New(cfg Config) (*Pool, error) {
 	}
 	out := &lineWriter{w: cfg.Output}
 	return &Pool{
-		cfg:     cfg,
-		baseEnv: os.Environ(),
-		out:     out,
-		log:     log.New(out, "hotcluster: ", 0),
-		reqs:    make(chan request),
-		events:  make(chan any, 64),
-		readyC:  make(chan struct{}),
-		done:    make(chan struct{}),
-		size:    cfg.Workers,
-		gens:    make(map[uint64]*generation),
-		crashes: make(map[int]int),
-		cmd:     cfg.Command,
-		gen:     max(cfg.FirstGeneration, 1) - 1,
+		cfg:      cfg,
+		baseEnv:  os.Environ(),
+		out:      out,
+		log:      log.New(out, "hotcluster: ", 0),
+		reqs:     make(chan request),
+		events:   make(chan any, 64),
+		readyC:   make(chan struct{}),
+		done:     make(chan struct{}),
+		size:     cfg.Workers,
+		gens:     make(map[uint64]*generation),
+		crashes:  make(map[int]int),
+		restarts: make(map[int]int),
+		lastExit: make(map[int]string),
+		cmd:      cfg.Command,
+		env:      cfg.Env,
+		gen:      max(cfg.FirstGeneration, 1) - 1,
 	}, nil
 }
 
@@ -288,8 +347,12 @@ func (p *Pool) Ready() <-chan struct{} { return p.readyC }
 func (p *Pool) Done() <-chan struct{} { return p.done }
 
 type request struct {
-	kind requestKind
-	cmd  *Command // reqReload: the command of the new generation, if it changes
+	kind    requestKind
+	update  *Update      // reqReload: what changes from the new generation on
+	outcome chan<- Event // reqReload: gets GenReady or GenFailed, if set
+	status  chan<- Status
+	message *message
+	recycle recycle
 }
 
 type requestKind int
@@ -300,12 +363,18 @@ const (
 	reqScaleDown
 	reqStop
 	reqForceStop
+	reqStatus
+	reqSend
+	reqRecycle
 )
 
-func (p *Pool) send(r request) {
+// send hands r to the loop; false once the loop has ended.
+func (p *Pool) send(r request) bool {
 	select {
 	case p.reqs <- r:
+		return true
 	case <-p.done:
+		return false
 	}
 }
 
@@ -316,7 +385,9 @@ func (p *Pool) Reload() { p.send(request{kind: reqReload}) }
 // ReloadWith is Reload with a new command for the new generation and the
 // ones after it. Of reloads that coalesce, the last command wins. On a pool
 // that started without a command, it starts the first generation.
-func (p *Pool) ReloadWith(cmd Command) { p.send(request{kind: reqReload, cmd: &cmd}) }
+func (p *Pool) ReloadWith(cmd Command) {
+	p.send(request{kind: reqReload, update: &Update{Command: &cmd}})
+}
 
 // Scale adds (delta > 0) or removes workers, one slot at a time.
 func (p *Pool) Scale(delta int) {
@@ -380,6 +451,7 @@ func (p *Pool) Run(ctx context.Context) error {
 		return fmt.Errorf("workers: notify socket directory: %w", err)
 	}
 	p.notifyDir = dir
+	p.started = time.Now()
 	defer os.RemoveAll(dir)
 	// MkdirTemp makes it 0700: only this user can reach the notify sockets;
 	// with Credential, the workers' user instead.
@@ -414,7 +486,7 @@ func (p *Pool) Run(ctx context.Context) error {
 func (p *Pool) live() int {
 	n := 0
 	for _, g := range p.gens {
-		n += len(g.workers)
+		n += len(g.workers) + len(g.standby)
 	}
 	return n
 }
@@ -423,17 +495,27 @@ func (p *Pool) handleRequest(r request) {
 	switch r.kind {
 	case reqReload:
 		if p.stopping {
+			reply(r.outcome, Event{Kind: GenFailed, Err: "the master is stopping"})
 			return
 		}
-		if r.cmd != nil {
-			p.cmd = *r.cmd
-		}
+		p.apply(r.update)
 		switch {
 		case p.cmd.Path == "":
+			reply(r.outcome, Event{Kind: GenFailed, Err: "no worker command yet (the first build has not succeeded)"})
 		case p.pending != nil:
 			p.queued = true
+			if r.outcome != nil {
+				p.waiters = append(p.waiters, r.outcome)
+			}
 		default:
 			p.startGeneration()
+			if r.outcome != nil {
+				if g := p.gens[p.gen]; g != nil && g.state == genStarting {
+					g.waiters = append(g.waiters, r.outcome)
+				} else {
+					reply(r.outcome, p.outcomeOf(p.gen))
+				}
+			}
 		}
 	case reqScaleUp:
 		if p.stopping {
@@ -441,6 +523,7 @@ func (p *Pool) handleRequest(r request) {
 		}
 		p.size++
 		p.log.Printf("scale up to %s", workersN(p.size))
+		p.emit(Event{Kind: Scaled, Gen: p.gen, Workers: p.size})
 		p.reconcile()
 	case reqScaleDown:
 		if p.stopping {
@@ -452,11 +535,18 @@ func (p *Pool) handleRequest(r request) {
 		}
 		p.size--
 		p.log.Printf("scale down to %s", workersN(p.size))
+		p.emit(Event{Kind: Scaled, Gen: p.gen, Workers: p.size})
 		p.reconcile()
 	case reqStop:
 		p.stop(false)
 	case reqForceStop:
 		p.stop(true)
+	case reqStatus:
+		r.status <- p.snapshot()
+	case reqSend:
+		p.deliver(r.message)
+	case reqRecycle:
+		p.startRecycle(r.recycle)
 	}
 }
 
@@ -464,7 +554,8 @@ func (p *Pool) handleRequest(r request) {
 func (p *Pool) startGeneration() {
 	p.gen++
 	first := p.current == nil
-	g := &generation{num: p.gen, size: p.size, cmd: p.cmd, started: time.Now(), workers: make(map[int]*worker)}
+	g := &generation{num: p.gen, size: p.size, cmd: p.cmd, env: p.env, started: time.Now(), workers: make(map[int]*worker), standby: make(map[int]*worker)}
+	g.waiters, p.waiters = p.waiters, nil
 	p.gens[g.num] = g
 	p.pending = g
 	if !first {
@@ -472,7 +563,7 @@ func (p *Pool) startGeneration() {
 	}
 	p.emit(Event{Kind: GenStarting, Gen: g.num, Command: g.cmd, Workers: g.size})
 	for slot := 0; slot < g.size; slot++ {
-		w, err := p.startWorker(g, slot)
+		w, err := p.startWorker(g, slot, false)
 		if err != nil {
 			p.failGeneration(g, err.Error())
 			return
@@ -482,8 +573,10 @@ func (p *Pool) startGeneration() {
 	g.timeout = p.after(p.cfg.ReadyTimeout, genTimeoutEvent{g})
 }
 
-func (p *Pool) startWorker(g *generation, slot int) (*worker, error) {
-	s := spawnSpec{gen: g.num, slot: slot, size: p.size, cmd: g.cmd, ipc: ipcFor(p.cfg.IPC, g.cmd)}
+// startWorker forks a worker for g's slot. A standby (Recycle) waits for
+// readiness like a worker of a new generation.
+func (p *Pool) startWorker(g *generation, slot int, standby bool) (*worker, error) {
+	s := spawnSpec{gen: g.num, slot: slot, size: p.size, cmd: g.cmd, env: g.env, ipc: ipcFor(p.cfg.IPC, g.cmd)}
 	if p.cfg.Sockets != nil {
 		files, err := p.cfg.Sockets.Files(g.num)
 		if err != nil {
@@ -495,7 +588,8 @@ func (p *Pool) startWorker(g *generation, slot int) (*worker, error) {
 	if err != nil {
 		return nil, err
 	}
-	if g.state == genStarting {
+	p.emit(Event{Kind: WorkerStarted, Gen: g.num, Slot: slot, PID: w.pid})
+	if g.state == genStarting || standby {
 		switch {
 		case p.cfg.Ready == ReadyDelay, p.cfg.Ready == ReadyAuto && !p.speaks:
 			w.delay = p.after(p.cfg.ReadyDelay, delayEvent{w})
@@ -504,6 +598,7 @@ func (p *Pool) startWorker(g *generation, slot int) (*worker, error) {
 		// Respawned or added to a serving generation: its socket already
 		// has traffic, nothing waits for it.
 		w.state = ready
+		p.emit(Event{Kind: WorkerReady, Gen: g.num, Slot: slot, PID: w.pid})
 	}
 	return w, nil
 }
@@ -522,8 +617,7 @@ func (p *Pool) handleEvent(e any) {
 		if p.cfg.Ready == ReadyAuto && p.speaks {
 			return
 		}
-		w.state = ready
-		p.checkReady(p.gens[w.gen])
+		p.becameReady(w)
 	case drainEvent:
 		if p.alive(e.w) {
 			p.log.Printf("%s still running %s after the stop signal (--drain-timeout); killing it", e.w, p.cfg.DrainTimeout)
@@ -546,7 +640,7 @@ func (p *Pool) handleEvent(e any) {
 		if p.stopping || g == nil || g != p.current || e.slot >= p.size || g.workers[e.slot] != nil {
 			return
 		}
-		w, err := p.startWorker(g, e.slot)
+		w, err := p.startWorker(g, e.slot, false)
 		if err != nil {
 			p.crashes[e.slot]++
 			d := backoff(p.crashes[e.slot], p.cfg.BackoffMin, p.cfg.BackoffMax)
@@ -557,6 +651,14 @@ func (p *Pool) handleEvent(e any) {
 		g.workers[e.slot] = w
 	case activatedEvent:
 		p.activated(e.g, e.err)
+	case messageEvent:
+		p.received(e)
+	case standbyTimeoutEvent:
+		p.standbyTimedOut(e.w)
+	case disconnectEvent:
+		if p.alive(e.w) {
+			p.emit(Event{Kind: WorkerDisconnect, Gen: e.w.gen, Slot: e.w.slot, PID: e.w.pid})
+		}
 	default:
 		panic(fmt.Sprintf("workers: unknown event %T", e))
 	}
@@ -564,7 +666,7 @@ func (p *Pool) handleEvent(e any) {
 
 func (p *Pool) alive(w *worker) bool {
 	g := p.gens[w.gen]
-	return g != nil && g.workers[w.slot] == w
+	return g != nil && (g.workers[w.slot] == w || g.standby[w.slot] == w)
 }
 
 func (p *Pool) notified(w *worker, msg string) {
@@ -573,8 +675,7 @@ func (p *Pool) notified(w *worker, msg string) {
 	case msg == protocol.NotifyReady:
 		p.speaks = true
 		if w.state == starting && p.cfg.Ready != ReadyDelay {
-			w.state = ready
-			p.checkReady(p.gens[w.gen])
+			p.becameReady(w)
 		}
 	case strings.HasPrefix(msg, protocol.NotifyStatus):
 		w.status = strings.TrimPrefix(msg, protocol.NotifyStatus)
@@ -630,7 +731,7 @@ func (p *Pool) activated(g *generation, err error) {
 	if !p.cfg.QuietReady {
 		p.log.Printf("gen %d ready in %s (%s)", g.num, took.Round(time.Millisecond), workersN(len(g.workers)))
 	}
-	p.emit(Event{Kind: GenReady, Gen: g.num, Command: g.cmd, Workers: len(g.workers), Took: took})
+	p.outcome(g, Event{Kind: GenReady, Gen: g.num, Command: g.cmd, Workers: len(g.workers), Took: took})
 	if old != nil {
 		p.drainGeneration(old)
 	}
@@ -652,7 +753,7 @@ func (p *Pool) reconcile() {
 		if g.workers[slot] != nil {
 			continue
 		}
-		w, err := p.startWorker(g, slot)
+		w, err := p.startWorker(g, slot, false)
 		if err != nil {
 			p.log.Printf("gen %d worker %d: %v", g.num, slot, err)
 			p.after(p.cfg.BackoffMin, respawnEvent{g.num, slot})
@@ -662,28 +763,37 @@ func (p *Pool) reconcile() {
 	}
 	for slot, w := range g.workers {
 		if slot >= p.size && w.state != draining {
-			p.drainWorker(w)
+			p.drainWorker(w, "scaled down")
+		}
+	}
+	for slot, w := range g.standby {
+		if slot >= p.size {
+			p.dropStandby(w)
 		}
 	}
 }
 
 func (p *Pool) drainGeneration(g *generation) {
 	g.state = genDraining
-	if len(g.workers) == 0 {
+	if g.empty() {
 		p.released(g)
 		return
 	}
 	for _, w := range g.workers {
-		p.drainWorker(w)
+		p.drainWorker(w, fmt.Sprintf("gen %d replaced it", p.current.num))
+	}
+	for _, w := range g.standby {
+		p.dropStandby(w)
 	}
 }
 
 // drainWorker sends the stop signal and arms the drain deadline.
-func (p *Pool) drainWorker(w *worker) {
+func (p *Pool) drainWorker(w *worker, why string) {
 	if w.state == draining {
 		return
 	}
 	w.state = draining
+	p.emit(Event{Kind: WorkerDraining, Gen: w.gen, Slot: w.slot, PID: w.pid, Err: why})
 	if w.delay != nil {
 		w.delay.Stop()
 	}
@@ -707,7 +817,7 @@ func (p *Pool) failGeneration(g *generation, why string) {
 	for _, w := range g.workers {
 		w.signal(syscall.SIGKILL)
 	}
-	p.emit(Event{Kind: GenFailed, Gen: g.num, Command: g.cmd, Err: why})
+	p.outcome(g, Event{Kind: GenFailed, Gen: g.num, Command: g.cmd, Err: why, Took: time.Since(g.started)})
 	if p.current == nil && !p.stopping && !p.cfg.KeepGoing {
 		p.fatal = fmt.Errorf("first generation failed: %s", why)
 		p.log.Printf("gen %d failed: %s", g.num, why)
@@ -735,11 +845,21 @@ func (p *Pool) exited(e exitEvent) {
 		w.drain.Stop()
 	}
 	g := p.gens[w.gen]
+	standby := g.standby[w.slot] == w
+	if standby {
+		delete(g.standby, w.slot)
+	}
 	if g.workers[w.slot] == w {
 		delete(g.workers, w.slot)
 	}
 	how := exitDescription(e.state, e.err)
+	p.lastExit[w.slot] = how
+	p.emit(Event{Kind: WorkerExited, Gen: w.gen, Slot: w.slot, PID: w.pid, Err: how, Took: time.Since(w.started)})
 	switch {
+	case standby:
+		if !p.stopping && g.state == genServing {
+			p.log.Printf("%s, the replacement for worker %d, exited before it was ready: %s; the worker keeps serving%s", w, w.slot, how, w.tail.String())
+		}
 	case g.state == genStarting:
 		p.failGeneration(g, fmt.Sprintf("worker %d (pid %d) exited before it was ready: %s%s", w.slot, w.pid, how, w.tail.String()))
 	case w.state == draining || p.stopping || g.state == genFailed || g.state == genDraining:
@@ -759,9 +879,11 @@ func (p *Pool) exited(e exitEvent) {
 			loop = fmt.Sprintf(" (crash loop: %d crashes in a row)", n)
 		}
 		p.log.Printf("%s exited: %s; respawning in %s%s%s", w, how, d.Round(time.Millisecond), loop, w.tail.String())
+		p.restarts[w.slot]++
+		p.emit(Event{Kind: WorkerRespawn, Gen: g.num, Slot: w.slot, PID: w.pid, Took: d, Err: how})
 		p.after(d, respawnEvent{g.num, w.slot})
 	}
-	if len(g.workers) == 0 && (g.state == genDraining || g.state == genFailed || p.stopping) {
+	if g.empty() && (g.state == genDraining || g.state == genFailed || p.stopping) {
 		p.released(g)
 	}
 }
@@ -793,6 +915,9 @@ func (p *Pool) stop(force bool) {
 		p.activating()
 	}
 	for _, g := range p.gens {
+		for _, w := range g.standby {
+			p.dropStandby(w)
+		}
 		for _, w := range g.workers {
 			switch {
 			case force:
@@ -800,7 +925,7 @@ func (p *Pool) stop(force bool) {
 			case g.state == genStarting:
 				p.failGeneration(g, "stopped before it was ready")
 			default:
-				p.drainWorker(w)
+				p.drainWorker(w, "stopping")
 			}
 		}
 		if g.state == genStarting {

@@ -95,18 +95,26 @@ func (p *Pool) spawn(s spawnSpec) (*worker, error) {
 		}
 	}
 
+	if ipcOurs != nil {
+		w.outbox = make(chan []byte, outboxSize)
+	}
 	notifyDone := make(chan struct{})
 	p.wg.Add(1)
 	go func() {
 		defer p.wg.Done()
 		defer close(notifyDone)
 		if ipcOurs != nil {
-			ipcDone := make(chan struct{})
+			ipcDone, writerDone, stop := make(chan struct{}), make(chan struct{}), make(chan struct{})
 			go func() {
 				defer close(ipcDone)
 				p.readIPC(w, ipcOurs)
 			}()
-			defer func() { ipcOurs.Close(); <-ipcDone }()
+			go func() {
+				defer close(writerDone)
+				p.writeIPC(w, ipcOurs, stop)
+			}()
+			// Closing the file wakes a write blocked on a full channel.
+			defer func() { close(stop); ipcOurs.Close(); <-ipcDone; <-writerDone }()
 		}
 		p.readNotify(w, notify)
 	}()
@@ -218,13 +226,49 @@ func armParentDeath() error {
 }
 
 // readIPC handles a worker's messages until its channel closes: "ready" is
-// READY=1; other messages are for later (events, send).
+// READY=1; the others go to the loop, at most a bucket's worth at a time,
+// so that a flood from one worker cannot crowd out the rest.
 func (p *Pool) readIPC(w *worker, c *os.File) {
+	lim := newBucket(ipcRate, ipcBurst)
+	dropping := false
 	readIPC(c, func(m ipcMessage) {
 		if m.ready {
 			p.events <- notifyEvent{w: w, msg: protocol.NotifyReady}
+			return
 		}
+		if !lim.take(time.Now()) {
+			if !dropping {
+				p.log.Printf("%s: message channel: more than %d messages a second; dropping until it slows down", w, ipcRate)
+				dropping = true
+			}
+			return
+		}
+		dropping = false
+		p.events <- messageEvent{w: w, msg: m}
 	}, func(err error) {
 		p.log.Printf("%s: message channel: %v", w, err)
 	})
+	p.events <- disconnectEvent{w}
+}
+
+// writeIPC writes what the pool queues for the worker until stop. A worker
+// that does not read its channel costs a message per ipcWriteTimeout, not
+// a blocked master.
+func (p *Pool) writeIPC(w *worker, c *os.File, stop <-chan struct{}) {
+	for {
+		select {
+		case <-stop:
+			return
+		case m := <-w.outbox:
+			c.SetWriteDeadline(time.Now().Add(ipcWriteTimeout))
+			if _, err := c.Write(m); err != nil {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				p.log.Printf("%s: message channel: %v; message dropped", w, err)
+			}
+		}
+	}
 }

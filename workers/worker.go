@@ -38,6 +38,10 @@ type worker struct {
 	status  string
 	drain   *time.Timer
 	delay   *time.Timer
+	timeout *time.Timer // a standby's --ready-timeout
+	// outbox feeds the writer of its message channel (nil without one);
+	// the pool never blocks on it.
+	outbox chan []byte
 
 	tail tail
 
@@ -57,7 +61,8 @@ type spawnSpec struct {
 	files []*os.File // listeners, closed by spawn
 	names []string
 	cmd   Command
-	ipc   IPCMode // resolved: IPCOff, IPCOn or IPCNode
+	env   []string // K=V added to the master's environment
+	ipc   IPCMode  // resolved: IPCOff, IPCOn or IPCNode
 }
 
 // workerEnv is the master's environment without what belongs to the master
@@ -69,11 +74,11 @@ func (p *Pool) workerEnv(s spawnSpec, notifySock string) []string {
 		protocol.EnvNotifySocket: true, "WATCHDOG_USEC": true, "WATCHDOG_PID": true,
 		protocol.EnvNodeChannelFd: true, protocol.EnvNodeChannelMode: true,
 	}
-	for _, kv := range p.cfg.Env {
+	for _, kv := range s.env {
 		k, _, _ := strings.Cut(kv, "=")
 		drop[k] = true
 	}
-	env := make([]string, 0, len(p.baseEnv)+len(p.cfg.Env)+8)
+	env := make([]string, 0, len(p.baseEnv)+len(s.env)+8)
 	for _, kv := range p.baseEnv {
 		k, _, _ := strings.Cut(kv, "=")
 		if drop[k] || strings.HasPrefix(k, "HOTCLUSTER_") {
@@ -81,7 +86,7 @@ func (p *Pool) workerEnv(s spawnSpec, notifySock string) []string {
 		}
 		env = append(env, kv)
 	}
-	env = append(env, p.cfg.Env...)
+	env = append(env, s.env...)
 	if len(s.names) > 0 {
 		env = append(env,
 			protocol.EnvListenFds+"="+strconv.Itoa(len(s.names)),

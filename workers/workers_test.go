@@ -81,11 +81,10 @@ func TestResolveCommand(t *testing.T) {
 func TestWorkerEnvKeepsTheContractOnTop(t *testing.T) {
 	t.Parallel()
 	p := &Pool{
-		cfg: Config{Env: []string{"FOO=from-flag", "LISTEN_FDS=99"}},
 		baseEnv: []string{"PATH=/bin", "FOO=from-master", "NOTIFY_SOCKET=/run/systemd/notify",
 			"LISTEN_PID=1", "WATCHDOG_USEC=1", "HOTCLUSTER_GENERATION=7", "KEEP=1"},
 	}
-	env := p.workerEnv(spawnSpec{gen: 3, slot: 1, size: 4, names: []string{"web", "api"}}, "/tmp/x/n")
+	env := p.workerEnv(spawnSpec{gen: 3, slot: 1, size: 4, names: []string{"web", "api"}, env: []string{"FOO=from-flag", "LISTEN_FDS=99"}}, "/tmp/x/n")
 	got := map[string][]string{}
 	for _, kv := range env {
 		k, v, _ := strings.Cut(kv, "=")
