@@ -8,6 +8,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -17,8 +18,11 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/hotcluster/hotcluster/control"
 	"github.com/hotcluster/hotcluster/devloop"
 	"github.com/hotcluster/hotcluster/handoff"
+	"github.com/hotcluster/hotcluster/internal/logfmt"
+	"github.com/hotcluster/hotcluster/metrics"
 	"github.com/hotcluster/hotcluster/signals"
 	"github.com/hotcluster/hotcluster/systemd"
 	"github.com/hotcluster/hotcluster/upgrade"
@@ -50,7 +54,9 @@ func usagef(format string, args ...any) error {
 
 // run is main without os.Exit, returning the exit code.
 func run(args []string) int {
-	err := newApp().RunContext(context.Background(), args)
+	app := newApp()
+	app.Metadata = map[string]any{argsKey: args}
+	err := app.RunContext(context.Background(), scaleArgs(args))
 	if err == nil {
 		return 0
 	}
@@ -73,7 +79,7 @@ func newApp() *cli.App {
 		OnUsageError: func(_ *cli.Context, err error, _ bool) error {
 			return &usageError{err}
 		},
-		Commands: []*cli.Command{runCommand(), unitCommand()},
+		Commands: append([]*cli.Command{runCommand(), unitCommand(), initCommand()}, ctlCommands()...),
 	}
 }
 
@@ -93,7 +99,7 @@ ready), USR2 upgrades hotcluster's own binary in place, TERM/INT drain and exit
 		OnUsageError: func(_ *cli.Context, err error, _ bool) error {
 			return &usageError{err}
 		},
-		Flags: []cli.Flag{
+		Flags: withConfigFile([]cli.Flag{
 			&cli.StringSliceFlag{Name: "listen", Aliases: []string{"l"}, Usage: "`[NAME=]ADDR` to listen on, repeatable: :8080, 127.0.0.1:8080, [::1]:8080, tcp4://…, tcp6://…, udp://:5353, unix:///run/app.sock"},
 			&cli.IntFlag{Name: "workers", Aliases: []string{"n"}, Value: runtime.NumCPU(), Usage: "workers per generation"},
 			&cli.StringFlag{Name: "ready", Value: "auto", Usage: "when a worker is ready: notify (READY=1 on NOTIFY_SOCKET), delay (alive for --ready-delay), auto (READY=1 from programs that speak the protocol, else the delay)"},
@@ -113,7 +119,14 @@ ready), USR2 upgrades hotcluster's own binary in place, TERM/INT drain and exit
 			&cli.StringFlag{Name: "ext", Category: "development", Usage: "comma-separated extensions that count as changes, e.g. .go,.html (default: every file)"},
 			&cli.DurationFlag{Name: "debounce", Category: "development", Value: watch.DefaultDebounce, Usage: "quiet time that ends a burst of changes"},
 			&cli.StringFlag{Name: "build", Category: "development", Usage: "shell `COMMAND` run at start and after each burst of changes; {out} is a fresh output path per build, also usable in the worker command"},
-		},
+			&cli.StringFlag{Name: "name", Category: "operations", Usage: "`NAME` of this instance for hotcluster status/reload/...; default: the program's name"},
+			&cli.StringFlag{Name: "control", Category: "operations", Usage: "control socket `PATH` (default: $XDG_RUNTIME_DIR/hotcluster/NAME.sock, /run/hotcluster/NAME.sock for root)"},
+			&cli.StringFlag{Name: "max-memory", Category: "operations", Usage: "replace a worker whose RSS stays above `SIZE` (e.g. 512M, 1G) for 3 checks a second apart; its replacement is ready before it drains"},
+			&cli.StringFlag{Name: "metrics", Category: "operations", Usage: "serve Prometheus metrics at http://`ADDR`/metrics, e.g. 127.0.0.1:9100"},
+			&cli.StringFlag{Name: "config", Usage: "TOML `FILE` setting any of these flags by name (workers = 4, listen = [\":8080\"], ready-timeout = \"30s\") and command = [...] for the worker command; the command line wins (default: ./hotcluster.toml when it exists; --config '' reads none; hotcluster init writes an example)"},
+			&cli.StringFlag{Name: "log-format", Value: "text", Usage: "format of hotcluster's own log lines: text, or json (one object per line: time, level, msg)"},
+		}),
+		Before: loadConfigFile,
 		Action: runAction,
 	}
 }
@@ -128,6 +141,12 @@ type runConfig struct {
 	// dev is set in development mode (--watch or --build).
 	dev   *devloop.Config
 	watch watch.Config
+	// name and control say where the control socket is.
+	name, control string
+	// maxMemory (bytes, 0: none) recycles workers above it.
+	maxMemory uint64
+	// metrics is the address of the metrics server, if any.
+	metrics string
 }
 
 func parseRun(c *cli.Context) (*runConfig, error) {
@@ -190,6 +209,29 @@ func parseRun(c *cli.Context) (*runConfig, error) {
 		if p.Credential, err = lookupCredential(u); err != nil {
 			return nil, err
 		}
+	}
+	f, err := logfmt.ParseFormat(c.String("log-format"))
+	if err != nil {
+		return nil, usagef("--log-format: %v", err)
+	}
+	p.JSONLog = f == logfmt.FormatJSON
+	rc.name = c.String("name")
+	if rc.name == "" {
+		rc.name = defaultName(argv)
+	} else if err := control.CheckName(rc.name); err != nil {
+		return nil, usagef("--name: %v", err)
+	}
+	rc.control = controlPath(rc.name, c.String("control"))
+	if m := c.String("max-memory"); m != "" {
+		if rc.maxMemory, err = parseSize(m); err != nil {
+			return nil, usagef("--max-memory: %v", err)
+		}
+	}
+	if a := c.String("metrics"); a != "" {
+		if _, _, err := net.SplitHostPort(a); err != nil {
+			return nil, usagef("--metrics %q: want HOST:PORT, e.g. 127.0.0.1:9100", a)
+		}
+		rc.metrics = a
 	}
 	rc.pidfile = c.String("pidfile")
 	rc.upgradeTimeout = c.Duration("upgrade-timeout")
@@ -265,16 +307,23 @@ func runAction(c *cli.Context) error {
 	if exe, err := os.Executable(); err == nil {
 		os.Args[0] = exe
 	}
-	rc.pool.Color = useColor()
+	rc.pool.Color = useColor() && !rc.pool.JSONLog
 	var loop *devloop.Loop
 	sd := newServiceState(systemd.NewNotifier())
 	var bu *binaryUpgrade
+	m := &instance{name: rc.name, started: time.Now()}
+	var mt *metrics.Metrics
+	firstReady := true
 	rc.pool.OnEvent = func(e workers.Event) {
-		if loop != nil {
+		if loop != nil && e.Kind <= workers.GenDone {
 			loop.Event(e)
 		}
 		sd.event(e)
 		bu.event(e)
+		m.event(e)
+		if mt != nil {
+			metricsEvent(mt, e, &firstReady)
+		}
 	}
 	if rc.dev != nil {
 		rc.dev.Color = rc.pool.Color
@@ -290,6 +339,34 @@ func runAction(c *cli.Context) error {
 	bu = newBinaryUpgrade(upg)
 	if err := bu.takeOver(rc); err != nil {
 		return err
+	}
+	m.bu = bu
+	bu.onEvent = m.publish
+	// The control socket before the ports: a second instance of the same
+	// name must fail before it takes anything.
+	ctlLn, err := inheritOrListen(upg, controlFile, listenControl(rc.control))
+	if err != nil {
+		return err
+	}
+	defer func() {
+		ctlLn.Close()
+		if !bu.done.Load() {
+			os.Remove(rc.control)
+		}
+	}()
+	var metricsLn net.Listener
+	if rc.metrics != "" {
+		metricsLn, err = inheritOrListen(upg, metricsFile, func() (net.Listener, error) {
+			ln, err := net.Listen("tcp", rc.metrics)
+			if err != nil {
+				return nil, fmt.Errorf("--metrics: %w", err)
+			}
+			return ln, nil
+		})
+		if err != nil {
+			return err
+		}
+		defer metricsLn.Close()
 	}
 	rc.sockets.Store = upg
 	rc.sockets.Inherited = systemd.Listeners()
@@ -309,6 +386,7 @@ func runAction(c *cli.Context) error {
 	}
 	logger := pool.Logger()
 	bu.log = logger
+	m.pool, m.socks, m.log = pool, socks, logger
 	var watcher *watch.Watcher
 	if rc.dev != nil {
 		rc.dev.Log = logger
@@ -340,6 +418,7 @@ func runAction(c *cli.Context) error {
 			logger.Printf("closed socket %q from the service manager: no --listen matches its name or address", name)
 		}
 	}
+	logger.Printf("control socket %s (hotcluster status --name %s)", rc.control, rc.name)
 
 	ctx, cancel := context.WithCancel(c.Context)
 	defer cancel()
@@ -376,11 +455,57 @@ func runAction(c *cli.Context) error {
 		}
 	}
 	sd.log = logger
+	m.loop = loop
+	m.stop = func(force bool) {
+		devCancel()
+		if force {
+			pool.ForceStop()
+			return
+		}
+		sd.stopping(rc.pool.DrainTimeout)
+		pool.Stop()
+	}
+	rl := newReloader(c, rc, logger)
+	m.reload = func(ctx context.Context) (workers.Event, error) {
+		if loop != nil {
+			loop.Trigger()
+			return workers.Event{Kind: workers.GenReady}, nil
+		}
+		u, err := rl.update()
+		if err != nil {
+			logger.Printf("reload failed: %v", err)
+			e := workers.Event{Kind: workers.GenFailed, Err: err.Error()}
+			m.event(e)
+			return e, nil
+		}
+		return pool.ReloadWait(ctx, u)
+	}
+	// The control socket and the metrics port are served until the pool
+	// has stopped, or until a new master took them over.
+	opsCtx, opsCancel := context.WithCancel(context.Background())
+	defer opsCancel()
+	var opsWG sync.WaitGroup
+	defer opsWG.Wait()
+	m.serveControl(opsCtx, ctlLn.(*net.UnixListener), &opsWG)
+	if metricsLn != nil {
+		mt = newMetrics(m)
+		serveMetrics(opsCtx, metricsLn, mt, logger.Printf, &opsWG)
+		logger.Printf("metrics on http://%s/metrics", metricsLn.Addr())
+	}
+	if rc.maxMemory > 0 {
+		opsWG.Add(1)
+		go func() {
+			defer opsWG.Done()
+			watchMemory(ctx, pool, rc.maxMemory, logger.Printf)
+		}()
+	}
 	upgradeDone := make(chan struct{})
 	go func() {
 		defer close(upgradeDone)
 		bu.run(ctx, socks, func(pid int) {
 			sd.handedOver(pid)
+			// The new master answers from now on.
+			opsCancel()
 			devCancel()
 			pool.Stop()
 		})
@@ -417,14 +542,17 @@ func runAction(c *cli.Context) error {
 					return
 				}
 				logger.Printf("SIGHUP: reload")
-				pool.Reload()
+				u, err := rl.update()
+				if err != nil {
+					logger.Printf("reload failed: %v", err)
+					m.event(workers.Event{Kind: workers.GenFailed, Err: err.Error()})
+					return
+				}
+				pool.ReloadUpdate(*u)
 			case signals.Stop:
-				devCancel()
-				sd.stopping(rc.pool.DrainTimeout)
-				pool.Stop()
+				m.stop(false)
 			case signals.ForceStop:
-				devCancel()
-				pool.ForceStop()
+				m.stop(true)
 			case signals.ScaleUp:
 				pool.Scale(+1)
 			case signals.ScaleDown:
@@ -449,6 +577,7 @@ func runAction(c *cli.Context) error {
 	}()
 	err = pool.Run(ctx)
 	cancel()
+	opsCancel()
 	devWG.Wait()
 	<-upgradeDone
 	<-sdDone

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log"
 	"os"
@@ -76,14 +77,18 @@ type binaryUpgrade struct {
 	done atomic.Bool   // a new master took over
 	// parentGone is set once the master that started this one has exited.
 	parentGone atomic.Bool
-	reqs       chan struct{}
+	// reqs carries upgrade requests, each with where its outcome goes
+	// (nil: nowhere, a signal).
+	reqs chan chan<- upgradeResult
+	// onEvent publishes upgrade-start, upgrade-done and upgrade-failed.
+	onEvent func(name string, pid int, err string)
 	// pidfile is where this master, started by an upgrade, writes its PID
 	// for the previous one.
 	pidfile string
 }
 
 func newBinaryUpgrade(upg *upgrade.Upgrader) *binaryUpgrade {
-	return &binaryUpgrade{upg: upg, reqs: make(chan struct{}, 1)}
+	return &binaryUpgrade{upg: upg, reqs: make(chan chan<- upgradeResult, 16), onEvent: func(string, int, string) {}}
 }
 
 // takeOver reads what the previous master passed, if this master was
@@ -114,11 +119,33 @@ func (b *binaryUpgrade) event(e workers.Event) {
 	}
 }
 
+type upgradeResult struct {
+	pid int
+	err error
+}
+
 // request asks for an upgrade; one already asked for absorbs it.
 func (b *binaryUpgrade) request() {
 	select {
-	case b.reqs <- struct{}{}:
+	case b.reqs <- nil:
 	default:
+	}
+}
+
+// requestWait asks for an upgrade and returns the new master's PID once it
+// serves, or why the upgrade failed.
+func (b *binaryUpgrade) requestWait(ctx context.Context) (int, error) {
+	c := make(chan upgradeResult, 1)
+	select {
+	case b.reqs <- c:
+	case <-ctx.Done():
+		return 0, ctx.Err()
+	}
+	select {
+	case r := <-c:
+		return r.pid, r.err
+	case <-ctx.Done():
+		return 0, ctx.Err()
 	}
 }
 
@@ -135,22 +162,51 @@ func (b *binaryUpgrade) announce() error {
 // run performs requested upgrades until ctx ends. On success it calls
 // handedOver with the new master's PID, once.
 func (b *binaryUpgrade) run(ctx context.Context, socks *handoff.Sockets, handedOver func(pid int)) {
+	var waiting []chan<- upgradeResult
+	answer := func(r upgradeResult) {
+		// Requests that queued meanwhile are answered by this upgrade.
+		for {
+			select {
+			case c := <-b.reqs:
+				waiting = append(waiting, c)
+				continue
+			default:
+			}
+			break
+		}
+		for _, c := range waiting {
+			if c != nil {
+				c <- r
+			}
+		}
+		waiting = waiting[:0]
+	}
+	defer func() {
+		answer(upgradeResult{err: errors.New("this master is stopping")})
+	}()
 	for {
 		select {
 		case <-ctx.Done():
 			return
-		case <-b.reqs:
+		case c := <-b.reqs:
+			waiting = append(waiting, c)
 		}
 		if b.done.Load() {
+			answer(upgradeResult{err: errors.New("this master has already handed over")})
 			continue
 		}
+		b.onEvent("upgrade-start", os.Getpid(), "")
 		pid, err := b.once(socks)
 		if err != nil {
 			b.log.Printf("upgrade failed: %v; this master (pid %d) keeps serving", err, os.Getpid())
+			b.onEvent("upgrade-failed", os.Getpid(), err.Error())
+			answer(upgradeResult{err: err})
 			continue
 		}
 		b.done.Store(true)
 		b.log.Printf("upgraded: master pid %d took over; draining this master's workers", pid)
+		b.onEvent("upgrade-done", pid, "")
+		answer(upgradeResult{pid: pid})
 		handedOver(pid)
 		return
 	}

@@ -104,3 +104,16 @@ func MasterGone() <-chan struct{} {
 	}
 	return ch.gone
 }
+
+// Broadcast asks the master to deliver v to every worker of this one's
+// generation, this one included, on their message channels.
+func Broadcast(v any) error {
+	data, err := json.Marshal(v)
+	if err != nil {
+		return fmt.Errorf("child: broadcast: %w", err)
+	}
+	return Send(struct {
+		Cmd  string          `json:"cmd"`
+		Data json.RawMessage `json:"data"`
+	}{"hotcluster:broadcast", data})
+}

@@ -417,3 +417,6 @@ func (b *bucket) take(now time.Time) bool {
 	b.tokens--
 	return true
 }
+
+// ReloadUpdate is Reload with u's changes.
+func (p *Pool) ReloadUpdate(u Update) { p.send(request{kind: reqReload, update: &u}) }

@@ -16,8 +16,12 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/hotcluster/hotcluster/internal/logfmt"
 	"github.com/hotcluster/hotcluster/internal/protocol"
 )
+
+// logPrefix starts each of the pool's own lines in text format.
+const logPrefix = "hotcluster: "
 
 // selfExe is how a worker's shim re-executes hotcluster's own binary. It
 // stays valid when the file on disk was replaced or removed.
@@ -204,6 +208,9 @@ type Config struct {
 	// QuietReady leaves the "gen N ready" line to the caller, which says
 	// more (the development loop: build time, files changed).
 	QuietReady bool
+	// JSONLog writes the pool's own lines (not the workers') as JSON
+	// objects, one per line (see package internal/logfmt).
+	JSONLog bool
 	// OnEvent, when set, is called from the pool's goroutine for each
 	// Event. It must not block.
 	OnEvent func(Event)
@@ -316,11 +323,15 @@ func New(cfg Config) (*Pool, error) {
 		cfg.RuntimeDir = os.TempDir()
 	}
 	out := &lineWriter{w: cfg.Output}
+	var logOut io.Writer = out
+	if cfg.JSONLog {
+		logOut = logfmt.JSON(out, logPrefix)
+	}
 	return &Pool{
 		cfg:      cfg,
 		baseEnv:  os.Environ(),
 		out:      out,
-		log:      log.New(out, "hotcluster: ", 0),
+		log:      log.New(logOut, logPrefix, 0),
 		reqs:     make(chan request),
 		events:   make(chan any, 64),
 		readyC:   make(chan struct{}),

@@ -1,5 +1,5 @@
 // Package loadgen is an HTTP/1.1 load generator for hotcluster's tests and its
-// reload benchmark (scripts/bench-reload). Its invariant: every round trip it
+// benchmarks (scripts/bench). Its invariant: every round trip it
 // attempts is counted exactly once, as a success or as a failure with a reason,
 // and it never retries a request.
 //
@@ -30,5 +30,8 @@
 // [Config.Duration] has elapsed or [Config.MaxRequests] round trips were
 // attempted, whichever comes first; each round trip (dial included) is bounded
 // by [Config.Timeout] and by the end of the run. Round trips cut short by the
-// end of the run are not counted (see [Result.Aborted]).
+// end of the run are not counted (see [Result.Aborted]). Memory grows with the
+// successful round trips ([Result.Latencies], 8 bytes each) and with Clients
+// times the run's length in [BucketWidth] buckets ([Result.Timeline], and
+// [Result.BucketLatencies] when asked for).
 package loadgen

@@ -59,6 +59,12 @@ type Config struct {
 	MaxRequests int
 	// Timeout bounds each round trip, dial included; default 5s.
 	Timeout time.Duration
+	// BucketLatencies, when true, also records a [Histogram] of the
+	// latencies of the successful round trips per Timeline bucket (see
+	// [Result.BucketLatencies]). It costs about 800 bytes per client and
+	// bucket that saw a success, so memory grows with Clients and Duration,
+	// not with the number of requests.
+	BucketLatencies bool
 	// OnResponse, when set, is called with the body of each successful (2xx)
 	// response, from the client's goroutine. It must be cheap and safe for
 	// concurrent use, and must not keep body after returning.
@@ -194,6 +200,7 @@ type clientStats struct {
 	errors                                             map[string]int
 	latencies                                          []time.Duration
 	timeline                                           []Bucket
+	hists                                              []*Histogram // by bucket, nil where none; only with BucketLatencies
 }
 
 // errInterrupted marks a round trip cut short by the end of the run.
@@ -359,6 +366,15 @@ func (c *client) record(t0, t1 time.Time, reused bool, err error) {
 	}
 	b.Successes++
 	s.latencies = append(s.latencies, lat)
+	if c.cfg.BucketLatencies {
+		if i >= len(s.hists) {
+			s.hists = append(s.hists, make([]*Histogram, i+1-len(s.hists))...)
+		}
+		if s.hists[i] == nil {
+			s.hists[i] = new(Histogram)
+		}
+		s.hists[i].Add(lat)
+	}
 }
 
 func merge(clients []*client, start time.Time, elapsed time.Duration) *Result {
@@ -384,6 +400,16 @@ func merge(clients []*client, start time.Time, elapsed time.Duration) *Result {
 		}
 		for i, b := range s.timeline {
 			r.Timeline[i].add(b)
+		}
+	}
+	if clients[0].cfg.BucketLatencies {
+		r.BucketLatencies = make([]Histogram, len(r.Timeline))
+		for _, c := range clients {
+			for i, h := range c.stats.hists {
+				if h != nil {
+					r.BucketLatencies[i].Merge(h)
+				}
+			}
 		}
 	}
 	slices.Sort(r.Latencies)

@@ -47,6 +47,10 @@ type Result struct {
 	// Timeline holds successes, failures and the maximum latency per
 	// BucketWidth, by the time each round trip completed.
 	Timeline []Bucket
+	// BucketLatencies, only with [Config.BucketLatencies], holds one
+	// histogram per Timeline bucket of the latencies of the successful round
+	// trips that completed in it.
+	BucketLatencies []Histogram
 }
 
 // Bucket aggregates the round trips that completed in one interval.

@@ -74,6 +74,7 @@ func run() int {
 	var (
 		b       bench
 		out     = flag.String("out", "", "also write the Markdown report to this `file`")
+		jsonOut = flag.String("json", "", "also write the results, with the load's timelines, as JSON to this `file`")
 		command = flag.String("command", "", "command line to print in the report (default: this program's arguments)")
 		tools   = flag.String("tools", "hotcluster,air,air-delay1", "comma-separated scenarios, in order: hotcluster, air (its default delay = 1000 ms), air-delay1 (delay = 1 ms, air's smallest)")
 	)
@@ -134,6 +135,12 @@ func run() int {
 	fmt.Print(text)
 	if *out != "" {
 		if err := os.WriteFile(*out, []byte(text), 0o644); err != nil {
+			fmt.Fprintf(os.Stderr, "benchdev: %v\n", err)
+			failed = true
+		}
+	}
+	if *jsonOut != "" {
+		if err := rep.writeJSON(*jsonOut); err != nil {
 			fmt.Fprintf(os.Stderr, "benchdev: %v\n", err)
 			failed = true
 		}
@@ -299,7 +306,7 @@ func (b *bench) runScenario(sc scenario) (o *outcome) {
 	loadDone := make(chan loadResult, 1)
 	bound := min(time.Duration(b.edits)*(b.editTimeout+b.gap+10*time.Second)+time.Minute, 2*time.Hour)
 	go func() {
-		r, err := loadgen.Run(loadCtx, loadgen.Config{Addr: addr, Clients: b.clients, Duration: bound, OnResponse: obs.observe})
+		r, err := loadgen.Run(loadCtx, loadgen.Config{Addr: addr, Clients: b.clients, Duration: bound, OnResponse: obs.observe, BucketLatencies: true})
 		loadDone <- loadResult{r, err}
 	}()
 	lead := 500 * time.Millisecond // load before the first edit and after the last answer

@@ -77,8 +77,9 @@ func run() int {
 	var (
 		b         bench
 		out       = flag.String("out", "", "also write the Markdown report to this `file`")
+		jsonOut   = flag.String("json", "", "also write the results, with the load's timelines, as JSON to this `file`")
 		command   = flag.String("command", "", "command line to print in the report (default: this program's arguments)")
-		only      = flag.String("scenarios", "reload,upgrade,steady", "comma-separated scenarios to run: reload, upgrade (SIGUSR2 binary upgrades), steady")
+		only      = flag.String("scenarios", "reload,upgrade,steady", "comma-separated scenarios to run: reload, latency (reload latency under a light load: 1 client), upgrade (SIGUSR2 binary upgrades), steady, footprint (the master's RSS and CPU without load)")
 		modes     = flag.String("modes", "new,keepalive", "comma-separated connection modes: new (a connection per request), keepalive")
 		skipPlain = flag.Bool("skip-plain", false, "skip the reload scenarios with hello -plain-shutdown")
 	)
@@ -140,6 +141,22 @@ func run() int {
 				}
 				rep.reloads = append(rep.reloads, o)
 			}
+		case "latency":
+			c := reloadCase{mode: allModes[0], handoff: "auto", light: true}
+			logf("reload latency: %s", c.label())
+			o := b.runReload(c)
+			if o.err != nil || o.stopErr != nil {
+				failed = true
+				logf("  error: %v", errors.Join(o.err, o.stopErr))
+			}
+			rep.reloads = append(rep.reloads, o)
+		case "footprint":
+			logf("master footprint")
+			rep.footprint = b.runFootprint()
+			if rep.footprint.err != nil || rep.footprint.stopErr != nil {
+				failed = true
+				logf("  error: %v", errors.Join(rep.footprint.err, rep.footprint.stopErr))
+			}
 		case "upgrade":
 			for _, m := range b.modes {
 				if ctx.Err() != nil {
@@ -177,6 +194,12 @@ func run() int {
 	fmt.Print(text)
 	if *out != "" {
 		if err := os.WriteFile(*out, []byte(text), 0o644); err != nil {
+			fmt.Fprintf(os.Stderr, "benchreload: %v\n", err)
+			failed = true
+		}
+	}
+	if *jsonOut != "" {
+		if err := rep.writeJSON(*jsonOut); err != nil {
 			fmt.Fprintf(os.Stderr, "benchreload: %v\n", err)
 			failed = true
 		}
@@ -233,6 +256,48 @@ type reloadCase struct {
 	mode    connMode
 	plain   bool   // hello -plain-shutdown: a plain http.Server.Shutdown
 	handoff string // hotcluster --handoff
+	light   bool   // one client instead of -clients: the reload latency scenario
+}
+
+// clients is the number of concurrent clients of the case's load.
+func (c reloadCase) clients(b *bench) int {
+	if c.light {
+		return 1
+	}
+	return b.clients
+}
+
+// connections names the case's connection mode, and its light load.
+func (c reloadCase) connections() string {
+	if c.light {
+		return c.mode.name + ", 1 client"
+	}
+	return c.mode.name
+}
+
+// short names the case in the summary and the charts.
+func (c reloadCase) short() string {
+	switch {
+	case c.light:
+		return "reload (SIGHUP), 1 client, " + c.mode.name
+	case c.plain && c.handoff == "shared":
+		return "reload, plain Shutdown worker, shared socket, " + c.mode.name
+	case c.plain:
+		return "reload, plain Shutdown worker, " + c.mode.name
+	}
+	return "reload (SIGHUP), " + c.mode.name
+}
+
+// key names the case in JSON and in charts.
+func (c reloadCase) key() string {
+	k := "reload"
+	if c.light {
+		k = "reload-1client"
+	}
+	if c.plain {
+		k += "-plain-" + c.handoff
+	}
+	return k + "-" + c.mode.short()
 }
 
 func (c reloadCase) worker() string {
@@ -243,7 +308,7 @@ func (c reloadCase) worker() string {
 }
 
 func (c reloadCase) label() string {
-	return fmt.Sprintf("worker %s, handoff %s, connections %s", c.worker(), c.handoff, c.mode.name)
+	return fmt.Sprintf("worker %s, handoff %s, connections %s", c.worker(), c.handoff, c.connections())
 }
 
 func reloadCases(plain bool, modes []connMode) []reloadCase {
@@ -273,6 +338,11 @@ type reloadOutcome struct {
 	preMax           time.Duration
 	rss              int64
 	cpuLoad, cpuIdle float64
+	// hupAt is each SIGHUP's offset from res.Start. newGen is, per SIGHUP,
+	// the time until the first answer from the generation it started;
+	// oldGone the time until the last worker of the older generations
+	// exited (reaped by the master); -1 when not seen.
+	hupAt, newGen, oldGone []time.Duration
 }
 
 func (b *bench) runReload(c reloadCase) (o *reloadOutcome) {
@@ -309,7 +379,16 @@ func (b *bench) runReload(c reloadCase) (o *reloadOutcome) {
 		return o
 	}
 
-	obs := newObserver(b.clients)
+	gw := newGenWatcher(master)
+	gwStopped := false
+	stopWatch := func() {
+		if !gwStopped {
+			gwStopped = true
+			gw.stop()
+		}
+	}
+	defer stopWatch()
+	obs := newObserver(c.clients(b))
 	type loadResult struct {
 		r   *loadgen.Result
 		err error
@@ -317,8 +396,8 @@ func (b *bench) runReload(c reloadCase) (o *reloadOutcome) {
 	loadDone := make(chan loadResult, 1)
 	go func() {
 		r, err := loadgen.Run(b.ctx, loadgen.Config{
-			Addr: s.addr, Clients: b.clients, KeepAlive: c.mode.keepAlive,
-			Duration: b.duration, OnResponse: obs.observe,
+			Addr: s.addr, Clients: c.clients(b), KeepAlive: c.mode.keepAlive,
+			Duration: b.duration, OnResponse: obs.observe, BucketLatencies: true,
 		})
 		loadDone <- loadResult{r, err}
 	}()
@@ -371,6 +450,25 @@ func (b *bench) runReload(c reloadCase) (o *reloadOutcome) {
 	}
 	if err != nil {
 		o.err = errors.Join(o.err, err)
+	}
+	// The last turnover has had b.idleFor to finish.
+	stopWatch()
+	first := obs.firstSeen()
+	for k, h := range hups {
+		// Generation 1 serves before the first SIGHUP; SIGHUP k starts
+		// generation k+1, since each turnover ends well within b.reloadEvery
+		// (otherwise SIGHUPs coalesce and the next ones show as not seen).
+		gen := k + 2
+		o.hupAt = append(o.hupAt, h.Sub(o.res.Start))
+		newGen, oldGone := time.Duration(-1), time.Duration(-1)
+		if at, ok := first[gen]; ok && at.After(h) {
+			newGen = at.Sub(h)
+		}
+		if at, ok := gw.lastGone(gen-1, h); ok {
+			oldGone = at.Sub(h)
+		}
+		o.newGen = append(o.newGen, newGen)
+		o.oldGone = append(o.oldGone, oldGone)
 	}
 	probe := newObserver(1)
 	if r, err := loadgen.Run(b.ctx, loadgen.Config{Addr: s.addr, MaxRequests: 1, Timeout: 2 * time.Second, OnResponse: probe.observe}); err == nil && r.Failures == 0 {

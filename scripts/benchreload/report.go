@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"maps"
 	"os"
@@ -19,6 +20,7 @@ type report struct {
 	reloads     []*reloadOutcome
 	upgrades    []*upgradeOutcome
 	steady      steadyOutcome
+	footprint   footprintOutcome
 	cleanup     error
 	interrupted bool
 }
@@ -65,12 +67,12 @@ func (r *report) markdown() string {
 		for _, o := range r.reloads {
 			c := o.c
 			if o.res == nil {
-				p("| %s | %s | %s | — | — | — | — | error: %s | | | | | | |\n", c.worker(), c.handoff, c.mode.name, cell(o.err))
+				p("| %s | %s | %s | — | — | — | — | error: %s | | | | | | |\n", c.worker(), c.handoff, c.connections(), cell(o.err))
 				continue
 			}
 			res := o.res
 			p("| %s | %s | %s | %d | %d–%d, then %d | %d | **%d**%s | %s | %.0f | %s | %s | %s | %s / %s | %s |\n",
-				c.worker(), c.handoff, c.mode.name, o.hups, o.gens.minGen, o.gens.maxGen, o.finalGen,
+				c.worker(), c.handoff, c.connections(), o.hups, o.gens.minGen, o.gens.maxGen, o.finalGen,
 				res.Requests, res.Failures, reusedNote(res.Failures, res.FailuresReused), errorsCell(res.Errors), res.Throughput(),
 				ms(res.Percentile(50)), ms(res.Percentile(99)), ms(res.Percentile(100)),
 				ms(median(o.stalls)), ms(slices.Max(append([]time.Duration{0}, o.stalls...))), ms(o.preMax))
@@ -83,8 +85,9 @@ func (r *report) markdown() string {
 			if o.res == nil || o.rss == 0 {
 				continue
 			}
-			p("| %s | %s | %s | %.1f MiB | %.1f %% | %.2f %% |\n", o.c.worker(), o.c.handoff, o.c.mode.name, float64(o.rss)/1024, o.cpuLoad, o.cpuIdle)
+			p("| %s | %s | %s | %.1f MiB | %.1f %% | %.2f %% |\n", o.c.worker(), o.c.handoff, o.c.connections(), float64(o.rss)/1024, o.cpuLoad, o.cpuIdle)
 		}
+		r.latencySection(p)
 		var errs []string
 		for _, o := range r.reloads {
 			if o.err != nil && o.res != nil {
@@ -143,6 +146,9 @@ func (r *report) markdown() string {
 		if r.steady.err != nil {
 			p("\nError: %s\n", cell(r.steady.err))
 		}
+	}
+	if r.footprint.ran {
+		r.footprintSection(p)
 	}
 	if r.cleanup != nil {
 		p("\n## Cleanup errors\n\n%s\n", cell(r.cleanup))
@@ -269,4 +275,53 @@ func (r *report) upgradeSection(p func(string, ...any)) {
 	if len(errs) > 0 {
 		p("\n### Errors\n\n%s\n", strings.Join(errs, "\n"))
 	}
+}
+
+// latencySection reports, per reload scenario, how long a reload takes.
+func (r *report) latencySection(p func(string, ...any)) {
+	p("\n### Reload latency\n\n")
+	p("Per SIGHUP: *new generation answering* is the time until the first answer (seen by any client of the load) from the generation it started; *last old worker exited* is the time until the last worker of the older generations was gone, as the master's children in /proc show it (polled every %v, so to %v). ", watchEvery, watchEvery)
+	p("The old workers stop only once the new generation is ready and the old socket has nothing left to serve, so the second includes the new workers' boot, the drain and the workers' own shutdown. *Not seen* counts SIGHUPs for which either time is missing (the load ended first, or SIGHUPs coalesced).\n\n")
+	p("| worker shutdown | handoff | connections | SIGHUPs | new generation answering median / max | last old worker exited median / max | not seen |\n")
+	p("| --- | --- | --- | ---: | ---: | ---: | ---: |\n")
+	for _, o := range r.reloads {
+		if o.res == nil {
+			continue
+		}
+		ng, og := measured(o.newGen), measured(o.oldGone)
+		p("| %s | %s | %s | %d | %s | %s | %d |\n", o.c.worker(), o.c.handoff, o.c.connections(), o.hups,
+			medianMax(ng), medianMax(og), len(o.newGen)-min(len(ng), len(og)))
+	}
+}
+
+// measured drops the times that were not measured (-1).
+func measured(ds []time.Duration) []time.Duration {
+	var out []time.Duration
+	for _, d := range ds {
+		if d >= 0 {
+			out = append(out, d)
+		}
+	}
+	return out
+}
+
+func medianMax(ds []time.Duration) string {
+	if len(ds) == 0 {
+		return "—"
+	}
+	return ms(median(ds)) + " / " + ms(slices.Max(ds))
+}
+
+func (r *report) footprintSection(p func(string, ...any)) {
+	f, b := r.footprint, r.bench
+	p("\n## Master footprint\n\n")
+	p("hotcluster with %d workers of examples/hello, after it answered and took the warm-up load (%v), then %v without any load: the master's CPU use over that time (utime+stime from /proc, in percent of one CPU; resolution one clock tick, %.2f %%), then its VmRSS, VmHWM (peak RSS) and thread count from /proc/PID/status.\n\n", b.workers, b.warmup, b.idleFor, 100/clockTicks/b.idleFor.Seconds())
+	if err := errors.Join(f.err, f.stopErr); err != nil {
+		p("Error: %s\n\n", cell(err))
+	}
+	if f.rss == 0 {
+		return
+	}
+	p("| master RSS | peak RSS | threads | CPU idle |\n| ---: | ---: | ---: | ---: |\n")
+	p("| %.1f MiB | %.1f MiB | %d | %.2f %% |\n", float64(f.rss)/1024, float64(f.hwm)/1024, f.threads, f.cpuIdle)
 }

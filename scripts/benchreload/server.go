@@ -174,12 +174,14 @@ type seen struct {
 	pids           map[int]bool
 	minGen, maxGen int
 	bad            int
+	first          map[int]time.Time // when an answer from each generation was first seen
 }
 
 func newObserver(clients int) *observer {
 	o := &observer{slots: make([]seen, clients)}
 	for i := range o.slots {
 		o.slots[i].pids = map[int]bool{}
+		o.slots[i].first = map[int]time.Time{}
 	}
 	return o
 }
@@ -199,12 +201,29 @@ func (o *observer) observe(client int, body []byte) {
 		return
 	}
 	s.pids[pid] = true
+	if _, ok := s.first[gen]; !ok && gen >= 0 {
+		s.first[gen] = time.Now()
+	}
 	if gen >= 0 {
 		if s.minGen == 0 || gen < s.minGen {
 			s.minGen = gen
 		}
 		s.maxGen = max(s.maxGen, gen)
 	}
+}
+
+// firstSeen returns when an answer from each generation was first seen, by
+// any client; call it only after the run has returned.
+func (o *observer) firstSeen() map[int]time.Time {
+	all := map[int]time.Time{}
+	for _, s := range o.slots {
+		for g, at := range s.first {
+			if cur, ok := all[g]; !ok || at.Before(cur) {
+				all[g] = at
+			}
+		}
+	}
+	return all
 }
 
 // merge combines the slots; call it only after the run has returned.

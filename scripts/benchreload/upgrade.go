@@ -23,6 +23,7 @@ type upgradeOutcome struct {
 	res          *loadgen.Result
 	upgrades     int             // SIGUSR2s whose old master was gone afterwards
 	exits        []time.Duration // from each SIGUSR2 to the old master's exit
+	sent         []time.Time     // each SIGUSR2
 	masters      []int           // every master PID, the first one first
 	gens         seen
 	finalGen     int
@@ -74,7 +75,7 @@ func (b *bench) runUpgrade(m connMode) (o *upgradeOutcome) {
 	go func() {
 		r, err := loadgen.Run(loadCtx, loadgen.Config{
 			Addr: s.addr, Clients: b.clients, KeepAlive: m.keepAlive,
-			Duration: bound, OnResponse: obs.observe,
+			Duration: bound, OnResponse: obs.observe, BucketLatencies: true,
 		})
 		loadDone <- loadResult{r, err}
 	}()
@@ -94,6 +95,7 @@ func (b *bench) runUpgrade(m connMode) (o *upgradeOutcome) {
 			break
 		}
 		sent := time.Now()
+		o.sent = append(o.sent, sent)
 		next = sent.Add(b.reloadEvery)
 		pid, err := b.waitTakeover(s.master.LogPath, i)
 		if err != nil {

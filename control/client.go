@@ -1,0 +1,157 @@
+package control
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// ErrNoMaster is returned when no master serves the socket.
+var ErrNoMaster = errors.New("no master is running there")
+
+// RemoteError is a request the master refused or failed.
+type RemoteError struct{ Msg string }
+
+func (e *RemoteError) Error() string { return e.Msg }
+
+// dial connects to the master's socket, with errors that say what to do.
+func dial(ctx context.Context, path string) (*net.UnixConn, error) {
+	var d net.Dialer
+	c, err := d.DialContext(ctx, "unix", path)
+	if err != nil {
+		if errors.Is(err, os.ErrNotExist) || errors.Is(err, unix.ECONNREFUSED) {
+			return nil, fmt.Errorf("%s: %w", path, ErrNoMaster)
+		}
+		return nil, err
+	}
+	return c.(*net.UnixConn), nil
+}
+
+// Call sends req to the master at path and decodes the result of its
+// response into result (unless nil). It returns once the master answered:
+// for reload, once the new generation is ready or failed.
+func Call(ctx context.Context, path string, req Request, result any) error {
+	if err := req.Check(); err != nil {
+		return err
+	}
+	c, err := dial(ctx, path)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	stop := context.AfterFunc(ctx, func() { c.SetDeadline(time.Now()) })
+	defer stop()
+	resp, _, err := exchange(c, req)
+	if err != nil {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		return err
+	}
+	if !resp.OK {
+		return &RemoteError{resp.Error}
+	}
+	if result != nil && len(resp.Result) > 0 {
+		return json.Unmarshal(resp.Result, result)
+	}
+	return nil
+}
+
+func exchange(c *net.UnixConn, req Request) (Response, *bufio.Reader, error) {
+	b, err := json.Marshal(req)
+	if err != nil {
+		return Response{}, nil, err
+	}
+	// A master that refuses the request may close before it is all
+	// written: its answer is still there to read, and says more.
+	_, werr := c.Write(append(b, '\n'))
+	br := bufio.NewReaderSize(c, 64<<10)
+	line, err := br.ReadBytes('\n')
+	if err != nil && werr != nil {
+		return Response{}, nil, werr
+	}
+	if err != nil {
+		if err == io.EOF {
+			return Response{}, nil, errors.New("the master closed the connection without an answer (it may be stopping)")
+		}
+		return Response{}, nil, err
+	}
+	var resp Response
+	if err := json.Unmarshal(line, &resp); err != nil {
+		return Response{}, nil, fmt.Errorf("the master's answer: %w", err)
+	}
+	return resp, br, nil
+}
+
+// Events streams the master's events to each until ctx ends, the master
+// stops (nil) or each returns an error.
+func Events(ctx context.Context, path string, each func(json.RawMessage) error) error {
+	c, err := dial(ctx, path)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	stop := context.AfterFunc(ctx, func() { c.SetDeadline(time.Now()) })
+	defer stop()
+	resp, br, err := exchange(c, Request{Cmd: CmdEvents})
+	if err != nil {
+		return err
+	}
+	if !resp.OK {
+		return &RemoteError{resp.Error}
+	}
+	for {
+		line, err := br.ReadBytes('\n')
+		if err != nil {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			if err == io.EOF {
+				return nil
+			}
+			return err
+		}
+		var probe struct {
+			Error string `json:"stream_error"`
+		}
+		if json.Unmarshal(line, &probe) == nil && probe.Error != "" {
+			return &RemoteError{probe.Error}
+		}
+		if err := each(json.RawMessage(line[:len(line)-1])); err != nil {
+			return err
+		}
+	}
+}
+
+// Stop asks the master to stop (with force, to kill its workers at once)
+// and returns once it has: the master closes the connection when its last
+// worker has exited.
+func Stop(ctx context.Context, path string, force bool) error {
+	c, err := dial(ctx, path)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	stop := context.AfterFunc(ctx, func() { c.SetDeadline(time.Now()) })
+	defer stop()
+	resp, br, err := exchange(c, Request{Cmd: CmdStop, Force: force})
+	if err != nil {
+		return err
+	}
+	if !resp.OK {
+		return &RemoteError{resp.Error}
+	}
+	_, err = io.Copy(io.Discard, br)
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+	return err
+}

@@ -1,0 +1,126 @@
+package control
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// DefaultDir is where the control sockets of the user's instances live:
+// $XDG_RUNTIME_DIR/hotcluster, /run/hotcluster for root, else a directory
+// of the user's own under the system's temporary directory.
+func DefaultDir() string {
+	if d := os.Getenv("XDG_RUNTIME_DIR"); d != "" {
+		return filepath.Join(d, "hotcluster")
+	}
+	if os.Geteuid() == 0 {
+		return "/run/hotcluster"
+	}
+	return filepath.Join(os.TempDir(), "hotcluster-"+strconv.Itoa(os.Geteuid()))
+}
+
+// CheckName accepts names usable as a file name: letters, digits, '.',
+// '_' and '-', not starting with '.', at most 64 bytes.
+func CheckName(name string) error {
+	if name == "" || len(name) > 64 || name[0] == '.' || strings.Trim(name, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-") != "" {
+		return fmt.Errorf("instance name %q: use 1 to 64 letters, digits, '.', '_' or '-', not starting with '.'", name)
+	}
+	return nil
+}
+
+// SocketPath is the control socket of instance name in dir.
+func SocketPath(dir, name string) string { return filepath.Join(dir, name+".sock") }
+
+// PrepareDir makes dir (mode 0700) if needed and checks that it is private
+// to this user: a socket in a directory others can write could be swapped.
+func PrepareDir(dir string) error {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return fmt.Errorf("control directory: %w", err)
+	}
+	fi, err := os.Lstat(dir)
+	if err != nil {
+		return fmt.Errorf("control directory: %w", err)
+	}
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	if !fi.IsDir() || !ok {
+		return fmt.Errorf("control directory %s: not a directory", dir)
+	}
+	if int(st.Uid) != os.Geteuid() {
+		return fmt.Errorf("control directory %s belongs to uid %d, not to this user (uid %d); remove it or pick another with --control", dir, st.Uid, os.Geteuid())
+	}
+	if fi.Mode().Perm()&0o077 != 0 {
+		return fmt.Errorf("control directory %s has mode %s: others may reach its sockets; chmod 700 it or pick another with --control", dir, fi.Mode().Perm())
+	}
+	return nil
+}
+
+// ErrInUse is returned by Listen when a live master already serves path.
+var ErrInUse = errors.New("in use")
+
+// Listen binds the control socket at path, in a directory checked by
+// PrepareDir. A socket file left by a master that died is replaced; one a
+// live master answers on is ErrInUse. The socket file stays when the
+// listener closes: the caller removes it (not after an upgrade, whose new
+// master serves it).
+func Listen(path string) (*net.UnixListener, error) {
+	if err := PrepareDir(filepath.Dir(path)); err != nil {
+		return nil, err
+	}
+	if fi, err := os.Lstat(path); err == nil {
+		if fi.Mode().Type() != os.ModeSocket {
+			return nil, fmt.Errorf("control socket %s: a file that is not a socket is in the way", path)
+		}
+		c, err := net.DialTimeout("unix", path, time.Second)
+		if err == nil {
+			c.Close()
+			return nil, fmt.Errorf("control socket %s: %w by a running master; stop it or pick another --name", path, ErrInUse)
+		}
+		if !errors.Is(err, unix.ECONNREFUSED) {
+			return nil, fmt.Errorf("control socket %s: %w", path, err)
+		}
+		// Stale: its master is gone.
+		if err := os.Remove(path); err != nil {
+			return nil, fmt.Errorf("control socket %s: %w", path, err)
+		}
+	}
+	ln, err := net.ListenUnix("unix", &net.UnixAddr{Name: path, Net: "unix"})
+	if err != nil {
+		return nil, fmt.Errorf("control socket: %w", err)
+	}
+	ln.SetUnlinkOnClose(false)
+	// The directory is 0700 already; the mode is the second lock.
+	if err := os.Chmod(path, 0o600); err != nil {
+		ln.Close()
+		os.Remove(path)
+		return nil, fmt.Errorf("control socket: %w", err)
+	}
+	return ln, nil
+}
+
+// Instances lists the names of the control sockets in dir.
+func Instances(dir string) ([]string, error) {
+	entries, err := os.ReadDir(dir)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var names []string
+	for _, e := range entries {
+		if name, ok := strings.CutSuffix(e.Name(), ".sock"); ok && e.Type() == os.ModeSocket {
+			names = append(names, name)
+		}
+	}
+	sort.Strings(names)
+	return names, nil
+}

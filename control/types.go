@@ -1,0 +1,105 @@
+package control
+
+import (
+	"encoding/json"
+	"time"
+)
+
+// Status answers CmdStatus.
+type Status struct {
+	Name      string     `json:"name"`
+	PID       int        `json:"pid"`
+	Version   string     `json:"version"`
+	Started   time.Time  `json:"started"`
+	Uptime    Duration   `json:"uptime_seconds"`
+	Listeners []Listener `json:"listeners"`
+	// Generation is the serving generation, Pending the one starting.
+	Generation uint64   `json:"generation"`
+	Pending    uint64   `json:"pending,omitempty"`
+	Size       int      `json:"size"`
+	Stopping   bool     `json:"stopping,omitempty"`
+	Command    []string `json:"command"`
+	LastReload *Reload  `json:"last_reload,omitempty"`
+	Workers    []Worker `json:"workers"`
+}
+
+// Listener is one of the master's sockets.
+type Listener struct {
+	Name string `json:"name"`
+	Addr string `json:"addr"`
+	Mode string `json:"mode"`
+}
+
+// Reload is the outcome of a reload.
+type Reload struct {
+	Generation uint64   `json:"generation"`
+	OK         bool     `json:"ok"`
+	Error      string   `json:"error,omitempty"`
+	Took       Duration `json:"took_seconds"`
+}
+
+// Worker is one worker process.
+type Worker struct {
+	Slot       int      `json:"slot"`
+	Generation uint64   `json:"generation"`
+	PID        int      `json:"pid"`
+	State      string   `json:"state"`
+	Replacing  bool     `json:"replacing,omitempty"`
+	Uptime     Duration `json:"uptime_seconds"`
+	Restarts   int      `json:"restarts"`
+	LastExit   string   `json:"last_exit,omitempty"`
+	RSS        uint64   `json:"rss_bytes"`
+	CPUPercent float64  `json:"cpu_percent"`
+}
+
+// Event is one line of the event stream. Its names follow Node's cluster
+// events where they match (fork, disconnect, exit).
+type Event struct {
+	Time       time.Time       `json:"time"`
+	Event      string          `json:"event"`
+	Generation uint64          `json:"generation,omitempty"`
+	Slot       *int            `json:"slot,omitempty"`
+	PID        int             `json:"pid,omitempty"`
+	Workers    int             `json:"workers,omitempty"`
+	Took       Duration        `json:"took_seconds,omitempty"`
+	Status     string          `json:"status,omitempty"`
+	Reason     string          `json:"reason,omitempty"`
+	Error      string          `json:"error,omitempty"`
+	Message    json.RawMessage `json:"message,omitempty"`
+}
+
+// Sent answers CmdSend.
+type Sent struct {
+	Delivered int `json:"delivered"`
+}
+
+// Scaled answers CmdScale.
+type Scaled struct {
+	Size int `json:"size"`
+}
+
+// Upgraded answers CmdUpgrade.
+type Upgraded struct {
+	PID int `json:"pid"`
+}
+
+// Duration is a time.Duration that is a number of seconds in JSON.
+type Duration time.Duration
+
+// MarshalJSON writes seconds, to the millisecond.
+func (d Duration) MarshalJSON() ([]byte, error) {
+	return json.Marshal(float64(time.Duration(d).Milliseconds()) / 1000)
+}
+
+// UnmarshalJSON reads seconds.
+func (d *Duration) UnmarshalJSON(b []byte) error {
+	var s float64
+	if err := json.Unmarshal(b, &s); err != nil {
+		return err
+	}
+	*d = Duration(s * float64(time.Second))
+	return nil
+}
+
+// D is the time.Duration.
+func (d Duration) D() time.Duration { return time.Duration(d) }

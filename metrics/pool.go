@@ -1,0 +1,85 @@
+package metrics
+
+import (
+	"strconv"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Worker states for [Worker.State].
+const (
+	StateStarting = "starting"
+	StateReady    = "ready"
+	StateDraining = "draining"
+)
+
+// Worker is one worker process as the master sees it at scrape time.
+type Worker struct {
+	Slot int    // the worker's place in the pool, 0 to size-1
+	Gen  uint64 // the generation it was started for
+	PID  int    // 0 if there is no process yet; such a worker has no memory or CPU series
+
+	// State is StateStarting, StateReady or StateDraining. Another value is
+	// counted in hotcluster_workers under its own label.
+	State string
+
+	RSS     uint64        // resident memory in bytes
+	CPUTime time.Duration // user plus system CPU time used so far
+}
+
+// Snapshot is the pool as the master sees it at scrape time.
+type Snapshot struct {
+	Generation uint64 // the generation now serving
+	Workers    []Worker
+}
+
+// poolCollector turns one Snapshot per scrape into metrics, so that they
+// describe the pool at the time of the scrape and workers that are gone
+// leave no series behind.
+type poolCollector struct {
+	snapshot func() Snapshot
+
+	workers, generation, rss, cpu *prometheus.Desc
+}
+
+func newPoolCollector(snapshot func() Snapshot) *poolCollector {
+	perWorker := []string{"slot", "generation", "pid"}
+	return &poolCollector{
+		snapshot: snapshot,
+		workers: prometheus.NewDesc("hotcluster_workers",
+			"Worker processes by state: starting, ready or draining.", []string{"state"}, nil),
+		generation: prometheus.NewDesc("hotcluster_generation",
+			"The worker generation now serving.", nil, nil),
+		rss: prometheus.NewDesc("hotcluster_worker_resident_memory_bytes",
+			"Resident memory of a worker process in bytes.", perWorker, nil),
+		cpu: prometheus.NewDesc("hotcluster_worker_cpu_seconds_total",
+			"User and system CPU time a worker process has used, in seconds.", perWorker, nil),
+	}
+}
+
+func (c *poolCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- c.workers
+	ch <- c.generation
+	ch <- c.rss
+	ch <- c.cpu
+}
+
+func (c *poolCollector) Collect(ch chan<- prometheus.Metric) {
+	s := c.snapshot()
+	ch <- prometheus.MustNewConstMetric(c.generation, prometheus.GaugeValue, float64(s.Generation))
+
+	counts := map[string]int{StateStarting: 0, StateReady: 0, StateDraining: 0}
+	for _, w := range s.Workers {
+		counts[w.State]++
+		if w.PID == 0 {
+			continue
+		}
+		labels := []string{strconv.Itoa(w.Slot), strconv.FormatUint(w.Gen, 10), strconv.Itoa(w.PID)}
+		ch <- prometheus.MustNewConstMetric(c.rss, prometheus.GaugeValue, float64(w.RSS), labels...)
+		ch <- prometheus.MustNewConstMetric(c.cpu, prometheus.CounterValue, w.CPUTime.Seconds(), labels...)
+	}
+	for state, n := range counts {
+		ch <- prometheus.MustNewConstMetric(c.workers, prometheus.GaugeValue, float64(n), state)
+	}
+}

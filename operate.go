@@ -1,0 +1,218 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/hotcluster/hotcluster/control"
+	"github.com/hotcluster/hotcluster/internal/procstat"
+	"github.com/hotcluster/hotcluster/metrics"
+	"github.com/hotcluster/hotcluster/upgrade"
+	"github.com/hotcluster/hotcluster/workers"
+)
+
+// parseSize reads a memory size: a number of bytes, or with K, M, G or T
+// (powers of 1024, as PM2's max_memory_restart; KB, KiB and the like are
+// read the same).
+func parseSize(s string) (uint64, error) {
+	t := strings.ToUpper(strings.TrimSpace(s))
+	t = strings.TrimSuffix(strings.TrimSuffix(t, "B"), "I")
+	mult := 1.0
+	if n := len(t); n > 0 {
+		switch t[n-1] {
+		case 'K':
+			mult = 1 << 10
+		case 'M':
+			mult = 1 << 20
+		case 'G':
+			mult = 1 << 30
+		case 'T':
+			mult = 1 << 40
+		}
+		if mult != 1 {
+			t = t[:n-1]
+		}
+	}
+	v, err := strconv.ParseFloat(t, 64)
+	if err != nil || v <= 0 || v*mult < 1<<20 || v*mult > 1<<50 {
+		return 0, fmt.Errorf("size %q: want a size of 1M or more such as 512M or 1.5G", s)
+	}
+	return uint64(v * mult), nil
+}
+
+// formatSize writes bytes as MiB or GiB.
+func formatSize(b uint64) string {
+	if b >= 1<<30 {
+		return fmt.Sprintf("%.1fGiB", float64(b)/(1<<30))
+	}
+	return fmt.Sprintf("%.1fMiB", float64(b)/(1<<20))
+}
+
+// inheritOrListen returns the listener an upgrade passed under name, or
+// the one listen makes, and stores it for the next upgrade: the control
+// socket and the metrics port survive upgrades without a window.
+func inheritOrListen(upg *upgrade.Upgrader, name string, listen func() (net.Listener, error)) (net.Listener, error) {
+	f, err := upg.File(name)
+	if err != nil {
+		return nil, err
+	}
+	var ln net.Listener
+	if f != nil {
+		ln, err = net.FileListener(f)
+		f.Close()
+		if err != nil {
+			return nil, fmt.Errorf("%s from the previous master: %w", name, err)
+		}
+	} else if ln, err = listen(); err != nil {
+		return nil, err
+	}
+	if ul, ok := ln.(*net.UnixListener); ok {
+		ul.SetUnlinkOnClose(false)
+	}
+	sc, ok := ln.(interface{ File() (*os.File, error) })
+	if !ok {
+		ln.Close()
+		return nil, fmt.Errorf("%s: cannot be passed on", name)
+	}
+	lf, err := sc.File()
+	if err == nil {
+		err = upg.AddFile(name, lf)
+		lf.Close()
+	}
+	if err != nil {
+		ln.Close()
+		return nil, err
+	}
+	return ln, nil
+}
+
+// The memory check: a worker is recycled once its RSS was above the limit
+// at memoryChecks checks in a row, memoryEvery apart.
+const (
+	memoryEvery  = time.Second
+	memoryChecks = 3
+)
+
+// watchMemory recycles workers of the serving generation whose RSS stays
+// above limit, until ctx ends.
+func watchMemory(ctx context.Context, pool *workers.Pool, limit uint64, log func(string, ...any)) {
+	t := time.NewTicker(memoryEvery)
+	defer t.Stop()
+	over := make(map[int]int) // by PID
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		st, err := pool.Status(ctx)
+		if err != nil {
+			return
+		}
+		replacing := make(map[int]bool)
+		for _, w := range st.Workers {
+			if w.Replacing {
+				replacing[w.Slot] = true
+			}
+		}
+		seen := make(map[int]bool)
+		for _, w := range st.Workers {
+			if w.Gen != st.Current || w.State != "ready" || w.Replacing || replacing[w.Slot] {
+				continue
+			}
+			s, err := procstat.Read(w.PID)
+			if err != nil || s.RSS <= limit {
+				continue
+			}
+			seen[w.PID] = true
+			if over[w.PID]++; over[w.PID] >= memoryChecks {
+				delete(over, w.PID)
+				pool.Recycle(w.Slot, w.PID, fmt.Sprintf("RSS %s above --max-memory %s", formatSize(s.RSS), formatSize(limit)))
+			}
+		}
+		for pid := range over {
+			if !seen[pid] {
+				delete(over, pid)
+			}
+		}
+	}
+}
+
+// serveMetrics serves the Prometheus metrics on ln until ctx ends.
+func serveMetrics(ctx context.Context, ln net.Listener, mt *metrics.Metrics, log func(string, ...any), wg *sync.WaitGroup) {
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		if err := metrics.Serve(ctx, ln, mt.Handler()); err != nil && !errors.Is(err, net.ErrClosed) {
+			log("metrics server stopped: %v", err)
+		}
+	}()
+}
+
+// newMetrics makes the metrics of master m, read at scrape time.
+func newMetrics(m *instance) *metrics.Metrics {
+	return metrics.New(func() metrics.Snapshot {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		st, err := m.status(ctx)
+		if err != nil {
+			return metrics.Snapshot{}
+		}
+		snap := metrics.Snapshot{Generation: st.Generation}
+		for _, w := range st.Workers {
+			snap.Workers = append(snap.Workers, metrics.Worker{Slot: w.Slot, Gen: w.Generation, PID: w.PID, State: w.State, RSS: w.RSS, CPUTime: cpuTime(w.PID)})
+		}
+		return snap
+	})
+}
+
+func cpuTime(pid int) time.Duration {
+	s, err := procstat.Read(pid)
+	if err != nil {
+		return 0
+	}
+	return s.CPUTime
+}
+
+// metricsEvent counts what the metrics count from the pool's events.
+func metricsEvent(mt *metrics.Metrics, e workers.Event, first *bool) {
+	switch e.Kind {
+	case workers.GenReady:
+		if *first {
+			*first = false
+			return
+		}
+		mt.Reload("ready", e.Took)
+	case workers.GenFailed:
+		mt.Reload("failed", e.Took)
+	case workers.WorkerRespawn:
+		mt.Restart()
+	case workers.WorkerRecycle:
+		mt.Recycle()
+	}
+}
+
+// listenControl is the listen func of the control socket.
+func listenControl(path string) func() (net.Listener, error) {
+	return func() (net.Listener, error) {
+		ln, err := control.Listen(path)
+		if errors.Is(err, control.ErrInUse) {
+			return nil, &usageError{err}
+		}
+		if err != nil {
+			return nil, err
+		}
+		return ln, nil
+	}
+}
+
+// metricsFile names the metrics listener among the sockets an upgrade
+// passes on.
+const metricsFile = "hotcluster-metrics"
