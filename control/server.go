@@ -29,6 +29,8 @@ type Server struct {
 	handler Handler
 	// Log reports refused peers and bad requests; nil: not reported.
 	Log func(format string, args ...any)
+	// RequestTimeout bounds the wait for a request; 0: RequestTimeout.
+	RequestTimeout time.Duration
 }
 
 // NewServer serves ln with h.
@@ -92,12 +94,16 @@ func (s *Server) serveConn(ctx context.Context, c *net.UnixConn) {
 		r.Fail(err)
 		return
 	}
-	c.SetReadDeadline(time.Now().Add(RequestTimeout))
+	timeout := s.RequestTimeout
+	if timeout <= 0 {
+		timeout = RequestTimeout
+	}
+	c.SetReadDeadline(time.Now().Add(timeout))
 	br := bufio.NewReaderSize(c, 64<<10)
 	req, err := ReadRequest(br)
 	if err != nil {
 		if ne, ok := err.(net.Error); ok && ne.Timeout() && ctx.Err() == nil {
-			err = fmt.Errorf("%w: incomplete after %s", ErrRequest, RequestTimeout)
+			err = fmt.Errorf("%w: incomplete after %s", ErrRequest, timeout)
 		}
 		s.logf("control: %v", err)
 		r.Fail(err)

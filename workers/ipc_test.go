@@ -48,3 +48,25 @@ func FuzzDecodeIPCLine(f *testing.F) {
 		readIPC(bytes.NewReader(line), func(ipcMessage) {}, func(error) {})
 	})
 }
+
+func FuzzNotifyDatagram(f *testing.F) {
+	for _, s := range []string{"READY=1", "STATUS=warming up\nREADY=1\n", "\n\n", "MAINPID=1\nREADY=1\x00", "STATUS=\xff"} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		n := 0
+		for _, line := range notifyLines(b) {
+			if line == "" || strings.Contains(line, "\n") {
+				t.Fatalf("notifyLines(%q): line %q", b, line)
+			}
+			n += len(line)
+			kind, value := parseNotify(line)
+			if kind == notifyReady && line != "READY=1" || kind == notifyStatus && "STATUS="+value != line {
+				t.Fatalf("parseNotify(%q) = %v, %q", line, kind, value)
+			}
+		}
+		if n > len(b) {
+			t.Fatalf("notifyLines(%q): %d bytes out of %d", b, n, len(b))
+		}
+	})
+}

@@ -17,7 +17,6 @@ import (
 	"time"
 
 	"github.com/hotcluster/hotcluster/internal/logfmt"
-	"github.com/hotcluster/hotcluster/internal/protocol"
 )
 
 // logPrefix starts each of the pool's own lines in text format.
@@ -682,14 +681,14 @@ func (p *Pool) alive(w *worker) bool {
 
 func (p *Pool) notified(w *worker, msg string) {
 	w.spoke = true
-	switch {
-	case msg == protocol.NotifyReady:
+	switch kind, value := parseNotify(msg); kind {
+	case notifyReady:
 		p.speaks = true
 		if w.state == starting && p.cfg.Ready != ReadyDelay {
 			p.becameReady(w)
 		}
-	case strings.HasPrefix(msg, protocol.NotifyStatus):
-		w.status = strings.TrimPrefix(msg, protocol.NotifyStatus)
+	case notifyStatus:
+		w.status = value
 	}
 }
 

@@ -8,7 +8,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
-	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -211,10 +210,8 @@ func (p *Pool) readNotify(w *worker, c *net.UnixConn) {
 		if err != nil {
 			return
 		}
-		for _, line := range strings.Split(string(buf[:n]), "\n") {
-			if line != "" {
-				p.events <- notifyEvent{w: w, msg: line}
-			}
+		for _, line := range notifyLines(buf[:n]) {
+			p.events <- notifyEvent{w: w, msg: line}
 		}
 	}
 }
