@@ -80,6 +80,7 @@ type instance struct {
 	hub     control.Hub
 	log     *log.Logger
 	cpu     procstat.Sampler
+	debug   bool // log the workers' messages
 	reload  func(ctx context.Context) (workers.Event, error)
 	stop    func(force bool)
 	started time.Time
@@ -103,7 +104,7 @@ func (m *instance) event(e workers.Event) {
 		slot := e.Slot
 		ev.Slot = &slot
 	}
-	if e.Kind == workers.WorkerMessage {
+	if e.Kind == workers.WorkerMessage && m.debug {
 		m.log.Printf("gen %d worker %d (pid %d): message %.200s", e.Gen, e.Slot, e.PID, e.Message)
 	}
 	m.hub.Publish(ev)
@@ -166,7 +167,10 @@ func (m *instance) handle(ctx context.Context, req control.Request, r *control.R
 		}
 		// The client learns that the master has stopped when the
 		// connection closes, as the master exits.
-		<-ctx.Done()
+		select {
+		case <-ctx.Done():
+		case <-r.Stopping():
+		}
 	case control.CmdSend:
 		to := workers.Target{Slot: -1}
 		if req.Slot != nil {
@@ -198,6 +202,8 @@ func (m *instance) handle(ctx context.Context, req control.Request, r *control.R
 		for {
 			select {
 			case <-ctx.Done():
+				return
+			case <-r.Stopping():
 				return
 			case b, ok := <-c:
 				if !ok {

@@ -16,7 +16,7 @@ import (
 // for reaching every worker of its generation.
 func TestSendAndBroadcast(t *testing.T) {
 	t.Parallel()
-	m := startOperated(t, "messenger", "--workers", "2", "--ready", "notify", "--ipc", "on", "--listen", "127.0.0.1:0")
+	m := startOperated(t, "messenger", "--workers", "2", "--ready", "notify", "--ipc", "on", "--listen", "127.0.0.1:0", "--log-level", "debug")
 	ev := watchEvents(t, m.env)
 	isMsg := func(key string, slot int) func(control.Event) bool {
 		return func(e control.Event) bool {

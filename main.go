@@ -125,6 +125,7 @@ ready), USR2 upgrades hotcluster's own binary in place, TERM/INT drain and exit
 			&cli.StringFlag{Name: "metrics", Category: "operations", Usage: "serve Prometheus metrics at http://`ADDR`/metrics, e.g. 127.0.0.1:9100"},
 			&cli.StringFlag{Name: "config", Usage: "TOML `FILE` setting any of these flags by name (workers = 4, listen = [\":8080\"], ready-timeout = \"30s\") and command = [...] for the worker command; the command line wins (default: ./hotcluster.toml when it exists; --config '' reads none; hotcluster init writes an example)"},
 			&cli.StringFlag{Name: "log-format", Value: "text", Usage: "format of hotcluster's own log lines: text, or json (one object per line: time, level, msg)"},
+			&cli.StringFlag{Name: "log-level", Value: "info", Usage: "info, or debug to also log every message a worker sends on its channel"},
 		}),
 		Before: loadConfigFile,
 		Action: runAction,
@@ -147,6 +148,8 @@ type runConfig struct {
 	maxMemory uint64
 	// metrics is the address of the metrics server, if any.
 	metrics string
+	// debug logs the workers' messages.
+	debug bool
 }
 
 func parseRun(c *cli.Context) (*runConfig, error) {
@@ -215,6 +218,13 @@ func parseRun(c *cli.Context) (*runConfig, error) {
 		return nil, usagef("--log-format: %v", err)
 	}
 	p.JSONLog = f == logfmt.FormatJSON
+	switch l := c.String("log-level"); l {
+	case "info":
+	case "debug":
+		rc.debug = true
+	default:
+		return nil, usagef("--log-level %q: want info or debug", l)
+	}
 	rc.name = c.String("name")
 	if rc.name == "" {
 		rc.name = defaultName(argv)
@@ -311,7 +321,7 @@ func runAction(c *cli.Context) error {
 	var loop *devloop.Loop
 	sd := newServiceState(systemd.NewNotifier())
 	var bu *binaryUpgrade
-	m := &instance{name: rc.name, started: time.Now()}
+	m := &instance{name: rc.name, started: time.Now(), debug: rc.debug}
 	var mt *metrics.Metrics
 	firstReady := true
 	rc.pool.OnEvent = func(e workers.Event) {

@@ -10,7 +10,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 )
@@ -125,6 +124,8 @@ func TestServeEndsStreams(t *testing.T) {
 			select {
 			case <-ctx.Done():
 				return
+			case <-r.Stopping():
+				return
 			case b := <-c:
 				r.Stream(json.RawMessage(b))
 			}
@@ -196,20 +197,13 @@ func TestHubDropsSlowSubscribers(t *testing.T) {
 	defer cancelSlow()
 	fast, cancelFast := hub.Subscribe()
 	defer cancelFast()
-	var wg sync.WaitGroup
-	wg.Add(1)
 	n := 0
-	go func() {
-		defer wg.Done()
-		for range fast {
-			n++
-		}
-	}()
 	for i := range hubBuffer + 10 {
 		hub.Publish(i)
+		if _, ok := <-fast; ok {
+			n++
+		}
 	}
-	cancelFast()
-	wg.Wait()
 	if n != hubBuffer+10 {
 		t.Errorf("the reading subscriber got %d events, want %d", n, hubBuffer+10)
 	}

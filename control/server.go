@@ -38,13 +38,33 @@ func NewServer(ln *net.UnixListener, h Handler) *Server {
 	return &Server{ln: ln, handler: h}
 }
 
-// Serve accepts connections until ctx ends, then closes the listener,
-// ends the connections and returns once their goroutines have.
+// ShutdownGrace bounds how long Serve waits, once its context ended, for
+// requests already accepted to be answered. Streams end at once.
+const ShutdownGrace = 10 * time.Second
+
+// Serve accepts connections until ctx ends, then closes the listener and
+// returns once every connection has ended: requests already accepted are
+// still answered (within ShutdownGrace), so that one that reached a master
+// handing over to its upgrade does not fail; streams end at once.
 func (s *Server) Serve(ctx context.Context) error {
-	ctx, cancel := context.WithCancel(ctx)
+	// hard ends what the grace did not.
+	hard, cancel := context.WithCancel(context.Background())
 	defer cancel()
+	stopping := make(chan struct{})
 	var wg sync.WaitGroup
-	defer wg.Wait()
+	defer func() {
+		close(stopping)
+		done := make(chan struct{})
+		go func() { wg.Wait(); close(done) }()
+		t := time.NewTimer(ShutdownGrace)
+		defer t.Stop()
+		select {
+		case <-done:
+		case <-t.C:
+			cancel()
+			<-done
+		}
+	}()
 	stop := context.AfterFunc(ctx, func() { s.ln.Close() })
 	defer stop()
 	for {
@@ -71,7 +91,7 @@ func (s *Server) Serve(ctx context.Context) error {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			s.serveConn(ctx, c)
+			s.serveConn(hard, stopping, c)
 		}()
 	}
 }
@@ -82,13 +102,13 @@ func (s *Server) logf(format string, args ...any) {
 	}
 }
 
-func (s *Server) serveConn(ctx context.Context, c *net.UnixConn) {
+func (s *Server) serveConn(ctx context.Context, stopping <-chan struct{}, c *net.UnixConn) {
 	defer c.Close()
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	stop := context.AfterFunc(ctx, func() { c.SetDeadline(time.Now()) })
 	defer stop()
-	r := &Replier{c: c}
+	r := &Replier{c: c, stopping: stopping}
 	if err := allowed(c); err != nil {
 		s.logf("control: refused a connection: %v", err)
 		r.Fail(err)
@@ -148,9 +168,13 @@ func allowed(c *net.UnixConn) error {
 // Replier writes a request's answer. Its methods return the write's error,
 // which ends a stream.
 type Replier struct {
-	c  *net.UnixConn
-	mu sync.Mutex
+	c        *net.UnixConn
+	mu       sync.Mutex
+	stopping <-chan struct{}
 }
+
+// Stopping is closed when the server stops accepting: a stream ends then.
+func (r *Replier) Stopping() <-chan struct{} { return r.stopping }
 
 // writeTimeout bounds one write to a client that stopped reading.
 const writeTimeout = 10 * time.Second
