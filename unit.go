@@ -5,7 +5,9 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 
+	"github.com/hotcluster/hotcluster/control"
 	"github.com/hotcluster/hotcluster/unitfile"
 	"github.com/urfave/cli/v2"
 )
@@ -35,10 +37,33 @@ prints myapp.service (and myapp.socket) on standard output, each preceded by a
 	}
 }
 
+// hasRunFlag reports whether run arguments give one of the flags, before
+// the worker command.
+func hasRunFlag(args []string, names ...string) bool {
+	for _, a := range args {
+		if a == "--" {
+			return false
+		}
+		for _, n := range names {
+			for _, f := range []string{"-" + n, "--" + n} {
+				if a == f || strings.HasPrefix(a, f+"=") {
+					return true
+				}
+			}
+		}
+	}
+	return false
+}
+
 func unitAction(c *cli.Context) error {
 	runArgs := c.Args().Slice()
 	if len(runArgs) == 0 {
 		return usagef("no run arguments: give them after --, e.g. hotcluster unit --name app -- --listen :8080 -- /srv/app/server")
+	}
+	// The instance takes the unit's name, so that `hotcluster status --name
+	// NAME` finds what `systemctl status NAME` shows.
+	if name := c.String("name"); control.CheckName(name) == nil && !hasRunFlag(runArgs, "name", "control") {
+		runArgs = append([]string{"--name", name}, runArgs...)
 	}
 	// Parse them exactly as `hotcluster run` would, so a unit never holds a
 	// command line that run refuses.

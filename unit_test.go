@@ -17,7 +17,7 @@ func TestUnitCommand(t *testing.T) {
 	}
 	for _, want := range []string{
 		"# file: app.service", "Type=notify", "ExecReload=/bin/kill -HUP $MAINPID",
-		"ExecStart=/usr/local/bin/hotcluster run --listen web=:8080 --drain-timeout 50s -- " + self + " --flag",
+		"ExecStart=/usr/local/bin/hotcluster run --name app --listen web=:8080 --drain-timeout 50s -- " + self + " --flag",
 		"TimeoutStopSec=65s", "# file: app.socket", "ListenStream=8080", "FileDescriptorName=web", "ReusePort=yes",
 	} {
 		if !strings.Contains(out, want) {
