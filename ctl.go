@@ -84,6 +84,16 @@ func socketOf(c *cli.Context) (string, error) {
 	if err != nil {
 		return "", err
 	}
+	if len(names) > 1 {
+		// Sockets left by masters that were killed do not count.
+		live := names[:0]
+		for _, n := range names {
+			if control.Alive(c.Context, control.SocketPath(dir, n)) {
+				live = append(live, n)
+			}
+		}
+		names = live
+	}
 	switch len(names) {
 	case 0:
 		return "", fmt.Errorf("no hotcluster instance is running for this user (no socket in %s); start one with hotcluster run, or give --control", dir)

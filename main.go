@@ -475,7 +475,20 @@ func runAction(c *cli.Context) error {
 		sd.stopping(rc.pool.DrainTimeout)
 		pool.Stop()
 	}
+	if metricsLn != nil {
+		mt = newMetrics(m)
+	}
 	rl := newReloader(c, rc, logger)
+	// refused reports a reload that a config file stopped.
+	refused := func(err error) workers.Event {
+		logger.Printf("reload failed: %v", err)
+		e := workers.Event{Kind: workers.GenFailed, Err: err.Error()}
+		m.event(e)
+		if mt != nil {
+			mt.Reload(metrics.OutcomeFailed, 0)
+		}
+		return e
+	}
 	m.reload = func(ctx context.Context) (workers.Event, error) {
 		if loop != nil {
 			loop.Trigger()
@@ -483,10 +496,7 @@ func runAction(c *cli.Context) error {
 		}
 		u, err := rl.update()
 		if err != nil {
-			logger.Printf("reload failed: %v", err)
-			e := workers.Event{Kind: workers.GenFailed, Err: err.Error()}
-			m.event(e)
-			return e, nil
+			return refused(err), nil
 		}
 		return pool.ReloadWait(ctx, u)
 	}
@@ -497,8 +507,7 @@ func runAction(c *cli.Context) error {
 	var opsWG sync.WaitGroup
 	defer opsWG.Wait()
 	m.serveControl(opsCtx, ctlLn.(*net.UnixListener), &opsWG)
-	if metricsLn != nil {
-		mt = newMetrics(m)
+	if mt != nil {
 		serveMetrics(opsCtx, metricsLn, mt, logger.Printf, &opsWG)
 		logger.Printf("metrics on http://%s/metrics", metricsLn.Addr())
 	}
@@ -554,8 +563,7 @@ func runAction(c *cli.Context) error {
 				logger.Printf("SIGHUP: reload")
 				u, err := rl.update()
 				if err != nil {
-					logger.Printf("reload failed: %v", err)
-					m.event(workers.Event{Kind: workers.GenFailed, Err: err.Error()})
+					refused(err)
 					return
 				}
 				pool.ReloadUpdate(*u)

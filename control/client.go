@@ -155,3 +155,15 @@ func Stop(ctx context.Context, path string, force bool) error {
 	}
 	return err
 }
+
+// Alive reports whether a master answers at path.
+func Alive(ctx context.Context, path string) bool {
+	ctx, cancel := context.WithTimeout(ctx, time.Second)
+	defer cancel()
+	c, err := dial(ctx, path)
+	if err != nil {
+		return false
+	}
+	c.Close()
+	return true
+}

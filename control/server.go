@@ -131,7 +131,9 @@ func (s *Server) serveConn(ctx context.Context, stopping <-chan struct{}, c *net
 	}
 	c.SetReadDeadline(time.Time{})
 	// The client closing its end ends a stream: watch for EOF.
+	watched := make(chan struct{})
 	go func() {
+		defer close(watched)
 		var b [1]byte
 		for {
 			if _, err := c.Read(b[:]); err != nil {
@@ -140,6 +142,7 @@ func (s *Server) serveConn(ctx context.Context, stopping <-chan struct{}, c *net
 			}
 		}
 	}()
+	defer func() { c.Close(); <-watched }()
 	s.handler(ctx, req, r)
 }
 

@@ -324,8 +324,11 @@ func (p *Pool) deliverTo(to Target, value json.RawMessage) (int, error) {
 	if to.Gen != 0 {
 		g = p.gens[to.Gen]
 	}
+	if g == nil && to.Gen == 0 {
+		return 0, errors.New("no generation is serving yet")
+	}
 	if g == nil {
-		return 0, errors.New("no such generation")
+		return 0, fmt.Errorf("no generation %d", to.Gen)
 	}
 	var ws []*worker
 	if to.Slot < 0 {

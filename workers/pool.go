@@ -915,6 +915,10 @@ func (p *Pool) released(g *generation) {
 
 // stop drains (or with force, kills) every worker.
 func (p *Pool) stop(force bool) {
+	for _, c := range p.waiters {
+		reply(c, Event{Kind: GenFailed, Err: "the master is stopping"})
+	}
+	p.waiters = nil
 	if !p.stopping {
 		p.stopping = true
 		if !force {
