@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strconv"
@@ -244,37 +243,9 @@ func TestScaleUpAndDown(t *testing.T) {
 }
 
 // hotcluster runs the test binary as a master and waits for it.
-func hotcluster(t *testing.T, args ...string) (code int, stderr string) {
+func hotcluster(t *testing.T, args ...string) (code int, output string) {
 	t.Helper()
-	self, err := os.Executable()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(self)
-	cmd.Args = append([]string{"hotcluster"}, args...)
-	cmd.Env = append(os.Environ(), roleEnv+"=master")
-	var out strings.Builder
-	cmd.Stderr = &out
-	cmd.Stdout = &out
-	done := make(chan error, 1)
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() { done <- cmd.Wait() }()
-	select {
-	case err = <-done:
-	case <-time.After(testTimeout):
-		cmd.Process.Kill()
-		<-done
-		t.Fatalf("hotcluster %v did not exit", args)
-	}
-	if ee, ok := err.(*exec.ExitError); ok {
-		return ee.ExitCode(), out.String()
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
-	return 0, out.String()
+	return hotclusterEnv(t, nil, args...)
 }
 
 func TestBadInput(t *testing.T) {

@@ -35,6 +35,15 @@ func dial(ctx context.Context, path string) (*net.UnixConn, error) {
 	return c.(*net.UnixConn), nil
 }
 
+// open connects to path for as long as ctx lasts; done closes.
+func open(ctx context.Context, path string) (c *net.UnixConn, done func(), err error) {
+	if c, err = dial(ctx, path); err != nil {
+		return nil, nil, err
+	}
+	stop := context.AfterFunc(ctx, func() { c.SetDeadline(time.Now()) })
+	return c, func() { stop(); c.Close() }, nil
+}
+
 // Call sends req to the master at path and decodes the result of its
 // response into result (unless nil). It returns once the master answered:
 // for reload, once the new generation is ready or failed.
@@ -42,13 +51,11 @@ func Call(ctx context.Context, path string, req Request, result any) error {
 	if err := req.Check(); err != nil {
 		return err
 	}
-	c, err := dial(ctx, path)
+	c, done, err := open(ctx, path)
 	if err != nil {
 		return err
 	}
-	defer c.Close()
-	stop := context.AfterFunc(ctx, func() { c.SetDeadline(time.Now()) })
-	defer stop()
+	defer done()
 	resp, _, err := exchange(c, req)
 	if err != nil {
 		if ctx.Err() != nil {
@@ -94,13 +101,11 @@ func exchange(c *net.UnixConn, req Request) (Response, *bufio.Reader, error) {
 // Events streams the master's events to each until ctx ends, the master
 // stops (nil) or each returns an error.
 func Events(ctx context.Context, path string, each func(json.RawMessage) error) error {
-	c, err := dial(ctx, path)
+	c, done, err := open(ctx, path)
 	if err != nil {
 		return err
 	}
-	defer c.Close()
-	stop := context.AfterFunc(ctx, func() { c.SetDeadline(time.Now()) })
-	defer stop()
+	defer done()
 	resp, br, err := exchange(c, Request{Cmd: CmdEvents})
 	if err != nil {
 		return err
@@ -135,13 +140,11 @@ func Events(ctx context.Context, path string, each func(json.RawMessage) error) 
 // and returns once it has: the master closes the connection when its last
 // worker has exited.
 func Stop(ctx context.Context, path string, force bool) error {
-	c, err := dial(ctx, path)
+	c, done, err := open(ctx, path)
 	if err != nil {
 		return err
 	}
-	defer c.Close()
-	stop := context.AfterFunc(ctx, func() { c.SetDeadline(time.Now()) })
-	defer stop()
+	defer done()
 	resp, br, err := exchange(c, Request{Cmd: CmdStop, Force: force})
 	if err != nil {
 		return err

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"flag"
 	"fmt"
 	"time"
 
@@ -12,15 +11,8 @@ import (
 func (r *report) writeJSON(path string) error {
 	j := benchjson.Report{
 		Driver: "benchdev", Date: r.started.UTC().Format(time.RFC3339), Machine: r.machine,
-		Command: r.command, Settings: map[string]string{}, Interrupted: r.interrupted,
+		Command: r.command, Settings: benchjson.FlagSettings("out", "json", "command", "logdir", "hotcluster", "air"), Interrupted: r.interrupted,
 	}
-	flag.VisitAll(func(f *flag.Flag) {
-		switch f.Name {
-		case "out", "json", "command", "logdir", "hotcluster", "air":
-		default:
-			j.Settings[f.Name] = f.Value.String()
-		}
-	})
 	for _, o := range r.outcomes {
 		s := benchjson.Scenario{
 			Key: "dev-" + o.sc.name, Kind: "dev", Label: "dev loop, " + o.sc.label(), Connections: "new per request",

@@ -2,7 +2,6 @@ package main
 
 import (
 	"errors"
-	"flag"
 	"fmt"
 	"time"
 
@@ -13,15 +12,8 @@ import (
 func (r *report) writeJSON(path string) error {
 	j := benchjson.Report{
 		Driver: "benchreload", Date: r.started.UTC().Format(time.RFC3339), Machine: r.machine,
-		Command: r.command, Settings: map[string]string{}, Interrupted: r.interrupted,
+		Command: r.command, Settings: benchjson.FlagSettings("out", "json", "command", "logdir", "hotcluster", "hello"), Interrupted: r.interrupted,
 	}
-	flag.VisitAll(func(f *flag.Flag) {
-		switch f.Name {
-		case "out", "json", "command", "logdir", "hotcluster", "hello":
-		default:
-			j.Settings[f.Name] = f.Value.String()
-		}
-	})
 	for _, o := range r.reloads {
 		s := benchjson.Scenario{
 			Key: o.c.key(), Kind: "reload", Label: o.c.short(), Connections: o.c.mode.name,

@@ -7,12 +7,27 @@ package benchjson
 
 import (
 	"encoding/json"
+	"flag"
 	"fmt"
 	"os"
+	"slices"
 	"time"
 
 	"github.com/hotcluster/hotcluster/internal/loadgen"
 )
+
+// FlagSettings is the driver's command-line flags, for Report.Settings,
+// without those named in skip (paths and outputs, which say nothing of the
+// run).
+func FlagSettings(skip ...string) map[string]string {
+	m := map[string]string{}
+	flag.VisitAll(func(f *flag.Flag) {
+		if !slices.Contains(skip, f.Name) {
+			m[f.Name] = f.Value.String()
+		}
+	})
+	return m
+}
 
 // Report is what one driver run measured.
 type Report struct {
