@@ -1,10 +1,12 @@
 package main
 
 import (
+	"encoding/json"
 	"os/exec"
 	"path/filepath"
 	"testing"
 
+	"github.com/hotcluster/hotcluster/control"
 	"github.com/hotcluster/hotcluster/internal/loadgen"
 )
 
@@ -45,4 +47,33 @@ func TestExamples(t *testing.T) {
 			assertServedBy(t, "tcp", addr, 4)
 		})
 	}
+}
+
+// examples/node answers hotcluster send as its README says.
+func TestNodeExampleMessages(t *testing.T) {
+	t.Parallel()
+	if _, err := exec.LookPath("node"); err != nil {
+		t.Skipf("node is not installed here: %v", err)
+	}
+	dir := t.TempDir()
+	env := []string{"XDG_RUNTIME_DIR=" + dir}
+	m := startCommandEnv(t, env, []string{"--workers", "2", "--listen", "web=127.0.0.1:0", "--ready", "notify"}, "node", "examples/node/server.js")
+	m.waitLine(0, `serving \(master pid`)
+	get("tcp", m.listenAddr("web"), "/")
+	ev := watchEvents(t, env)
+	mustCtl(t, env, "send", "--worker", "1", `{"cmd":"stats"}`)
+	e := ev.next(func(e control.Event) bool { return e.Event == "message" })
+	var st struct {
+		Stats struct {
+			PID         int
+			Gen, Worker string
+			Requests    int
+		}
+	}
+	if err := json.Unmarshal(e.Message, &st); err != nil || st.Stats.PID != e.PID || st.Stats.Worker != "1" || st.Stats.Gen != "1" {
+		t.Errorf("stats %s from %+v: %v", e.Message, e, err)
+	}
+	mustCtl(t, env, "send", "--worker", "0", `{"cmd":"tell-all","data":"hi"}`)
+	_, next := m.waitLine(0, `node: told "hi" pid=`)
+	m.waitLine(next, `node: told "hi" pid=`)
 }

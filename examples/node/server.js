@@ -39,7 +39,10 @@ function inheritedFd() {
 
 let draining = false;
 
+let requests = 0;
+
 const server = http.createServer((req, res) => {
+  requests++;
   if (draining) {
     // Every answer during the drain closes its connection, so clients move
     // to a new one, which another worker accepts.
@@ -103,9 +106,26 @@ server.listen(fd === null ? { host: '127.0.0.1', port } : { fd }, () => {
   }
 });
 
-// Messages from the master (none are sent yet; see hotcluster's issues).
+// Messages from the master (`hotcluster send`), as under cluster:
+//   {"cmd":"stats"}            answers {"stats":{pid, gen, worker, requests}}
+//   {"cmd":"tell-all","data":X} asks the master to broadcast {"cmd":"told","data":X}
+//                              to every worker of this generation
+//   {"cmd":"told","data":X}    is logged
+// The answers reach the operator as `message` events (`hotcluster events`).
 // A 'message' listener keeps the channel referenced, so stop() exits
 // explicitly.
 process.on('message', (msg) => {
-  process.stderr.write(`node: message ${JSON.stringify(msg)}\n`);
+  switch (msg && msg.cmd) {
+    case 'stats':
+      process.send({ stats: { pid: process.pid, gen, worker, requests } });
+      break;
+    case 'tell-all':
+      process.send({ cmd: 'hotcluster:broadcast', data: { cmd: 'told', data: msg.data } });
+      break;
+    case 'told':
+      process.stderr.write(`node: told ${JSON.stringify(msg.data)} pid=${process.pid}\n`);
+      break;
+    default:
+      process.stderr.write(`node: message ${JSON.stringify(msg)}\n`);
+  }
 });
