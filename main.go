@@ -324,6 +324,7 @@ func runAction(c *cli.Context) error {
 	m := &instance{name: rc.name, started: time.Now(), debug: rc.debug}
 	var mt *metrics.Metrics
 	firstReady := true
+	trim := newTrimmer()
 	rc.pool.OnEvent = func(e workers.Event) {
 		if loop != nil && e.Kind <= workers.GenDone {
 			loop.Event(e)
@@ -331,6 +332,9 @@ func runAction(c *cli.Context) error {
 		sd.event(e)
 		bu.event(e)
 		m.event(e)
+		if e.Kind == workers.GenDone {
+			trim.poke()
+		}
 		if mt != nil {
 			metricsEvent(mt, e, &firstReady)
 		}
@@ -511,6 +515,11 @@ func runAction(c *cli.Context) error {
 		serveMetrics(opsCtx, metricsLn, mt, logger.Printf, &opsWG)
 		logger.Printf("metrics on http://%s/metrics", metricsLn.Addr())
 	}
+	opsWG.Add(1)
+	go func() {
+		defer opsWG.Done()
+		trim.run(ctx)
+	}()
 	if rc.maxMemory > 0 {
 		opsWG.Add(1)
 		go func() {

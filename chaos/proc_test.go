@@ -137,20 +137,25 @@ func fdCount(pid int) (int, error) {
 }
 
 // rssKiB is pid's resident set size (VmRSS), in KiB.
-func rssKiB(pid int) (int, error) {
+func rssKiB(pid int) (int, error) { return statusKiB(pid, "VmRSS") }
+
+// statusKiB reads a figure in kB of /proc/PID/status: VmRSS, or RssAnon,
+// the part of it that is the process's own memory rather than pages of
+// its binary.
+func statusKiB(pid int, field string) (int, error) {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {
 		return 0, err
 	}
 	for _, l := range strings.Split(string(b), "\n") {
-		if v, ok := strings.CutPrefix(l, "VmRSS:"); ok {
+		if v, ok := strings.CutPrefix(l, field+":"); ok {
 			f := strings.Fields(v)
 			if len(f) == 2 && f[1] == "kB" {
 				return strconv.Atoi(f[0])
 			}
 		}
 	}
-	return 0, fmt.Errorf("/proc/%d/status: no VmRSS", pid)
+	return 0, fmt.Errorf("/proc/%d/status: no %s", pid, field)
 }
 
 // alive reports whether pid can be signalled (a zombie can).

@@ -13,7 +13,7 @@ import (
 
 // checkpoint is the master's resources after some reloads.
 type checkpoint struct {
-	reloads, fds, rssKiB, workers int
+	reloads, fds, rssKiB, anonKiB, workers int
 }
 
 // TestConsecutiveReloads reloads one after the other under load, each
@@ -46,7 +46,10 @@ func TestConsecutiveReloads(t *testing.T) {
 		if c.rssKiB, err = rssKiB(m.pid); err != nil {
 			t.Fatal(err)
 		}
-		t.Logf("after %d reloads: %d fds, VmRSS %d KiB, %d workers", c.reloads, c.fds, c.rssKiB, c.workers)
+		if c.anonKiB, err = statusKiB(m.pid, "RssAnon"); err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("after %d reloads: %d fds, VmRSS %d KiB (RssAnon %d KiB), %d workers", c.reloads, c.fds, c.rssKiB, c.anonKiB, c.workers)
 		cps = append(cps, c)
 	}
 	half := total / 2
@@ -78,7 +81,7 @@ func TestConsecutiveReloads(t *testing.T) {
 
 	var cpText []string
 	for _, c := range cps {
-		cpText = append(cpText, fmt.Sprintf("%d: %d fds, %.1f MiB", c.reloads, c.fds, float64(c.rssKiB)/1024))
+		cpText = append(cpText, fmt.Sprintf("%d: %d fds, %.1f MiB (anonymous %.1f MiB)", c.reloads, c.fds, float64(c.rssKiB)/1024, float64(c.anonKiB)/1024))
 	}
 	f.add(t, "reloads", len(took))
 	f.add(t, "master after N reloads", strings.Join(cpText, " / "))
@@ -117,6 +120,11 @@ func TestConsecutiveReloads(t *testing.T) {
 	}
 	if d := cps[2].rssKiB - cps[1].rssKiB; d > *flagRSSSlack {
 		t.Errorf("master VmRSS grew by %d KiB from %d to %d reloads, more than %d KiB", d, half, total, *flagRSSSlack)
+	}
+	// The master's own memory, past the warm-up: a leak of even a couple
+	// of KiB per reload would show here.
+	if d := cps[2].anonKiB - cps[1].anonKiB; d > *flagRSSSlack/4 {
+		t.Errorf("master RssAnon grew by %d KiB from %d to %d reloads, more than %d KiB", d, half, total, *flagRSSSlack/4)
 	}
 }
 
