@@ -240,7 +240,6 @@ func (m *instance) status(ctx context.Context) (control.Status, error) {
 	if e := ps.LastReload; e != nil {
 		st.LastReload = &control.Reload{Generation: e.Gen, OK: e.Kind == workers.GenReady, Error: e.Err, Took: control.Duration(e.Took)}
 	}
-	live := make(map[int]bool)
 	for _, w := range ps.Workers {
 		cw := control.Worker{
 			Slot: w.Slot, Generation: w.Gen, PID: w.PID, State: w.State, Replacing: w.Replacing,
@@ -250,10 +249,8 @@ func (m *instance) status(ctx context.Context) (control.Status, error) {
 			cw.RSS = s.RSS
 			cw.CPUPercent = m.cpu.CPUPercent(w.PID, s)
 		}
-		live[w.PID] = true
 		st.Workers = append(st.Workers, cw)
 	}
-	m.cpu.Forget(func(pid int) bool { return live[pid] })
 	return st, nil
 }
 

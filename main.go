@@ -520,13 +520,11 @@ func runAction(c *cli.Context) error {
 		defer opsWG.Done()
 		trim.run(ctx)
 	}()
-	if rc.maxMemory > 0 {
-		opsWG.Add(1)
-		go func() {
-			defer opsWG.Done()
-			watchMemory(ctx, pool, rc.maxMemory, logger.Printf)
-		}()
-	}
+	opsWG.Add(1)
+	go func() {
+		defer opsWG.Done()
+		watchWorkers(ctx, pool, &m.cpu, rc.maxMemory)
+	}()
 	upgradeDone := make(chan struct{})
 	go func() {
 		defer close(upgradeDone)

@@ -94,17 +94,20 @@ func inheritOrListen(upg *upgrade.Upgrader, name string, listen func() (net.List
 	return ln, nil
 }
 
-// The memory check: a worker is recycled once its RSS was above the limit
-// at memoryChecks checks in a row, memoryEvery apart.
+// The workers' check: a worker is recycled once its RSS was above the
+// limit at memoryChecks checks in a row, checkEvery apart.
 const (
-	memoryEvery  = time.Second
+	checkEvery   = time.Second
 	memoryChecks = 3
 )
 
-// watchMemory recycles workers of the serving generation whose RSS stays
-// above limit, until ctx ends.
-func watchMemory(ctx context.Context, pool *workers.Pool, limit uint64, log func(string, ...any)) {
-	t := time.NewTicker(memoryEvery)
+// watchWorkers reads every worker's figures from /proc each checkEvery
+// until ctx ends: into cpu, so that status and metrics show the CPU% of
+// the last second or so, not of the time since they last asked; and, with
+// a limit, to recycle the serving generation's workers whose RSS stays
+// above it.
+func watchWorkers(ctx context.Context, pool *workers.Pool, cpu *procstat.Sampler, limit uint64) {
+	t := time.NewTicker(checkEvery)
 	defer t.Stop()
 	over := make(map[int]int) // by PID
 	for {
@@ -124,12 +127,15 @@ func watchMemory(ctx context.Context, pool *workers.Pool, limit uint64, log func
 			}
 		}
 		seen := make(map[int]bool)
+		live := make(map[int]bool)
 		for _, w := range st.Workers {
-			if w.Gen != st.Current || w.State != "ready" || w.Replacing || replacing[w.Slot] {
+			s, err := procstat.Read(w.PID)
+			if err != nil {
 				continue
 			}
-			s, err := procstat.Read(w.PID)
-			if err != nil || s.RSS <= limit {
+			live[w.PID] = true
+			cpu.CPUPercent(w.PID, s)
+			if limit == 0 || w.Gen != st.Current || w.State != "ready" || w.Replacing || replacing[w.Slot] || s.RSS <= limit {
 				continue
 			}
 			seen[w.PID] = true
@@ -143,6 +149,7 @@ func watchMemory(ctx context.Context, pool *workers.Pool, limit uint64, log func
 				delete(over, pid)
 			}
 		}
+		cpu.Forget(func(pid int) bool { return live[pid] })
 	}
 }
 
