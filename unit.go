@@ -65,6 +65,15 @@ func unitAction(c *cli.Context) error {
 	if name := c.String("name"); control.CheckName(name) == nil && !hasRunFlag(runArgs, "name", "control") {
 		runArgs = append([]string{"--name", name}, runArgs...)
 	}
+	// run would read ./hotcluster.toml here; the service runs elsewhere, so
+	// it gets the file by its absolute path.
+	if !hasRunFlag(runArgs, configFlagName) {
+		if abs, err := filepath.Abs(defaultConfigFile); err == nil {
+			if _, err := os.Stat(abs); err == nil {
+				runArgs = append([]string{"--" + configFlagName, abs}, runArgs...)
+			}
+		}
+	}
 	// Parse them exactly as `hotcluster run` would, so a unit never holds a
 	// command line that run refuses.
 	var rc *runConfig

@@ -2,6 +2,7 @@ package main
 
 import (
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -45,5 +46,27 @@ func TestUnitCommand(t *testing.T) {
 		if code, out := hotcluster(t, tc.args...); code == 0 || !strings.Contains(out, tc.want) {
 			t.Errorf("hotcluster %v: exit %d, output:\n%s\nwant non-zero and %q", tc.args, code, out, tc.want)
 		}
+	}
+}
+
+// A unit made where run would read ./hotcluster.toml gets that file by its
+// absolute path: the service runs in another directory.
+func TestUnitKeepsTheConfigFile(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "hotcluster.toml"), []byte("workers = 3\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	self, _ := os.Executable()
+	cmd := exec.Command(self, "unit", "--name", "web", "--exec", "/usr/local/bin/hotcluster", "--", "--listen", "127.0.0.1:8080", "--", self)
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), roleEnv+"=master")
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("unit: %v\n%s", err, out)
+	}
+	want := "ExecStart=/usr/local/bin/hotcluster run --config " + filepath.Join(dir, "hotcluster.toml") + " --name web --listen 127.0.0.1:8080 -- " + self
+	if !strings.Contains(string(out), want) {
+		t.Errorf("no %q in:\n%s", want, out)
 	}
 }
