@@ -185,6 +185,10 @@ func TestListenRefusesLiveAndReplacesStale(t *testing.T) {
 	if _, err := Listen(path); err == nil || !strings.Contains(err.Error(), "others may reach its sockets") {
 		t.Errorf("Listen in a 0755 directory: %v", err)
 	}
+	long := filepath.Join(dir, strings.Repeat("x", 120)+".sock")
+	if _, err := Listen(long); err == nil || !strings.Contains(err.Error(), "give a shorter --control") {
+		t.Errorf("Listen on a %d-byte path: %v", len(long), err)
+	}
 	names, err := Instances(dir)
 	if err != nil || strings.Join(names, ",") != "a" {
 		t.Errorf("Instances: %v %v", names, err)

@@ -72,6 +72,10 @@ var ErrInUse = errors.New("in use")
 // listener closes: the caller removes it (not after an upgrade, whose new
 // master serves it).
 func Listen(path string) (*net.UnixListener, error) {
+	// sockaddr_un holds 108 bytes, the terminating NUL included.
+	if len(path) > 107 {
+		return nil, fmt.Errorf("control socket %s: %d bytes, longer than a unix socket path may be (107); give a shorter --control", path, len(path))
+	}
 	if err := PrepareDir(filepath.Dir(path)); err != nil {
 		return nil, err
 	}
