@@ -228,7 +228,7 @@ func (m *instance) status(ctx context.Context) (control.Status, error) {
 	}
 	now := time.Now()
 	st := control.Status{
-		Name: m.name, PID: os.Getpid(), Version: version, Started: m.started, Uptime: control.Duration(now.Sub(m.started)),
+		Name: m.name, PID: os.Getpid(), Version: fullVersion(), Started: m.started, Uptime: control.Duration(now.Sub(m.started)),
 		Generation: ps.Current, Pending: ps.Pending, Size: ps.Size, Stopping: ps.Stopping, Command: ps.Command.Args,
 		Listeners: []control.Listener{}, Workers: []control.Worker{},
 	}

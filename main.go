@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"runtime/debug"
 	"strconv"
 	"strings"
 	"sync"
@@ -34,6 +35,36 @@ import (
 
 // version is set at build time with -ldflags "-X main.version=…".
 var version = "dev"
+
+// fullVersion is version, or without -X the module version or commit the
+// binary was built from, so that `hotcluster status` tells which binary
+// serves after an upgrade.
+func fullVersion() string {
+	v := version
+	if v != "dev" {
+		return v
+	}
+	bi, ok := debug.ReadBuildInfo()
+	if !ok {
+		return v
+	}
+	if bi.Main.Version != "" && bi.Main.Version != "(devel)" {
+		return bi.Main.Version
+	}
+	var rev, dirty string
+	for _, s := range bi.Settings {
+		switch {
+		case s.Key == "vcs.revision" && len(s.Value) >= 12:
+			rev = s.Value[:12]
+		case s.Key == "vcs.modified" && s.Value == "true":
+			dirty = "-dirty"
+		}
+	}
+	if rev == "" {
+		return v
+	}
+	return v + "-" + rev + dirty
+}
 
 func main() {
 	if workers.IsShim() {
@@ -72,7 +103,7 @@ func newApp() *cli.App {
 	return &cli.App{
 		Name:                      "hotcluster",
 		Usage:                     "run a server program on every core and replace it without dropping a connection",
-		Version:                   version,
+		Version:                   fullVersion(),
 		DisableSliceFlagSeparator: true,
 		HideHelpCommand:           true,
 		ExitErrHandler:            func(*cli.Context, error) {}, // main maps errors to exit codes
