@@ -158,6 +158,10 @@ func (m *instance) handle(ctx context.Context, req control.Request, r *control.R
 			r.Fail(fmt.Errorf("scale %s: the group has %d workers; it keeps at least 1", req.Scale, st.Size))
 			return
 		}
+		if st.Size+delta > control.MaxWorkers {
+			r.Fail(fmt.Errorf("scale %s: the group has %d workers; it keeps at most %d", req.Scale, st.Size, control.MaxWorkers))
+			return
+		}
 		m.pool.Scale(delta)
 		r.OK(control.Scaled{Size: st.Size + delta})
 	case control.CmdStop:

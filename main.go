@@ -195,6 +195,9 @@ func parseRun(c *cli.Context) (*runConfig, error) {
 	if p.Workers < 1 {
 		return nil, usagef("--workers %d: want 1 or more", p.Workers)
 	}
+	if p.Workers > control.MaxWorkers {
+		return nil, usagef("--workers %d: more than %d; a typo would fork that many processes", p.Workers, control.MaxWorkers)
+	}
 	var err error
 	if p.Ready, err = workers.ParseReadyMode(c.String("ready")); err != nil {
 		return nil, usagef("--ready: %v", err)

@@ -232,7 +232,7 @@ func TestParseScale(t *testing.T) {
 	}{
 		{"4", 4, false, true}, {"+1", 1, true, true}, {"-2", -2, true, true}, {"+0", 0, true, true},
 		{"0", 0, false, false}, {"", 0, false, false}, {"x", 0, false, false}, {"1.5", 0, false, false},
-		{"++1", 0, false, false}, {"9999999", 0, false, false}, {"-", 0, false, false},
+		{"++1", 0, false, false}, {"9999999", 0, false, false}, {"-", 0, false, false}, {"5000", 0, false, false}, {"4096", 4096, false, true},
 	} {
 		n, rel, err := ParseScale(tc.in)
 		if (err == nil) != tc.ok || tc.ok && (n != tc.n || rel != tc.relative) {

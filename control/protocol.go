@@ -136,6 +136,10 @@ func (r Request) Check() error {
 	return nil
 }
 
+// MaxWorkers bounds a group's size: a typo must not fork a million
+// processes.
+const MaxWorkers = 4096
+
 // ParseScale parses "N", "+N" or "-N": relative reports a change.
 func ParseScale(s string) (n int, relative bool, err error) {
 	t := s
@@ -154,6 +158,9 @@ func ParseScale(s string) (n int, relative bool, err error) {
 	}
 	if !relative && n < 1 {
 		return 0, false, fmt.Errorf("scale %q: want 1 worker or more", s)
+	}
+	if n > MaxWorkers {
+		return 0, false, fmt.Errorf("scale %q: more than %d workers", s, MaxWorkers)
 	}
 	return sign * n, relative, nil
 }
