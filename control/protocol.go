@@ -17,6 +17,8 @@ import (
 	"fmt"
 	"io"
 	"strings"
+
+	"github.com/hotcluster/hotcluster/internal/protocol"
 )
 
 // MaxRequest bounds a request line: room for a message of the workers'
@@ -136,9 +138,8 @@ func (r Request) Check() error {
 	return nil
 }
 
-// MaxWorkers bounds a group's size: a typo must not fork a million
-// processes.
-const MaxWorkers = 4096
+// MaxWorkers bounds a group's size (see protocol.MaxWorkers).
+const MaxWorkers = protocol.MaxWorkers
 
 // ParseScale parses "N", "+N" or "-N": relative reports a change.
 func ParseScale(s string) (n int, relative bool, err error) {

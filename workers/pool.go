@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/hotcluster/hotcluster/internal/logfmt"
+	"github.com/hotcluster/hotcluster/internal/protocol"
 )
 
 // logPrefix starts each of the pool's own lines in text format.
@@ -529,6 +530,10 @@ func (p *Pool) handleRequest(r request) {
 		}
 	case reqScaleUp:
 		if p.stopping {
+			return
+		}
+		if p.size >= protocol.MaxWorkers {
+			p.log.Printf("scale up ignored: already at %d workers, the most a group may have", p.size)
 			return
 		}
 		p.size++

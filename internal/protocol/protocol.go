@@ -58,3 +58,7 @@ const (
 	// IPCMaxLine bounds one message; a longer line is dropped.
 	IPCMaxLine = 1 << 20
 )
+
+// MaxWorkers bounds a group's size, however it is asked for (--workers,
+// scale, SIGTTIN): a typo must not fork a million processes.
+const MaxWorkers = 4096
