@@ -139,7 +139,10 @@ func watchEvents(t *testing.T, env []string, args ...string) *eventStream {
 	t.Cleanup(func() {
 		cmd.Process.Signal(syscall.SIGTERM)
 		<-read
-		cmd.Wait()
+		// SIGTERM ends it cleanly, as Ctrl-C does: exit 0.
+		if err := cmd.Wait(); err != nil {
+			t.Errorf("hotcluster events: %v", err)
+		}
 	})
 	s.next(func(e control.Event) bool { return e.Event == "connected" })
 	return s

@@ -60,6 +60,8 @@ func TestControlAcrossUpgrade(t *testing.T) {
 	}
 	ev.next(func(e control.Event) bool { return e.Event == "upgrade-start" })
 	ev.next(func(e control.Event) bool { return e.Event == "upgrade-done" && e.PID == newPID })
+	// hotcluster events follows the socket to the new master.
+	ev.next(func(e control.Event) bool { return e.Event == "connected" && e.PID == newPID })
 	eventually(t, fmt.Sprintf("old master %d gone", m.pid), func() bool { return !alive(m.pid) })
 	var st control.Status
 	for i := 0; ; i++ {
@@ -92,6 +94,16 @@ func TestControlAcrossUpgrade(t *testing.T) {
 	}
 	if _, err := os.Stat(sock); !os.IsNotExist(err) {
 		t.Errorf("control socket after the last master stopped: %v", err)
+	}
+	// And ends once no master is left.
+	ev.next(func(e control.Event) bool { return e.Event == "exit" && e.Generation == st.Generation })
+	deadline := time.After(testTimeout)
+	for open := true; open; {
+		select {
+		case _, open = <-ev.lines:
+		case <-deadline:
+			t.Fatal("hotcluster events still running after the last master stopped")
+		}
 	}
 }
 

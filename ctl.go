@@ -268,14 +268,26 @@ func eventsAction(c *cli.Context) error {
 	ctx, cancel := ctlContext(c)
 	defer cancel()
 	out := c.App.Writer
-	err = control.Events(ctx, path, func(line json.RawMessage) error {
+	print := func(line json.RawMessage) error {
 		_, err := fmt.Fprintf(out, "%s\n", line)
 		return err
-	})
-	if errors.Is(err, context.Canceled) {
-		return nil
 	}
-	return err
+	// A master that upgrades hands the socket to its successor: the stream
+	// ends, and goes on from the new master (whose first line is another
+	// "connected"). It ends for good when no master answers any more.
+	const maxStreams = 1000 // upgrades followed in one run
+	for streams := 0; streams < maxStreams; streams++ {
+		err = control.Events(ctx, path, print)
+		switch {
+		case ctx.Err() != nil:
+			return nil
+		case err != nil && streams > 0 && (errors.Is(err, control.ErrNoMaster) || errors.Is(err, control.ErrNoAnswer)):
+			return nil // the master stopped
+		case err != nil:
+			return err
+		}
+	}
+	return fmt.Errorf("events: the stream ended %d times; giving up", maxStreams)
 }
 
 func sendAction(c *cli.Context) error {

@@ -17,6 +17,10 @@ import (
 // ErrNoMaster is returned when no master serves the socket.
 var ErrNoMaster = errors.New("no master is running there")
 
+// ErrNoAnswer is returned when the master closed the connection without
+// answering: it was stopping.
+var ErrNoAnswer = errors.New("the master closed the connection without an answer (it may be stopping)")
+
 // RemoteError is a request the master refused or failed.
 type RemoteError struct{ Msg string }
 
@@ -82,13 +86,14 @@ func exchange(c *net.UnixConn, req Request) (Response, *bufio.Reader, error) {
 	_, werr := c.Write(append(b, '\n'))
 	br := bufio.NewReaderSize(c, 64<<10)
 	line, err := br.ReadBytes('\n')
+	// A connection still in the backlog of a master that exits is reset.
+	if err == io.EOF || errors.Is(err, unix.ECONNRESET) || errors.Is(werr, unix.ECONNRESET) {
+		return Response{}, nil, ErrNoAnswer
+	}
 	if err != nil && werr != nil {
 		return Response{}, nil, werr
 	}
 	if err != nil {
-		if err == io.EOF {
-			return Response{}, nil, errors.New("the master closed the connection without an answer (it may be stopping)")
-		}
 		return Response{}, nil, err
 	}
 	var resp Response
