@@ -504,3 +504,27 @@ func TestMetricsScrape(t *testing.T) {
 		t.Errorf("reload duration: %v", f)
 	}
 }
+
+// --log-format json: hotcluster's own lines are JSON objects; the workers'
+// lines keep their prefix.
+func TestJSONLog(t *testing.T) {
+	t.Parallel()
+	m := startOperated(t, "lib", "--workers", "1", "--listen", "127.0.0.1:0", "--log-format", "json")
+	n := 0
+	for _, l := range m.output() {
+		if strings.HasPrefix(l, "[g1 w0] ") {
+			continue
+		}
+		var v struct{ Time, Level, Msg string }
+		if err := json.Unmarshal([]byte(l), &v); err != nil || v.Time == "" || v.Level == "" || v.Msg == "" {
+			t.Errorf("not a JSON log line: %q (%v)", l, err)
+		}
+		n++
+	}
+	if n < 3 {
+		t.Errorf("%d JSON lines of the master: %q", n, m.output())
+	}
+	if code, _, errs := ctl(t, m.env, "run", "--log-format", "xml", "--", "x"); code != 2 || !strings.Contains(errs, "--log-format") {
+		t.Errorf("--log-format xml: exit %d: %s", code, errs)
+	}
+}
