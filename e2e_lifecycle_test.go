@@ -245,7 +245,9 @@ func TestScaleUpAndDown(t *testing.T) {
 // hotcluster runs the test binary as a master and waits for it.
 func hotcluster(t *testing.T, args ...string) (code int, output string) {
 	t.Helper()
-	return hotclusterEnv(t, nil, args...)
+	// A control socket directory of its own: parallel runs of the same
+	// program must not meet at /run/hotcluster.
+	return hotclusterEnv(t, []string{"XDG_RUNTIME_DIR=" + t.TempDir()}, args...)
 }
 
 func TestBadInput(t *testing.T) {
