@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log"
 	"net"
@@ -110,6 +111,47 @@ func (m *instance) event(e workers.Event) {
 	m.hub.Publish(ev)
 }
 
+// built publishes the end of a development build (build-done or
+// build-failed); the dev loop calls it from its goroutine.
+func (m *instance) built(took time.Duration, err error) {
+	ev := control.Event{Time: time.Now(), Event: "build-done", Took: control.Duration(took)}
+	if err != nil {
+		ev.Event, ev.Error = "build-failed", err.Error()
+	}
+	m.hub.Publish(ev)
+}
+
+// rebuild is a reload in development mode: a build, then a generation. It
+// returns the outcome of the first build to end after it asked, or of the
+// generation that build started.
+func (m *instance) rebuild(ctx context.Context) (workers.Event, error) {
+	c, cancel := m.hub.Subscribe()
+	defer cancel()
+	m.loop.Trigger()
+	for {
+		select {
+		case <-ctx.Done():
+			return workers.Event{}, ctx.Err()
+		case b, ok := <-c:
+			if !ok {
+				return workers.Event{}, errors.New("reload: too many events to follow the rebuild; see hotcluster events")
+			}
+			var ev control.Event
+			if json.Unmarshal(b, &ev) != nil {
+				continue
+			}
+			switch ev.Event {
+			case "build-failed":
+				return workers.Event{Kind: workers.GenFailed, Err: "build failed: " + ev.Error + " (the output is in the master's log)", Took: ev.Took.D()}, nil
+			case "reload-done":
+				return workers.Event{Kind: workers.GenReady, Gen: ev.Generation, Took: ev.Took.D()}, nil
+			case "reload-failed":
+				return workers.Event{Kind: workers.GenFailed, Gen: ev.Generation, Err: ev.Error, Took: ev.Took.D()}, nil
+			}
+		}
+	}
+}
+
 // publish sends an event of the master's own (upgrade).
 func (m *instance) publish(name string, pid int, errMsg string) {
 	m.hub.Publish(control.Event{Time: time.Now(), Event: name, PID: pid, Error: errMsg})
@@ -131,6 +173,10 @@ func (m *instance) handle(ctx context.Context, req control.Request, r *control.R
 			return
 		}
 		res := control.Reload{Generation: e.Gen, OK: e.Kind == workers.GenReady, Error: e.Err, Took: control.Duration(e.Took)}
+		if !res.OK && e.Gen == 0 {
+			r.Fail(fmt.Errorf("reload failed: %s", e.Err))
+			return
+		}
 		if !res.OK {
 			r.Fail(fmt.Errorf("reload failed: gen %d: %s", e.Gen, e.Err))
 			return

@@ -198,10 +198,6 @@ func reloadAction(c *cli.Context) error {
 	if c.Bool("json") {
 		return printJSON(c.App.Writer, r)
 	}
-	if r.Generation == 0 {
-		fmt.Fprintln(c.App.Writer, "rebuild started (development mode); follow it with hotcluster events")
-		return nil
-	}
 	fmt.Fprintf(c.App.Writer, "generation %d ready in %s\n", r.Generation, roundDuration(r.Took.D()))
 	return nil
 }

@@ -246,3 +246,29 @@ func TestDevInterruptLeavesNothingBehind(t *testing.T) {
 		t.Errorf("left in TMPDIR after SIGINT: %v", left)
 	}
 }
+
+// hotcluster reload in development mode rebuilds and reports the outcome:
+// the new generation, or the build's failure.
+func TestDevReloadWaitsForTheBuild(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	msg := filepath.Join(dir, "msg.txt")
+	writeAtomic(t, msg, "one")
+	m, tmp := startDev(t, dir, `grep -qv broken msg.txt && cp msg.txt {out}`, "--name", "dev")
+	m.waitLine(0, `gen 1 ready in`)
+	env := []string{"XDG_RUNTIME_DIR=" + tmp}
+	if out := mustCtl(t, env, "reload"); !strings.Contains(out, "generation 2 ready in") {
+		t.Errorf("reload: %q", out)
+	}
+	// The watcher rebuilds on its own too: stop it from racing the reload
+	// by breaking the file and waiting for that build to fail first.
+	writeAtomic(t, msg, "broken")
+	m.waitLine(0, `build failed after`)
+	code, out, errs := ctl(t, env, "reload")
+	if code != 1 || !strings.Contains(errs, "reload failed: build failed: exit status 1") {
+		t.Errorf("reload with a broken build: exit %d: %s%s", code, out, errs)
+	}
+	if got := servedMsg(t, m.listenAddr("web")); got != "one" {
+		t.Errorf("served %q after the failed build, want one", got)
+	}
+}

@@ -438,6 +438,7 @@ func runAction(c *cli.Context) error {
 	var watcher *watch.Watcher
 	if rc.dev != nil {
 		rc.dev.Log = logger
+		rc.dev.OnBuild = m.built
 		if loop, err = devloop.New(*rc.dev, pool); err != nil {
 			return &usageError{err}
 		}
@@ -529,8 +530,7 @@ func runAction(c *cli.Context) error {
 	}
 	m.reload = func(ctx context.Context) (workers.Event, error) {
 		if loop != nil {
-			loop.Trigger()
-			return workers.Event{Kind: workers.GenReady}, nil
+			return m.rebuild(ctx)
 		}
 		u, err := rl.update()
 		if err != nil {

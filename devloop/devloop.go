@@ -52,6 +52,10 @@ type Config struct {
 	OutDir string
 	Log    *log.Logger
 	Color  bool
+	// OnBuild, when set, is told of each build that ran to its end: err
+	// is nil when it succeeded. It is called from Run's goroutine and must
+	// not block.
+	OnBuild func(took time.Duration, err error)
 }
 
 // Loop runs builds and feeds the pool. Create it with New, run it with Run,
@@ -246,18 +250,27 @@ func (l *Loop) finished(b *build) {
 		os.Remove(b.out)
 		l.cfg.Log.Printf("%s", l.paint("31", fmt.Sprintf("build failed after %s: %v (%s); the running generation keeps serving%s",
 			b.took.Round(time.Millisecond), b.err, describeFiles(b.files), indent(b.output.String()))))
+		l.built(b.took, b.err)
 	default:
 		if out := strings.TrimSpace(b.output.String()); out != "" {
 			l.cfg.Log.Printf("build output:%s", indent(out))
 		}
 		if _, err := os.Stat(b.out); err != nil && l.usesOut() {
 			l.cfg.Log.Printf("%s", l.paint("31", fmt.Sprintf("build succeeded but wrote no %s (%v); check that --build writes to {out}", b.out, err)))
+			l.built(b.took, fmt.Errorf("wrote no %s", b.out))
 			break
 		}
+		l.built(b.took, nil)
 		l.reload(b)
 	}
 	if len(l.pending) > 0 || l.forced {
 		l.startBuild(time.Now())
+	}
+}
+
+func (l *Loop) built(took time.Duration, err error) {
+	if l.cfg.OnBuild != nil {
+		l.cfg.OnBuild(took, err)
 	}
 }
 
