@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"os"
 	"os/exec"
@@ -120,4 +121,66 @@ process.on('SIGTERM', () => srv.close(() => process.exit(0)));
 	if !got[`{"relayed":"x","id":"0"}`] || !got[`{"relayed":"x","id":"1"}`] {
 		t.Errorf("broadcast answers %v", got)
 	}
+}
+
+// A worker that never reads its channel fills its queue: send then fails
+// and says why, and the master goes on answering.
+func TestSendToAWorkerThatDoesNotRead(t *testing.T) {
+	t.Parallel()
+	m := startOperated(t, "lib", "--workers", "1", "--ipc", "on", "--listen", "127.0.0.1:0", "--name", "deaf")
+	sock := filepath.Join(m.dir, "deaf.sock")
+	big := json.RawMessage(`"` + strings.Repeat("x", 512<<10) + `"`)
+	var err error
+	sent := 0
+	// The kernel's socket buffer takes a message or two, the queue 64.
+	for i := 0; i < 200 && err == nil; i++ {
+		var r control.Sent
+		if err = control.Call(context.Background(), sock, control.Request{Cmd: control.CmdSend, Message: big}, &r); err == nil {
+			sent++
+		}
+	}
+	if err == nil || !strings.Contains(err.Error(), "messages queued that it has not read; message dropped") {
+		t.Fatalf("after %d sends: %v, want the queue to be full", sent, err)
+	}
+	if sent < 64 {
+		t.Errorf("only %d messages queued before the queue was full", sent)
+	}
+	if st := statusOf(t, m.env); st.Generation != 1 || len(st.Workers) != 1 {
+		t.Errorf("status after filling the queue: %+v", st)
+	}
+	mustCtl(t, m.env, "reload") // and a turnover still works
+}
+
+// Reloads asked for at once coalesce, and each gets an outcome.
+func TestConcurrentReloadsAllAnswered(t *testing.T) {
+	t.Parallel()
+	m := startOperated(t, "lib", "--workers", "2", "--ready", "notify", "--listen", "web=127.0.0.1:0")
+	type result struct {
+		code     int
+		out, err string
+	}
+	results := make(chan result, 4)
+	for range 4 {
+		go func() {
+			code, out, errs := ctl(t, m.env, "reload", "--json")
+			results <- result{code, out, errs}
+		}()
+	}
+	gens := map[uint64]bool{}
+	for range 4 {
+		r := <-results
+		var rl control.Reload
+		if r.code != 0 || json.Unmarshal([]byte(r.out), &rl) != nil || !rl.OK || rl.Generation < 2 {
+			t.Errorf("reload: exit %d: %s%s", r.code, r.out, r.err)
+			continue
+		}
+		gens[rl.Generation] = true
+	}
+	st := statusOf(t, m.env)
+	// 4 requests, at most one turnover each, at least one in all; the
+	// last one reported is the serving one.
+	if len(gens) == 0 || len(gens) > 4 || !gens[st.Generation] || int(st.Generation) > 5 {
+		t.Errorf("generations reported %v, serving %d", gens, st.Generation)
+	}
+	t.Logf("4 concurrent reloads: generations %v", gens)
 }
