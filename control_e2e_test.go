@@ -46,9 +46,18 @@ func startOperated(t *testing.T, role string, args ...string) *operated {
 // and outputs.
 func ctl(t *testing.T, env []string, args ...string) (code int, stdout, stderr string) {
 	t.Helper()
-	self, err := os.Executable()
+	code, stdout, stderr, err := ctlRun(env, args...)
 	if err != nil {
 		t.Fatal(err)
+	}
+	return code, stdout, stderr
+}
+
+// ctlRun is ctl for any goroutine: what would fail the test is an error.
+func ctlRun(env []string, args ...string) (code int, stdout, stderr string, err error) {
+	self, err := os.Executable()
+	if err != nil {
+		return 0, "", "", err
 	}
 	cmd := exec.Command(self)
 	cmd.Args = append([]string{"hotcluster"}, args...)
@@ -56,7 +65,7 @@ func ctl(t *testing.T, env []string, args ...string) (code int, stdout, stderr s
 	var out, errb strings.Builder
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
+		return 0, "", "", err
 	}
 	done := make(chan error, 1)
 	go func() { done <- cmd.Wait() }()
@@ -67,15 +76,15 @@ func ctl(t *testing.T, env []string, args ...string) (code int, stdout, stderr s
 	case <-t1.C:
 		cmd.Process.Kill()
 		<-done
-		t.Fatalf("hotcluster %v did not exit", args)
+		return 0, "", "", fmt.Errorf("hotcluster %v did not exit", args)
 	}
 	if ee, ok := err.(*exec.ExitError); ok {
-		return ee.ExitCode(), out.String(), errb.String()
+		return ee.ExitCode(), out.String(), errb.String(), nil
 	}
 	if err != nil {
-		t.Fatal(err)
+		return 0, "", "", err
 	}
-	return 0, out.String(), errb.String()
+	return 0, out.String(), errb.String(), nil
 }
 
 // mustCtl is ctl that fails the test unless the command succeeds.

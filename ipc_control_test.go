@@ -158,17 +158,22 @@ func TestConcurrentReloadsAllAnswered(t *testing.T) {
 	type result struct {
 		code     int
 		out, err string
+		failed   error
 	}
 	results := make(chan result, 4)
 	for range 4 {
 		go func() {
-			code, out, errs := ctl(t, m.env, "reload", "--json")
-			results <- result{code, out, errs}
+			code, out, errs, err := ctlRun(m.env, "reload", "--json")
+			results <- result{code, out, errs, err}
 		}()
 	}
 	gens := map[uint64]bool{}
 	for range 4 {
 		r := <-results
+		if r.failed != nil {
+			t.Error(r.failed)
+			continue
+		}
 		var rl control.Reload
 		if r.code != 0 || json.Unmarshal([]byte(r.out), &rl) != nil || !rl.OK || rl.Generation < 2 {
 			t.Errorf("reload: exit %d: %s%s", r.code, r.out, r.err)
