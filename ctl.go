@@ -6,16 +6,14 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
-	"os/signal"
 	"slices"
 	"strconv"
 	"strings"
-	"syscall"
 	"text/tabwriter"
 	"time"
 
 	"github.com/hotcluster/hotcluster/control"
+	"github.com/hotcluster/hotcluster/signals"
 	"github.com/urfave/cli/v2"
 )
 
@@ -105,7 +103,7 @@ func socketOf(c *cli.Context) (string, error) {
 
 // ctlContext ends on Ctrl-C, so that a waiting command stops cleanly.
 func ctlContext(c *cli.Context) (context.Context, context.CancelFunc) {
-	return signal.NotifyContext(c.Context, os.Interrupt, syscall.SIGTERM)
+	return signals.Interrupted(c.Context)
 }
 
 func call(c *cli.Context, req control.Request, result any) error {

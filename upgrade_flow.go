@@ -77,9 +77,8 @@ type binaryUpgrade struct {
 	done atomic.Bool   // a new master took over
 	// parentGone is set once the master that started this one has exited.
 	parentGone atomic.Bool
-	// reqs carries upgrade requests, each with where its outcome goes
-	// (nil: nowhere, a signal).
-	reqs chan chan<- upgradeResult
+	// reqs carries upgrade requests.
+	reqs chan upgradeRequest
 	// onEvent publishes upgrade-start, upgrade-done and upgrade-failed.
 	onEvent func(name string, pid int, err string)
 	// pidfile is where this master, started by an upgrade, writes its PID
@@ -88,7 +87,7 @@ type binaryUpgrade struct {
 }
 
 func newBinaryUpgrade(upg *upgrade.Upgrader) *binaryUpgrade {
-	return &binaryUpgrade{upg: upg, reqs: make(chan chan<- upgradeResult, 16), onEvent: func(string, int, string) {}}
+	return &binaryUpgrade{upg: upg, reqs: make(chan upgradeRequest, 16), onEvent: func(string, int, string) {}}
 }
 
 // takeOver reads what the previous master passed, if this master was
@@ -124,10 +123,16 @@ type upgradeResult struct {
 	err error
 }
 
+// upgradeRequest asks for an upgrade; result, when set, gets its outcome
+// (a signal's request has none).
+type upgradeRequest struct {
+	result chan<- upgradeResult
+}
+
 // request asks for an upgrade; one already asked for absorbs it.
 func (b *binaryUpgrade) request() {
 	select {
-	case b.reqs <- nil:
+	case b.reqs <- upgradeRequest{}:
 	default:
 	}
 }
@@ -137,7 +142,7 @@ func (b *binaryUpgrade) request() {
 func (b *binaryUpgrade) requestWait(ctx context.Context) (int, error) {
 	c := make(chan upgradeResult, 1)
 	select {
-	case b.reqs <- c:
+	case b.reqs <- upgradeRequest{result: c}:
 	case <-ctx.Done():
 		return 0, ctx.Err()
 	}
@@ -162,21 +167,21 @@ func (b *binaryUpgrade) announce() error {
 // run performs requested upgrades until ctx ends. On success it calls
 // handedOver with the new master's PID, once.
 func (b *binaryUpgrade) run(ctx context.Context, socks *handoff.Sockets, handedOver func(pid int)) {
-	var waiting []chan<- upgradeResult
+	var waiting []upgradeRequest
 	answer := func(r upgradeResult) {
 		// Requests that queued meanwhile are answered by this upgrade.
 		for {
 			select {
-			case c := <-b.reqs:
-				waiting = append(waiting, c)
+			case r := <-b.reqs:
+				waiting = append(waiting, r)
 				continue
 			default:
 			}
 			break
 		}
-		for _, c := range waiting {
-			if c != nil {
-				c <- r
+		for _, w := range waiting {
+			if w.result != nil {
+				w.result <- r
 			}
 		}
 		waiting = waiting[:0]
@@ -188,8 +193,8 @@ func (b *binaryUpgrade) run(ctx context.Context, socks *handoff.Sockets, handedO
 		select {
 		case <-ctx.Done():
 			return
-		case c := <-b.reqs:
-			waiting = append(waiting, c)
+		case r := <-b.reqs:
+			waiting = append(waiting, r)
 		}
 		if b.done.Load() {
 			answer(upgradeResult{err: errors.New("this master has already handed over")})

@@ -111,3 +111,10 @@ func Translate(ctx context.Context, c <-chan os.Signal, handle func(Intent)) err
 		}
 	}
 }
+
+// Interrupted returns a context that ends on SIGINT or SIGTERM, for the
+// client commands (hotcluster status, reload, events…): Ctrl-C stops a
+// wait cleanly, exit 0. stop releases the signals.
+func Interrupted(ctx context.Context) (c context.Context, stop context.CancelFunc) {
+	return signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
+}
