@@ -358,7 +358,7 @@ func TestControlTwoInstances(t *testing.T) {
 	}
 	// A third of the same name fails before it binds anything.
 	code, out := hotclusterEnv(t, env, "run", "--name", "alpha", "--listen", "127.0.0.1:0", "--", self)
-	if code != 2 || !strings.Contains(out, "in use by a running master; stop it or pick another --name") {
+	if code != 2 || !strings.Contains(out, "control: socket in use: a running master serves") {
 		t.Errorf("a second alpha: exit %d: %s", code, out)
 	}
 	mustCtl(t, env, "reload", "--name", "beta")

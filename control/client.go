@@ -15,11 +15,11 @@ import (
 )
 
 // ErrNoMaster is returned when no master serves the socket.
-var ErrNoMaster = errors.New("no master is running there")
+var ErrNoMaster = errors.New("control: no master is running there")
 
 // ErrNoAnswer is returned when the master closed the connection without
 // answering: it was stopping.
-var ErrNoAnswer = errors.New("the master closed the connection without an answer (it may be stopping)")
+var ErrNoAnswer = errors.New("control: the master closed the connection without an answer (it may be stopping)")
 
 // RemoteError is a request the master refused or failed.
 type RemoteError struct{ Msg string }

@@ -60,7 +60,7 @@ type Response struct {
 }
 
 // ErrRequest marks a request the master could not read.
-var ErrRequest = errors.New("bad request")
+var ErrRequest = errors.New("control: bad request")
 
 // ReadRequest reads and checks one request line of at most MaxRequest
 // bytes.

@@ -64,7 +64,7 @@ func PrepareDir(dir string) error {
 }
 
 // ErrInUse is returned by Listen when a live master already serves path.
-var ErrInUse = errors.New("in use")
+var ErrInUse = errors.New("control: socket in use")
 
 // Listen binds the control socket at path, in a directory checked by
 // PrepareDir. A socket file left by a master that died is replaced; one a
@@ -86,7 +86,7 @@ func Listen(path string) (*net.UnixListener, error) {
 		c, err := net.DialTimeout("unix", path, time.Second)
 		if err == nil {
 			c.Close()
-			return nil, fmt.Errorf("control socket %s: %w by a running master; stop it or pick another --name", path, ErrInUse)
+			return nil, fmt.Errorf("%w: a running master serves %s; stop it or pick another --name", ErrInUse, path)
 		}
 		if !errors.Is(err, unix.ECONNREFUSED) {
 			return nil, fmt.Errorf("control socket %s: %w", path, err)
