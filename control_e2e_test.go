@@ -490,6 +490,8 @@ func TestMetricsScrape(t *testing.T) {
 	sm, _ := m.waitLine(0, `metrics on (http://\S+/metrics)`)
 	url := sm[1]
 	mustCtl(t, m.env, "reload")
+	// reload returns once gen 2 serves; gen 1 may still be draining.
+	m.waitLine(0, `gen 1 drained`)
 	fams := scrape(t, url)
 	for _, tc := range []struct {
 		family string

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"flag"
 	"fmt"
 	"io"
 	"net"
@@ -29,7 +30,11 @@ func TestMain(m *testing.M) {
 	}
 	switch role := os.Getenv(roleEnv); role {
 	case "":
-		os.Exit(m.Run())
+		code := m.Run()
+		if code == 0 {
+			code = checkRolesUsed()
+		}
+		os.Exit(code)
 	case "master":
 		os.Exit(run(os.Args))
 	default:
@@ -104,10 +109,46 @@ func masterEnv(t *testing.T) []string {
 	return []string{roleEnv + "=master", "GORACE=atexit_sleep_ms=0", "TMPDIR=" + tmp, "XDG_RUNTIME_DIR=" + tmp}
 }
 
+// rolesUsed records the worker roles the tests asked for (read from the
+// masters' command lines and environments), so that a full run can tell a
+// role that no test uses any more.
+var rolesUsed sync.Map
+
+// checkRolesUsed fails a full run (no -run, -skip or -short) in which a
+// role of the roles map went unused: dead helpers hide tests that were lost.
+func checkRolesUsed() int {
+	for _, name := range []string{"test.run", "test.skip"} {
+		if f := flag.Lookup(name); f != nil && f.Value.String() != "" {
+			return 0
+		}
+	}
+	if testing.Short() {
+		return 0
+	}
+	code := 0
+	for role := range roles {
+		if _, ok := rolesUsed.Load(role); !ok {
+			fmt.Fprintf(os.Stderr, "worker role %q is registered but no test used it\n", role)
+			code = 1
+		}
+	}
+	return code
+}
+
+// noteRoles records the roles named in args and env.
+func noteRoles(args, env []string) {
+	for _, s := range append(append([]string(nil), args...), env...) {
+		if _, v, ok := strings.Cut(s, roleEnv+"="); ok && v != "master" {
+			rolesUsed.Store(v, true)
+		}
+	}
+}
+
 // startMasterCmd starts cmd, a master (maybe behind a wrapper that execs
 // it), in its own process group, and collects its output.
 func startMasterCmd(t *testing.T, cmd *exec.Cmd) *master {
 	t.Helper()
+	noteRoles(cmd.Args, cmd.Env)
 	// Its own process group, which the masters that an upgrade starts
 	// share: cleanup stops them all.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
