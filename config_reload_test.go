@@ -50,6 +50,7 @@ env = ["` + roleEnv + `=lib", "EXTRA=two"]
 	stop := load(t, loadgen.Config{Addr: addr, Clients: 4})
 	mustCtl(t, m.env, "reload")
 	assertNoFailures(t, stop())
+	m.waitLine(0, `gen 1 drained`)
 	st := statusOf(t, m.env)
 	if st.Generation != 2 || st.Size != 2 || len(st.Workers) != 2 {
 		t.Fatalf("after editing the file and reloading: %+v", st)
