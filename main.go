@@ -521,6 +521,7 @@ func runAction(c *cli.Context) error {
 	// refused reports a reload that a config file stopped.
 	refused := func(err error) workers.Event {
 		logger.Printf("reload failed: %v", err)
+		sd.refused(err)
 		e := workers.Event{Kind: workers.GenFailed, Err: err.Error()}
 		m.event(e)
 		if mt != nil {

@@ -71,6 +71,15 @@ func (s *serviceState) event(e workers.Event) {
 	}
 }
 
+// refused tells the service manager why a reload did not even start (the
+// config file no longer loads): a STATUS= line for systemctl status. Safe
+// from any goroutine: it only queues.
+func (s *serviceState) refused(err error) {
+	why, _, _ := strings.Cut(err.Error(), "\n")
+	st := "reload refused: " + why
+	s.queue(func() error { return s.n.Status(st) })
+}
+
 // started sends the first READY=1, once the master serves and can be
 // upgraded.
 func (s *serviceState) started() {

@@ -158,3 +158,22 @@ func TestSystemdNotifyUpgrade(t *testing.T) {
 	// The new master's READY=1 after its Ready may come after MAINPID too.
 	sd.expectSkipping("READY=1", "WATCHDOG=1")
 }
+
+// A reload that the config file refuses tells systemd why, in STATUS=.
+func TestSystemdNotifyReloadRefused(t *testing.T) {
+	t.Parallel()
+	sd := newFakeSystemd(t)
+	file := filepath.Join(t.TempDir(), "hotcluster.toml")
+	if err := os.WriteFile(file, []byte("workers = 1\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	self, _ := os.Executable()
+	m := startCommandEnv(t, []string{"NOTIFY_SOCKET=" + sd.path},
+		[]string{"--config", file, "--env", roleEnv + "=lib", "--listen", "web=127.0.0.1:0"}, self)
+	sd.expect("READY=1", "STATUS=serving gen 1 with 1 workers")
+	if err := os.WriteFile(file, []byte("workers = \"two\"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	m.signal(syscall.SIGHUP)
+	sd.expect("STATUS=reload refused: " + file + `: key "workers": want an integer`)
+}
