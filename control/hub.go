@@ -18,12 +18,15 @@ type Hub struct {
 // Publish sends v, as one JSON line, to every subscriber without waiting:
 // a subscriber whose buffer is full is dropped (its channel closed).
 func (h *Hub) Publish(v any) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if len(h.subs) == 0 {
+		return // nobody listens: not even the encoding
+	}
 	b, err := json.Marshal(v)
 	if err != nil {
 		return
 	}
-	h.mu.Lock()
-	defer h.mu.Unlock()
 	for c := range h.subs {
 		select {
 		case c <- b:
