@@ -539,3 +539,62 @@ func TestJSONLog(t *testing.T) {
 		t.Errorf("--log-format xml: exit %d: %s", code, errs)
 	}
 }
+
+// Root finds, by name, an instance that runs as another user (a service
+// with User=www-data, say), and ls lists it with its socket.
+func TestRootFindsOtherUsersInstances(t *testing.T) {
+	t.Parallel()
+	if os.Geteuid() != 0 {
+		t.Skip("needs root, to run a master as another user; this test runs as uid " + strconv.Itoa(os.Geteuid()))
+	}
+	setpriv, err := exec.LookPath("setpriv")
+	if err != nil {
+		t.Skip("setpriv (util-linux) is not installed")
+	}
+	nobody := lookupNobody(t)
+	top, err := os.MkdirTemp("", "hotcluster-otheruser-test-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(top) })
+	tmp := filepath.Join(top, "tmp")
+	if err := os.Mkdir(tmp, 0o777); err != nil {
+		t.Fatal(err)
+	}
+	for dir, mode := range map[string]os.FileMode{top: 0o755, tmp: 0o777 | os.ModeSticky} {
+		if err := os.Chmod(dir, mode); err != nil {
+			t.Fatal(err)
+		}
+	}
+	bin := filepath.Join(top, "hc")
+	self, _ := os.Executable()
+	copyFile(t, self, bin)
+	id := strconv.Itoa(int(nobody))
+	cmd := exec.Command(setpriv, "--reuid="+id, "--regid="+id, "--clear-groups", bin, "run", "--name", "svc",
+		"--env", roleEnv+"=lib", "--workers", "1", "--listen", "127.0.0.1:0", "--", bin)
+	// As a system service: no XDG_RUNTIME_DIR, so its socket is in
+	// $TMPDIR/hotcluster-UID.
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "XDG_RUNTIME_DIR=") && !strings.HasPrefix(kv, "TMPDIR=") {
+			cmd.Env = append(cmd.Env, kv)
+		}
+	}
+	cmd.Env = append(cmd.Env, roleEnv+"=master", "TMPDIR="+tmp, "GORACE=atexit_sleep_ms=0")
+	m := startMasterCmd(t, cmd)
+	m.waitLine(0, `serving \(master pid`)
+	m.waitLine(0, `control socket `+regexpQuote(filepath.Join(tmp, "hotcluster-"+id, "svc.sock")))
+
+	// Root, with a runtime directory of its own that holds nothing.
+	env := []string{"XDG_RUNTIME_DIR=" + t.TempDir(), "TMPDIR=" + tmp}
+	if st := statusOf(t, env, "--name", "svc"); st.PID != m.pid || st.Name != "svc" {
+		t.Errorf("status --name svc as root: %+v, want master %d", st, m.pid)
+	}
+	ls := mustCtl(t, env, "ls")
+	if !strings.Contains(ls, "SOCKET") || !strings.Contains(ls, filepath.Join(tmp, "hotcluster-"+id, "svc.sock")) {
+		t.Errorf("ls as root:\n%s", ls)
+	}
+	// Without a name, only root's own instances count.
+	if code, _, errs := ctl(t, env, "status"); code != 1 || !strings.Contains(errs, "no hotcluster instance is running for this user") {
+		t.Errorf("status without --name as root: exit %d: %s", code, errs)
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -72,33 +73,49 @@ func socketOf(c *cli.Context) (string, error) {
 		return p, nil
 	}
 	dir := control.DefaultDir()
-	if n := c.String("name"); n != "" {
+	n := c.String("name")
+	if n != "" {
 		if err := control.CheckName(n); err != nil {
 			return "", usagef("--name: %v", err)
 		}
+	}
+	// Sockets left by masters that were killed do not count. Without a
+	// name, only this user's instances; a name is also looked for among
+	// the other users' instances that root may control.
+	if n != "" && control.Alive(c.Context, control.SocketPath(dir, n)) {
 		return control.SocketPath(dir, n), nil
 	}
-	names, err := control.Instances(dir)
-	if err != nil {
-		return "", err
+	dirs := []string{dir}
+	if n != "" {
+		dirs = control.Dirs()[1:]
 	}
-	if len(names) > 1 {
-		// Sockets left by masters that were killed do not count.
-		live := names[:0]
-		for _, n := range names {
-			if control.Alive(c.Context, control.SocketPath(dir, n)) {
-				live = append(live, n)
-			}
+	var found []control.Instance
+	for _, in := range control.Running(c.Context, dirs) {
+		if n == "" || in.Name == n {
+			found = append(found, in)
 		}
-		names = live
 	}
-	switch len(names) {
-	case 0:
+	switch {
+	case len(found) == 1:
+		return found[0].Socket, nil
+	case len(found) == 0 && n != "":
+		// Its error says that no master answers there.
+		return control.SocketPath(dir, n), nil
+	case len(found) == 0:
 		return "", fmt.Errorf("no hotcluster instance is running for this user (no socket in %s); start one with hotcluster run, or give --control", dir)
-	case 1:
-		return control.SocketPath(dir, names[0]), nil
 	}
-	return "", usagef("%d instances are running (%s): pick one with --name", len(names), strings.Join(names, ", "))
+	var names []string
+	for _, in := range found {
+		names = append(names, in.Name)
+	}
+	if n != "" {
+		var socks []string
+		for _, in := range found {
+			socks = append(socks, in.Socket)
+		}
+		return "", usagef("%d instances are named %s (%s): pick one with --control", len(found), n, strings.Join(socks, ", "))
+	}
+	return "", usagef("%d instances are running (%s): pick one with --name", len(found), strings.Join(names, ", "))
 }
 
 // ctlContext ends on Ctrl-C, so that a waiting command stops cleanly.
@@ -315,10 +332,6 @@ func sendAction(c *cli.Context) error {
 
 func lsAction(c *cli.Context) error {
 	dir := control.DefaultDir()
-	names, err := control.Instances(dir)
-	if err != nil {
-		return err
-	}
 	ctx, cancel := context.WithTimeout(c.Context, 5*time.Second)
 	defer cancel()
 	type row struct {
@@ -328,8 +341,8 @@ func lsAction(c *cli.Context) error {
 		Error  string          `json:"error,omitempty"`
 	}
 	rows := []row{}
-	for _, n := range names {
-		r := row{Name: n, Socket: control.SocketPath(dir, n)}
+	for _, in := range control.Running(ctx, control.Dirs()) {
+		r := row{Name: in.Name, Socket: in.Socket}
 		var st control.Status
 		if err := control.Call(ctx, r.Socket, control.Request{Cmd: control.CmdStatus}, &st); err != nil {
 			if errors.Is(err, control.ErrNoMaster) {
@@ -349,19 +362,30 @@ func lsAction(c *cli.Context) error {
 		return nil
 	}
 	tw := tabwriter.NewWriter(c.App.Writer, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "NAME\tPID\tGEN\tWORKERS\tUPTIME\tLISTEN\tCOMMAND")
+	// Root also sees other users' instances: then say where each is.
+	other := false
 	for _, r := range rows {
-		if r.Status == nil {
-			fmt.Fprintf(tw, "%s\t-\t-\t-\t-\t-\t%s\n", r.Name, r.Error)
-			continue
+		other = other || filepath.Dir(r.Socket) != dir
+	}
+	head := "NAME\tPID\tGEN\tWORKERS\tUPTIME\tLISTEN\tCOMMAND"
+	if other {
+		head += "\tSOCKET"
+	}
+	fmt.Fprintln(tw, head)
+	for _, r := range rows {
+		cols := []string{r.Name, "-", "-", "-", "-", "-", r.Error}
+		if st := r.Status; st != nil {
+			var addrs []string
+			for _, l := range st.Listeners {
+				addrs = append(addrs, l.Addr)
+			}
+			cols = []string{r.Name, strconv.Itoa(st.PID), strconv.FormatUint(st.Generation, 10), strconv.Itoa(len(st.Workers)),
+				roundDuration(st.Uptime.D()).String(), strings.Join(addrs, ","), strings.Join(st.Command, " ")}
 		}
-		st := r.Status
-		var addrs []string
-		for _, l := range st.Listeners {
-			addrs = append(addrs, l.Addr)
+		if other {
+			cols = append(cols, r.Socket)
 		}
-		fmt.Fprintf(tw, "%s\t%d\t%d\t%s\t%s\t%s\t%s\n", r.Name, st.PID, st.Generation, strconv.Itoa(len(st.Workers)),
-			roundDuration(st.Uptime.D()), strings.Join(addrs, ","), strings.Join(st.Command, " "))
+		fmt.Fprintln(tw, strings.Join(cols, "\t"))
 	}
 	return tw.Flush()
 }

@@ -1,6 +1,7 @@
 package control
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net"
@@ -127,4 +128,48 @@ func Instances(dir string) ([]string, error) {
 	}
 	sort.Strings(names)
 	return names, nil
+}
+
+// Dirs are the directories a client looks in for instances: DefaultDir,
+// and for root also every user's (XDG_RUNTIME_DIR under /run/user, and the
+// temporary directory's hotcluster-UID), since root may control them all,
+// for example a service that runs as www-data.
+func Dirs() []string {
+	dirs := []string{DefaultDir()}
+	if os.Geteuid() != 0 {
+		return dirs
+	}
+	seen := map[string]bool{dirs[0]: true}
+	for _, pattern := range []string{"/run/user/*/hotcluster", filepath.Join(os.TempDir(), "hotcluster-*"), "/run/hotcluster"} {
+		matches, _ := filepath.Glob(pattern)
+		for _, d := range matches {
+			if !seen[d] {
+				seen[d] = true
+				dirs = append(dirs, d)
+			}
+		}
+	}
+	return dirs
+}
+
+// Instance is a control socket a master answers on.
+type Instance struct {
+	Name, Socket string
+}
+
+// Running lists the instances whose masters answer, in dirs, in order.
+func Running(ctx context.Context, dirs []string) []Instance {
+	var out []Instance
+	for _, d := range dirs {
+		names, err := Instances(d)
+		if err != nil {
+			continue
+		}
+		for _, n := range names {
+			if p := SocketPath(d, n); Alive(ctx, p) {
+				out = append(out, Instance{Name: n, Socket: p})
+			}
+		}
+	}
+	return out
 }
