@@ -309,7 +309,7 @@ func TestFirstGenerationFailureExits(t *testing.T) {
 	t.Parallel()
 	self, _ := os.Executable()
 	code, out := hotcluster(t, "run", "--env", roleEnv+"=no-such-role", "--listen", "127.0.0.1:0", "--workers", "2", "--", self)
-	if code != 1 || !strings.Contains(out, "first generation failed: worker") || !strings.Contains(out, `unknown test role "no-such-role"`) {
+	if code != 1 || !strings.Contains(out, "first generation failed: worker") || !strings.Contains(out, `testroles: unknown HOTCLUSTER_TEST_ROLE="no-such-role"`) {
 		t.Errorf("exit %d, output:\n%s\nwant exit 1 naming the failed worker and quoting its output", code, out)
 	}
 }

@@ -2,7 +2,6 @@ package main
 
 import (
 	"bufio"
-	"flag"
 	"fmt"
 	"io"
 	"net"
@@ -15,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hotcluster/hotcluster/internal/testroles"
 	"github.com/hotcluster/hotcluster/workers"
 )
 
@@ -22,7 +22,7 @@ import (
 // LISTEN_PID shim (as the real binary does), a hotcluster master
 // (HOTCLUSTER_TEST_ROLE=master, arguments as for hotcluster), and a worker
 // role from the roles map (see roles_test.go).
-const roleEnv = "HOTCLUSTER_TEST_ROLE"
+const roleEnv = testroles.Env
 
 func TestMain(m *testing.M) {
 	if workers.IsShim() {
@@ -32,18 +32,14 @@ func TestMain(m *testing.M) {
 	case "":
 		code := m.Run()
 		if code == 0 {
-			code = checkRolesUsed()
+			code = roles.CheckUsed()
 		}
 		os.Exit(code)
 	case "master":
 		os.Exit(run(os.Args))
 	default:
-		f, ok := roles[role]
-		if !ok {
-			fmt.Fprintf(os.Stderr, "unknown test role %q\n", role)
-			os.Exit(2)
-		}
-		os.Exit(f())
+		code, _ := roles.Play()
+		os.Exit(code)
 	}
 }
 
@@ -109,37 +105,12 @@ func masterEnv(t *testing.T) []string {
 	return []string{roleEnv + "=master", "GORACE=atexit_sleep_ms=0", "TMPDIR=" + tmp, "XDG_RUNTIME_DIR=" + tmp}
 }
 
-// rolesUsed records the worker roles the tests asked for (read from the
-// masters' command lines and environments), so that a full run can tell a
-// role that no test uses any more.
-var rolesUsed sync.Map
-
-// checkRolesUsed fails a full run (no -run, -skip or -short) in which a
-// role of the roles map went unused: dead helpers hide tests that were lost.
-func checkRolesUsed() int {
-	for _, name := range []string{"test.run", "test.skip"} {
-		if f := flag.Lookup(name); f != nil && f.Value.String() != "" {
-			return 0
-		}
-	}
-	if testing.Short() {
-		return 0
-	}
-	code := 0
-	for role := range roles {
-		if _, ok := rolesUsed.Load(role); !ok {
-			fmt.Fprintf(os.Stderr, "worker role %q is registered but no test used it\n", role)
-			code = 1
-		}
-	}
-	return code
-}
-
-// noteRoles records the roles named in args and env.
+// noteRoles records the worker roles named in a master's command line
+// and environment, for roles.CheckUsed.
 func noteRoles(args, env []string) {
 	for _, s := range append(append([]string(nil), args...), env...) {
 		if _, v, ok := strings.Cut(s, roleEnv+"="); ok && v != "master" {
-			rolesUsed.Store(v, true)
+			roles.Use(v)
 		}
 	}
 }

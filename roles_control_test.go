@@ -11,8 +11,8 @@ import (
 )
 
 func init() {
-	roles["hog-once"] = roleHogOnce
-	roles["messenger"] = roleMessenger
+	roles.Register("hog-once", roleHogOnce)
+	roles.Register("messenger", roleMessenger)
 }
 
 // roleHogOnce serves like lib; the first worker to claim $HOG_CLAIM (a

@@ -16,16 +16,19 @@ import (
 	"unsafe"
 
 	"github.com/hotcluster/hotcluster/child"
+	"github.com/hotcluster/hotcluster/internal/testroles"
 	"golang.org/x/sys/unix"
 )
 
 // roles are the worker programs the tests run, as the test binary itself.
 // Each uses the real worker library where a Go program would.
-var roles = map[string]func() int{
-	"lib":                   roleLib,
-	"plain":                 rolePlain,
-	"crash-from-gen2":       roleCrashFromGen2,
-	"never-ready-from-gen2": roleNeverReadyFromGen2,
+var roles testroles.Set
+
+func init() {
+	roles.Register("lib", roleLib)
+	roles.Register("plain", rolePlain)
+	roles.Register("crash-from-gen2", roleCrashFromGen2)
+	roles.Register("never-ready-from-gen2", roleNeverReadyFromGen2)
 }
 
 // Worker roles run on the main thread, the one whose parent-death signal
@@ -165,7 +168,7 @@ func roleSilent() int {
 	return 0
 }
 
-func init() { roles["silent"] = roleSilent }
+func init() { roles.Register("silent", roleSilent) }
 
 // roleDevApp stands for a program built by a development build: the build
 // writes a message file to {out}, passed as the argument, and the worker
@@ -191,7 +194,7 @@ func roleDevApp() int {
 	return 0
 }
 
-func init() { roles["devapp"] = roleDevApp }
+func init() { roles.Register("devapp", roleDevApp) }
 
 // roleIPCFlood writes garbage, an oversized line and a flood of valid
 // messages on its channel, then "ready", then serves.
@@ -213,7 +216,7 @@ func roleIPCFlood() int {
 	return roleLibServe()
 }
 
-func init() { roles["ipc-flood"] = roleIPCFlood }
+func init() { roles.Register("ipc-flood", roleIPCFlood) }
 
 // roleIPCReady is a Go worker that reports readiness over the message
 // channel (child.Send("ready")) instead of NOTIFY_SOCKET.
@@ -240,4 +243,4 @@ func roleIPCReady() int {
 	return 0
 }
 
-func init() { roles["ipc-ready"] = roleIPCReady }
+func init() { roles.Register("ipc-ready", roleIPCReady) }

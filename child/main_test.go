@@ -1,51 +1,28 @@
 package child
 
 import (
-	"flag"
-	"fmt"
 	"os"
-	"sort"
-	"sync"
 	"testing"
 
 	"github.com/hotcluster/hotcluster/internal/protocol"
+	"github.com/hotcluster/hotcluster/internal/testroles"
 )
 
-// envRole names the helper role a re-executed test binary plays. It is set
-// only in processes started by the tests themselves.
-const envRole = "HOTCLUSTER_TEST_ROLE"
+// envRole names the helper role a re-executed test binary plays.
+const envRole = testroles.Env
 
-var (
-	roles     = map[string]func() int{}
-	rolesUsed sync.Map
-)
+var roles testroles.Set
 
 // registerRole adds a helper role; call it from an init function in the file
 // whose tests use the role.
-func registerRole(name string, fn func() int) {
-	if _, dup := roles[name]; dup {
-		panic("duplicate test role " + name)
-	}
-	roles[name] = fn
-}
+func registerRole(name string, fn func() int) { roles.Register(name, fn) }
 
 // useRole records that a test starts the role, for the check in TestMain.
-func useRole(name string) string {
-	if roles[name] == nil {
-		panic("unknown test role " + name)
-	}
-	rolesUsed.Store(name, true)
-	return name
-}
+func useRole(name string) string { return roles.Use(name) }
 
 func TestMain(m *testing.M) {
-	if role := os.Getenv(envRole); role != "" {
-		fn := roles[role]
-		if fn == nil {
-			fmt.Fprintf(os.Stderr, "unknown %s=%q\n", envRole, role)
-			os.Exit(2)
-		}
-		os.Exit(fn())
+	if code, ok := roles.Play(); ok {
+		os.Exit(code)
 	}
 	// The tests in this process play a program run by hand, even when the
 	// test binary itself runs under a supervisor.
@@ -54,18 +31,8 @@ func TestMain(m *testing.M) {
 		os.Unsetenv(k)
 	}
 	code := m.Run()
-	if code == 0 && flag.Lookup("test.run").Value.String() == "" && !testing.Short() {
-		var unused []string
-		for name := range roles {
-			if _, ok := rolesUsed.Load(name); !ok {
-				unused = append(unused, name)
-			}
-		}
-		sort.Strings(unused)
-		if len(unused) > 0 {
-			fmt.Fprintf(os.Stderr, "test roles never used: %v\n", unused)
-			code = 1
-		}
+	if code == 0 {
+		code = roles.CheckUsed()
 	}
 	os.Exit(code)
 }
