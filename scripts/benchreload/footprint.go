@@ -22,17 +22,9 @@ type footprintOutcome struct {
 // over b.idleFor without load, and its memory.
 func (b *bench) runFootprint() (o footprintOutcome) {
 	o.ran = true
-	addr, port, err := b.freshAddr()
-	if err != nil {
-		o.err = err
-		return o
-	}
-	s, err := b.startHotcluster("footprint", addr, port, nil, nil)
+	s, err := b.startWarm("footprint", nil, nil)
 	if s != nil {
 		defer func() { o.stopErr = s.stop(b.stopGrace, b.hello) }()
-	}
-	if err == nil {
-		_, err = b.waitServing(s, allModes[0])
 	}
 	if err != nil {
 		o.err = err

@@ -356,17 +356,9 @@ func (b *bench) runReload(c reloadCase) (o *reloadOutcome) {
 	if c.handoff != "auto" {
 		flags = []string{"--handoff", c.handoff}
 	}
-	addr, port, err := b.freshAddr()
-	if err != nil {
-		o.err = err
-		return o
-	}
-	s, err := b.startHotcluster(name, addr, port, flags, helloArgs)
+	s, err := b.startWarm(name, flags, helloArgs)
 	if s != nil {
 		defer func() { o.stopErr = s.stop(b.stopGrace, b.hello) }()
-	}
-	if err == nil {
-		_, err = b.waitServing(s, allModes[0])
 	}
 	if err != nil {
 		o.err = err

@@ -73,6 +73,21 @@ func (b *bench) startHotcluster(name, addr string, port int, extraFlags, helloAr
 	return s, nil
 }
 
+// startWarm starts hotcluster on a fresh loopback port and waits until it
+// serves, after the usual warm-up. A server comes back whenever its master
+// started, also with an error: the caller stops it.
+func (b *bench) startWarm(name string, extraFlags, helloArgs []string) (*server, error) {
+	addr, port, err := b.freshAddr()
+	if err != nil {
+		return nil, err
+	}
+	s, err := b.startHotcluster(name, addr, port, extraFlags, helloArgs)
+	if err == nil {
+		_, err = b.waitServing(s, allModes[0])
+	}
+	return s, err
+}
+
 // startBare starts b.workers hello -reuseport processes on addr without
 // waiting for them; see waitServing.
 func (b *bench) startBare(name, addr string, port int) (*server, error) {

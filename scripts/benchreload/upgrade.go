@@ -43,18 +43,10 @@ var (
 // created for the first master).
 func (b *bench) runUpgrade(m connMode) (o *upgradeOutcome) {
 	o = &upgradeOutcome{mode: m}
-	addr, port, err := b.freshAddr()
-	if err != nil {
-		o.err = err
-		return o
-	}
-	s, err := b.startHotcluster(fmt.Sprintf("upgrade-%s", m.short()), addr, port, nil, nil)
+	s, err := b.startWarm(fmt.Sprintf("upgrade-%s", m.short()), nil, nil)
 	if s != nil {
-		defer func() { o.stopErr = b.stopUpgraded(s, o.masters) }()
-	}
-	if err == nil {
 		o.masters = []int{s.master.PID()}
-		_, err = b.waitServing(s, allModes[0])
+		defer func() { o.stopErr = b.stopUpgraded(s, o.masters) }()
 	}
 	if err != nil {
 		o.err = err
