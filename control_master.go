@@ -29,7 +29,7 @@ const controlFile = "hotcluster-control"
 func defaultName(argv []string) string {
 	if len(argv) == 0 || strings.Contains(argv[0], devloop.Placeholder) {
 		if wd, err := os.Getwd(); err == nil {
-			return sanitizeName(filepath.Base(wd))
+			return control.NameFrom(filepath.Base(wd))
 		}
 		return "hotcluster"
 	}
@@ -38,28 +38,11 @@ func defaultName(argv []string) string {
 	case "node", "nodejs", "bun", "deno", "python", "ruby", "php", "perl":
 		for _, a := range argv[1:] {
 			if !strings.HasPrefix(a, "-") {
-				return sanitizeName(strings.TrimSuffix(filepath.Base(a), filepath.Ext(a)))
+				return control.NameFrom(strings.TrimSuffix(filepath.Base(a), filepath.Ext(a)))
 			}
 		}
 	}
-	return sanitizeName(base)
-}
-
-func sanitizeName(s string) string {
-	b := []byte(s)
-	for i, c := range b {
-		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '_' || c == '-') {
-			b[i] = '_'
-		}
-	}
-	s = strings.TrimLeft(string(b), ".")
-	if len(s) > 64 {
-		s = s[:64]
-	}
-	if s == "" {
-		return "hotcluster"
-	}
-	return s
+	return control.NameFrom(base)
 }
 
 // controlPath is the socket an instance serves: --control, or its name's

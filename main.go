@@ -515,7 +515,7 @@ func runAction(c *cli.Context) error {
 		pool.Stop()
 	}
 	if metricsLn != nil {
-		mt = newMetrics(m)
+		mt = newMetrics(pool)
 	}
 	rl := newReloader(c, rc, logger)
 	// refused reports a reload that a config file stopped.

@@ -164,29 +164,26 @@ func serveMetrics(ctx context.Context, ln net.Listener, mt *metrics.Metrics, log
 	}()
 }
 
-// newMetrics makes the metrics of master m, read at scrape time.
-func newMetrics(m *instance) *metrics.Metrics {
+// newMetrics makes the metrics of pool's workers, read at scrape time:
+// the pool's snapshot, and one reading of /proc per worker.
+func newMetrics(pool *workers.Pool) *metrics.Metrics {
 	return metrics.New(func() metrics.Snapshot {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		defer cancel()
-		st, err := m.status(ctx)
+		st, err := pool.Status(ctx)
 		if err != nil {
 			return metrics.Snapshot{}
 		}
-		snap := metrics.Snapshot{Generation: st.Generation}
+		snap := metrics.Snapshot{Generation: st.Current}
 		for _, w := range st.Workers {
-			snap.Workers = append(snap.Workers, metrics.Worker{Slot: w.Slot, Gen: w.Generation, PID: w.PID, State: w.State, RSS: w.RSS, CPUTime: cpuTime(w.PID)})
+			mw := metrics.Worker{Slot: w.Slot, Gen: w.Gen, PID: w.PID, State: w.State}
+			if s, err := procstat.Read(w.PID); err == nil {
+				mw.RSS, mw.CPUTime = s.RSS, s.CPUTime
+			}
+			snap.Workers = append(snap.Workers, mw)
 		}
 		return snap
 	})
-}
-
-func cpuTime(pid int) time.Duration {
-	s, err := procstat.Read(pid)
-	if err != nil {
-		return 0
-	}
-	return s.CPUTime
 }
 
 // metricsEvent counts what the metrics count from the pool's events.

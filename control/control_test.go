@@ -274,3 +274,16 @@ func FuzzDecodeRequest(f *testing.F) {
 		}
 	})
 }
+
+func TestNameFrom(t *testing.T) {
+	t.Parallel()
+	for in, want := range map[string]string{
+		"server": "server", "my app": "my_app", ".hidden": "hidden", "": "hotcluster", "...": "hotcluster",
+		"héllo": "h__llo", strings.Repeat("x", 80): strings.Repeat("x", 64),
+	} {
+		got := NameFrom(in)
+		if got != want || CheckName(got) != nil {
+			t.Errorf("NameFrom(%q) = %q (CheckName: %v), want %q", in, got, CheckName(got), want)
+		}
+	}
+}

@@ -29,13 +29,35 @@ func DefaultDir() string {
 	return filepath.Join(os.TempDir(), "hotcluster-"+strconv.Itoa(os.Geteuid()))
 }
 
+// nameChars are the bytes an instance name may hold.
+const nameChars = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-"
+
 // CheckName accepts names usable as a file name: letters, digits, '.',
 // '_' and '-', not starting with '.', at most 64 bytes.
 func CheckName(name string) error {
-	if name == "" || len(name) > 64 || name[0] == '.' || strings.Trim(name, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-") != "" {
+	if name == "" || len(name) > 64 || name[0] == '.' || strings.Trim(name, nameChars) != "" {
 		return fmt.Errorf("instance name %q: use 1 to 64 letters, digits, '.', '_' or '-', not starting with '.'", name)
 	}
 	return nil
+}
+
+// NameFrom makes a name that CheckName accepts out of s (a program's
+// name): other bytes become '_'; "hotcluster" if nothing is left.
+func NameFrom(s string) string {
+	b := []byte(s)
+	for i, c := range b {
+		if !strings.ContainsRune(nameChars, rune(c)) {
+			b[i] = '_'
+		}
+	}
+	s = strings.TrimLeft(string(b), ".")
+	if len(s) > 64 {
+		s = s[:64]
+	}
+	if s == "" {
+		return "hotcluster"
+	}
+	return s
 }
 
 // SocketPath is the control socket of instance name in dir.
