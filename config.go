@@ -56,36 +56,22 @@ func withConfigFile(flags []cli.Flag) []cli.Flag {
 	out := make([]cli.Flag, len(flags))
 	for i, f := range flags {
 		switch f := f.(type) {
+		// The types run's flags have; a new one gets its case here, in
+		// fileValue and in exampleValue.
 		case *cli.BoolFlag:
 			out[i] = altsrc.NewBoolFlag(f)
 		case *cli.IntFlag:
 			out[i] = altsrc.NewIntFlag(f)
-		case *cli.Int64Flag:
-			out[i] = altsrc.NewInt64Flag(f)
-		case *cli.UintFlag:
-			out[i] = altsrc.NewUintFlag(f)
-		case *cli.Uint64Flag:
-			out[i] = altsrc.NewUint64Flag(f)
-		case *cli.Float64Flag:
-			out[i] = altsrc.NewFloat64Flag(f)
 		case *cli.StringFlag:
 			if f.Name == configFlagName {
 				out[i] = &configFileFlag{StringFlag: f}
 			} else {
 				out[i] = altsrc.NewStringFlag(f)
 			}
-		case *cli.PathFlag:
-			out[i] = altsrc.NewPathFlag(f)
 		case *cli.DurationFlag:
 			out[i] = altsrc.NewDurationFlag(f)
 		case *cli.StringSliceFlag:
 			out[i] = altsrc.NewStringSliceFlag(f)
-		case *cli.IntSliceFlag:
-			out[i] = altsrc.NewIntSliceFlag(f)
-		case *cli.Int64SliceFlag:
-			out[i] = altsrc.NewInt64SliceFlag(f)
-		case *cli.Float64SliceFlag:
-			out[i] = altsrc.NewFloat64SliceFlag(f)
 		default:
 			panic(fmt.Sprintf("config file: flag --%s: type %T cannot be set from a file", f.Names()[0], f))
 		}
@@ -237,25 +223,7 @@ func fileValue(f cli.Flag, v any) (any, error) {
 			return nil, bad("an integer")
 		}
 		return int(n), nil
-	case *altsrc.Int64Flag:
-		if n, ok := v.(int64); ok {
-			return n, nil
-		}
-		return nil, bad("an integer")
-	case *altsrc.UintFlag, *altsrc.Uint64Flag:
-		if n, ok := v.(int64); ok && n >= 0 {
-			return n, nil
-		}
-		return nil, bad("a non-negative integer")
-	case *altsrc.Float64Flag:
-		switch n := v.(type) {
-		case float64:
-			return n, nil
-		case int64:
-			return float64(n), nil
-		}
-		return nil, bad("a number")
-	case *altsrc.StringFlag, *altsrc.PathFlag:
+	case *altsrc.StringFlag:
 		if s, ok := v.(string); ok {
 			return s, nil
 		}
@@ -277,41 +245,6 @@ func fileValue(f cli.Flag, v any) (any, error) {
 			return v, nil
 		}
 		return nil, bad("an array of strings")
-	case *altsrc.IntSliceFlag, *altsrc.Int64SliceFlag:
-		a, ok := v.([]any)
-		if !ok {
-			return nil, bad("an array of integers")
-		}
-		out := make([]any, len(a))
-		for i, e := range a {
-			n, ok := e.(int64)
-			if !ok || n < math.MinInt || n > math.MaxInt {
-				return nil, bad("an array of integers")
-			}
-			if _, isInt := f.(*altsrc.IntSliceFlag); isInt {
-				out[i] = int(n)
-			} else {
-				out[i] = n
-			}
-		}
-		return out, nil
-	case *altsrc.Float64SliceFlag:
-		a, ok := v.([]any)
-		if !ok {
-			return nil, bad("an array of numbers")
-		}
-		out := make([]any, len(a))
-		for i, e := range a {
-			switch n := e.(type) {
-			case float64:
-				out[i] = n
-			case int64:
-				out[i] = float64(n)
-			default:
-				return nil, bad("an array of numbers")
-			}
-		}
-		return out, nil
 	}
 	return nil, fmt.Errorf("flag type %T cannot be set from a file", f)
 }

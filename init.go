@@ -189,19 +189,9 @@ func exampleValue(f cli.Flag) any {
 		return f.Value
 	case *altsrc.IntFlag:
 		return f.Value
-	case *altsrc.Int64Flag:
-		return f.Value
-	case *altsrc.UintFlag:
-		return f.Value
-	case *altsrc.Uint64Flag:
-		return f.Value
-	case *altsrc.Float64Flag:
-		return f.Value
 	case *altsrc.DurationFlag:
 		return shortDuration(f.Value)
 	case *altsrc.StringFlag:
-		return f.Value
-	case *altsrc.PathFlag:
 		return f.Value
 	case *altsrc.StringSliceFlag:
 		if f.Value != nil && len(f.Value.Value()) > 0 {
@@ -211,21 +201,6 @@ func exampleValue(f cli.Flag) any {
 			return []string{strings.Split(u, "`")[1]}
 		}
 		return []string{}
-	case *altsrc.IntSliceFlag:
-		if f.Value != nil {
-			return f.Value.Value()
-		}
-		return []int{}
-	case *altsrc.Int64SliceFlag:
-		if f.Value != nil {
-			return f.Value.Value()
-		}
-		return []int64{}
-	case *altsrc.Float64SliceFlag:
-		if f.Value != nil {
-			return f.Value.Value()
-		}
-		return []float64{}
 	}
 	return ""
 }
