@@ -16,6 +16,7 @@ import (
 	"github.com/hotcluster/hotcluster/control"
 	"github.com/hotcluster/hotcluster/devloop"
 	"github.com/hotcluster/hotcluster/handoff"
+	"github.com/hotcluster/hotcluster/internal/logsink"
 	"github.com/hotcluster/hotcluster/internal/procstat"
 	"github.com/hotcluster/hotcluster/workers"
 )
@@ -64,7 +65,8 @@ type instance struct {
 	hub     control.Hub
 	log     *log.Logger
 	cpu     procstat.Sampler
-	debug   bool // log the workers' messages
+	sink    *logsink.Sink // the master's output
+	debug   bool          // log the workers' messages
 	reload  func(ctx context.Context) (workers.Event, error)
 	stop    func(force bool)
 	started time.Time
@@ -264,6 +266,7 @@ func (m *instance) status(ctx context.Context) (control.Status, error) {
 		Name: m.name, PID: os.Getpid(), Version: fullVersion(), Started: m.started, Uptime: control.Duration(now.Sub(m.started)),
 		Generation: ps.Current, Pending: ps.Pending, Size: ps.Size, Stopping: ps.Stopping, Command: ps.Command.Args,
 		Listeners: []control.Listener{}, Workers: []control.Worker{},
+		LogDropped: m.sink.Dropped(),
 	}
 	if m.socks != nil {
 		for _, l := range m.socks.Listeners() {

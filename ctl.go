@@ -175,6 +175,9 @@ func printStatus(out io.Writer, st control.Status) error {
 			fmt.Fprintf(out, "last reload: generation %d FAILED after %s: %s\n", r.Generation, roundDuration(r.Took.D()), r.Error)
 		}
 	}
+	if st.LogDropped > 0 {
+		fmt.Fprintf(out, "log: %d lines dropped (the master's output was not read fast enough, or has gone)\n", st.LogDropped)
+	}
 	fmt.Fprintln(out)
 	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "SLOT\tGEN\tPID\tSTATE\tUPTIME\tRESTARTS\tLAST EXIT\tRSS\tCPU")

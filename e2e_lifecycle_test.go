@@ -11,6 +11,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/hotcluster/hotcluster/signals"
 )
 
 // workerPIDs returns the PIDs of the master's current workers, by slot, as
@@ -213,9 +215,39 @@ func TestSecondStopSignalKillsAtOnce(t *testing.T) {
 	m.waitLine(0, `SLOW START`)
 	m.signal(syscall.SIGTERM)
 	m.waitLine(0, `stopping: draining`)
+	// A person's pause before the second Ctrl-C, which is what tells it
+	// from the repeat timeout(1) sends (TestQuickRepeatedStopStillDrains).
+	time.Sleep(signals.RepeatWindow)
 	m.signal(syscall.SIGINT)
 	m.waitLine(0, `stopping now`)
 	m.wait()
+}
+
+// GNU timeout(1) sends SIGTERM to its child and again to the child's
+// process group: the two are one stop request, and the in-flight request
+// is still answered. (Sent back to back, the kernel may merge the two
+// before the master takes the first; the second goes once the first has
+// been taken, as happens under timeout when the master is quick.)
+func TestQuickRepeatedStopStillDrains(t *testing.T) {
+	t.Parallel()
+	m := startMaster(t, "lib", "--workers", "1", "--listen", "web=127.0.0.1:0")
+	addr := m.listenAddr("web")
+	m.waitLine(0, `gen 1 ready in`)
+	answered := make(chan error, 1)
+	go func() { _, err := get("tcp", addr, "/slow?ms=300"); answered <- err }()
+	m.waitLine(0, `SLOW START`)
+	m.signal(syscall.SIGTERM)
+	m.waitLine(0, `stopping: draining`)
+	m.signal(syscall.SIGTERM)
+	if err := <-answered; err != nil {
+		t.Fatalf("the in-flight request: %v", err)
+	}
+	if code := m.wait(); code != 0 {
+		t.Fatalf("exit code %d, want 0", code)
+	}
+	if n := m.count(`stopping now`); n != 0 {
+		t.Error("the repeated SIGTERM stopped the master at once instead of letting it drain")
+	}
 }
 
 func TestScaleUpAndDown(t *testing.T) {

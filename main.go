@@ -5,6 +5,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -23,6 +24,7 @@ import (
 	"github.com/hotcluster/hotcluster/devloop"
 	"github.com/hotcluster/hotcluster/handoff"
 	"github.com/hotcluster/hotcluster/internal/logfmt"
+	"github.com/hotcluster/hotcluster/internal/logsink"
 	"github.com/hotcluster/hotcluster/metrics"
 	"github.com/hotcluster/hotcluster/signals"
 	"github.com/hotcluster/hotcluster/systemd"
@@ -83,6 +85,13 @@ func usagef(format string, args ...any) error {
 	return &usageError{fmt.Errorf(format, args...)}
 }
 
+// reportedError is an error already written to the master's log; run only
+// maps it to an exit code.
+type reportedError struct{ err error }
+
+func (e *reportedError) Error() string { return e.err.Error() }
+func (e *reportedError) Unwrap() error { return e.err }
+
 // run is main without os.Exit, returning the exit code.
 func run(args []string) int {
 	app := newApp()
@@ -91,7 +100,10 @@ func run(args []string) int {
 	if err == nil {
 		return 0
 	}
-	fmt.Fprintf(os.Stderr, "hotcluster: %v\n", err)
+	var re *reportedError
+	if !errors.As(err, &re) {
+		fmt.Fprintf(os.Stderr, "hotcluster: %v\n", err)
+	}
 	var ue *usageError
 	if errors.As(err, &ue) {
 		return 2
@@ -126,7 +138,8 @@ HOTCLUSTER_GENERATION and HOTCLUSTER_WORKERS.
 
 Signals: HUP reloads (new generation, old one drains once the new one is
 ready), USR2 upgrades hotcluster's own binary in place, TERM/INT drain and exit
-(a second one kills at once), TTIN/TTOU add or remove a worker.`,
+(a second one, 500ms or more later, kills at once), TTIN/TTOU add or remove a
+worker.`,
 		OnUsageError: func(_ *cli.Context, err error, _ bool) error {
 			return &usageError{err}
 		},
@@ -340,11 +353,49 @@ func parseSignal(s string) (syscall.Signal, error) {
 	return 0, fmt.Errorf("unknown signal %q; use a name such as TERM, INT, QUIT or a number", s)
 }
 
+// logFlushTimeout bounds how long an exiting master waits for its last log
+// lines to be written to an output that nobody reads.
+const logFlushTimeout = 2 * time.Second
+
 func runAction(c *cli.Context) error {
 	rc, err := parseRun(c)
 	if err != nil {
 		return err
 	}
+	// From here on the master writes its log: a reader that goes away or
+	// stops reading must neither kill it (SIGPIPE) nor stall it.
+	signals.SurviveBrokenPipe()
+	sink := logsink.New(os.Stderr, logsink.Config{Notice: dropNotice(rc.pool.JSONLog)})
+	rc.pool.Output = sink
+	err = serve(c, rc, sink)
+	if err != nil {
+		// Through the sink: a plain write to a stalled stderr would keep
+		// the master from exiting.
+		fmt.Fprintf(sink, "hotcluster: %v\n", err)
+		err = &reportedError{err}
+	}
+	sink.Close(logFlushTimeout)
+	return err
+}
+
+// dropNotice makes the line that says how many log lines were dropped.
+func dropNotice(json bool) func(uint64) []byte {
+	return func(n uint64) []byte {
+		msg := fmt.Sprintf("%sdropped %d log lines: the master's output was not read fast enough (see hotcluster status)\n", logPrefix, n)
+		if !json {
+			return []byte(msg)
+		}
+		var b bytes.Buffer
+		logfmt.JSON(&b, logPrefix).Write([]byte(msg))
+		return b.Bytes()
+	}
+}
+
+// logPrefix starts the master's own log lines in text format.
+const logPrefix = "hotcluster: "
+
+// serve runs the master of `hotcluster run` until it has stopped.
+func serve(c *cli.Context, rc *runConfig, sink *logsink.Sink) error {
 	closeOnExecInherited()
 	// An upgrade re-executes os.Args[0]: make it the binary's real path, as
 	// resolved now, whatever the shell or systemd called it.
@@ -355,7 +406,7 @@ func runAction(c *cli.Context) error {
 	var loop *devloop.Loop
 	sd := newServiceState(systemd.NewNotifier())
 	var bu *binaryUpgrade
-	m := &instance{name: rc.name, started: time.Now(), debug: rc.debug}
+	m := &instance{name: rc.name, started: time.Now(), debug: rc.debug, sink: sink}
 	var mt *metrics.Metrics
 	firstReady := true
 	trim := newTrimmer()
@@ -515,7 +566,7 @@ func runAction(c *cli.Context) error {
 		pool.Stop()
 	}
 	if metricsLn != nil {
-		mt = newMetrics(pool)
+		mt = newMetrics(pool, sink)
 	}
 	rl := newReloader(c, rc, logger)
 	// refused reports a reload that a config file stopped.

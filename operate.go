@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/hotcluster/hotcluster/control"
+	"github.com/hotcluster/hotcluster/internal/logsink"
 	"github.com/hotcluster/hotcluster/internal/procstat"
 	"github.com/hotcluster/hotcluster/metrics"
 	"github.com/hotcluster/hotcluster/upgrade"
@@ -166,15 +167,15 @@ func serveMetrics(ctx context.Context, ln net.Listener, mt *metrics.Metrics, log
 
 // newMetrics makes the metrics of pool's workers, read at scrape time:
 // the pool's snapshot, and one reading of /proc per worker.
-func newMetrics(pool *workers.Pool) *metrics.Metrics {
+func newMetrics(pool *workers.Pool, sink *logsink.Sink) *metrics.Metrics {
 	return metrics.New(func() metrics.Snapshot {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		defer cancel()
 		st, err := pool.Status(ctx)
 		if err != nil {
-			return metrics.Snapshot{}
+			return metrics.Snapshot{LogDropped: sink.Dropped()}
 		}
-		snap := metrics.Snapshot{Generation: st.Current}
+		snap := metrics.Snapshot{Generation: st.Current, LogDropped: sink.Dropped()}
 		for _, w := range st.Workers {
 			mw := metrics.Worker{Slot: w.Slot, Gen: w.Gen, PID: w.PID, State: w.State}
 			if s, err := procstat.Read(w.PID); err == nil {

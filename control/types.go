@@ -21,6 +21,9 @@ type Status struct {
 	Command    []string `json:"command"`
 	LastReload *Reload  `json:"last_reload,omitempty"`
 	Workers    []Worker `json:"workers"`
+	// LogDropped counts the log lines the master dropped because its
+	// output was not read fast enough, or had gone.
+	LogDropped uint64 `json:"log_dropped,omitempty"`
 }
 
 // Listener is one of the master's sockets.

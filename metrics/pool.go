@@ -32,6 +32,9 @@ type Worker struct {
 type Snapshot struct {
 	Generation uint64 // the generation now serving
 	Workers    []Worker
+	// LogDropped counts the log lines the master dropped because its
+	// output was not read (or had gone), since it started.
+	LogDropped uint64
 }
 
 // poolCollector turns one Snapshot per scrape into metrics, so that they
@@ -40,7 +43,7 @@ type Snapshot struct {
 type poolCollector struct {
 	snapshot func() Snapshot
 
-	workers, generation, rss, cpu *prometheus.Desc
+	workers, generation, rss, cpu, logDropped *prometheus.Desc
 }
 
 func newPoolCollector(snapshot func() Snapshot) *poolCollector {
@@ -55,6 +58,8 @@ func newPoolCollector(snapshot func() Snapshot) *poolCollector {
 			"Resident memory of a worker process in bytes.", perWorker, nil),
 		cpu: prometheus.NewDesc("hotcluster_worker_cpu_seconds_total",
 			"User and system CPU time a worker process has used, in seconds.", perWorker, nil),
+		logDropped: prometheus.NewDesc("hotcluster_log_lines_dropped_total",
+			"Log lines (the master's and its workers') dropped because the master's output was not read or had gone.", nil, nil),
 	}
 }
 
@@ -63,11 +68,13 @@ func (c *poolCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- c.generation
 	ch <- c.rss
 	ch <- c.cpu
+	ch <- c.logDropped
 }
 
 func (c *poolCollector) Collect(ch chan<- prometheus.Metric) {
 	s := c.snapshot()
 	ch <- prometheus.MustNewConstMetric(c.generation, prometheus.GaugeValue, float64(s.Generation))
+	ch <- prometheus.MustNewConstMetric(c.logDropped, prometheus.CounterValue, float64(s.LogDropped))
 
 	counts := map[string]int{StateStarting: 0, StateReady: 0, StateDraining: 0}
 	for _, w := range s.Workers {

@@ -9,9 +9,12 @@
 //
 //	HUP         Reload
 //	USR2        Upgrade
-//	TERM, INT   Stop; the second one ForceStop
+//	TERM, INT   Stop; a second one, RepeatWindow or more later, ForceStop
 //	TTIN        ScaleUp
 //	TTOU        ScaleDown
+//
+// SIGPIPE is caught and dropped by [SurviveBrokenPipe], so that a closed
+// log reader never kills the master.
 package signals
 
 import (
@@ -19,6 +22,7 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+	"time"
 )
 
 // Intent is what a signal asks the master to do.
@@ -58,13 +62,26 @@ var Subscribed = []os.Signal{
 	syscall.SIGTTIN, syscall.SIGTTOU,
 }
 
+// RepeatWindow is how soon after a stop signal another one is taken as the
+// same request rather than as "stop at once": GNU timeout(1) sends SIGTERM
+// to its child and then to the child's process group, so a master run
+// under it gets two within microseconds, and a drain must not be skipped
+// for that. A person who presses Ctrl-C again because the drain takes too
+// long does so later.
+const RepeatWindow = 500 * time.Millisecond
+
 // Translator maps a stream of signals to intents. The zero value is ready.
 type Translator struct {
-	stops int
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+
+	stopped   bool
+	firstStop time.Time
 }
 
-// Intent returns the intent of sig, and false for a signal it ignores. The
-// second stop signal (TERM or INT) is a ForceStop.
+// Intent returns the intent of sig, and false for a signal it ignores. A
+// stop signal (TERM or INT) after the first is a ForceStop, unless it came
+// within RepeatWindow of the first: then it is ignored.
 func (t *Translator) Intent(sig os.Signal) (Intent, bool) {
 	switch sig {
 	case syscall.SIGHUP:
@@ -72,11 +89,18 @@ func (t *Translator) Intent(sig os.Signal) (Intent, bool) {
 	case syscall.SIGUSR2:
 		return Upgrade, true
 	case syscall.SIGTERM, syscall.SIGINT:
-		t.stops++
-		if t.stops > 1 {
-			return ForceStop, true
+		now := time.Now
+		if t.Now != nil {
+			now = t.Now
 		}
-		return Stop, true
+		if !t.stopped {
+			t.stopped, t.firstStop = true, now()
+			return Stop, true
+		}
+		if now().Sub(t.firstStop) < RepeatWindow {
+			return 0, false
+		}
+		return ForceStop, true
 	case syscall.SIGTTIN:
 		return ScaleUp, true
 	case syscall.SIGTTOU:
@@ -110,6 +134,18 @@ func Translate(ctx context.Context, c <-chan os.Signal, handle func(Intent)) err
 			}
 		}
 	}
+}
+
+// SurviveBrokenPipe keeps the process alive when it writes to a closed
+// pipe on stdout or stderr (hotcluster run … | head): the write fails
+// with EPIPE instead, which the log writer counts. Go kills a program with
+// SIGPIPE on such a write unless the signal is ignored or subscribed
+// (os/signal, "SIGPIPE"). It is subscribed rather than ignored because an
+// ignored disposition survives execve and every worker would inherit it,
+// while a caught one is reset to the default at exec. The channel is never
+// read: the signal package drops what does not fit.
+func SurviveBrokenPipe() {
+	signal.Notify(make(chan os.Signal, 1), syscall.SIGPIPE)
 }
 
 // Interrupted returns a context that ends on SIGINT or SIGTERM, for the
