@@ -19,6 +19,10 @@ const (
 	ipcWriteTimeout = time.Second
 	// ipcRate and ipcBurst bound the messages a worker may send.
 	ipcRate, ipcBurst = 1000, 1000
+	// notifyRate and notifyBurst bound the notify datagrams the master
+	// reads from one worker; a worker that sends faster waits in sendmsg
+	// (or gets EAGAIN) once its socket's queue is full.
+	notifyRate, notifyBurst = 1000, 1000
 )
 
 // Update changes what the next generations run; zero fields keep theirs.
@@ -409,11 +413,25 @@ func newBucket(rate, burst int) *bucket {
 	return &bucket{rate: float64(rate), burst: float64(burst), tokens: float64(burst)}
 }
 
-func (b *bucket) take(now time.Time) bool {
+// wait returns how long to wait from now until a token is there (0: one
+// is there now).
+func (b *bucket) wait(now time.Time) time.Duration {
+	b.refill(now)
+	if b.tokens >= 1 {
+		return 0
+	}
+	return time.Duration((1 - b.tokens) / b.rate * float64(time.Second))
+}
+
+func (b *bucket) refill(now time.Time) {
 	if !b.last.IsZero() {
 		b.tokens = min(b.burst, b.tokens+now.Sub(b.last).Seconds()*b.rate)
 	}
 	b.last = now
+}
+
+func (b *bucket) take(now time.Time) bool {
+	b.refill(now)
 	if b.tokens < 1 {
 		return false
 	}

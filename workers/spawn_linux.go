@@ -97,7 +97,7 @@ func (p *Pool) spawn(s spawnSpec) (*worker, error) {
 	if ipcOurs != nil {
 		w.outbox = make(chan []byte, outboxSize)
 	}
-	notifyDone := make(chan struct{})
+	notifyDone, notifyClosing := make(chan struct{}), make(chan struct{})
 	p.wg.Add(1)
 	go func() {
 		defer p.wg.Done()
@@ -115,7 +115,7 @@ func (p *Pool) spawn(s spawnSpec) (*worker, error) {
 			// Closing the file wakes a write blocked on a full channel.
 			defer func() { close(stop); ipcOurs.Close(); <-ipcDone; <-writerDone }()
 		}
-		p.readNotify(w, notify)
+		p.readNotify(w, notify, notifyClosing)
 	}()
 
 	startErr := make(chan error, 1)
@@ -133,7 +133,7 @@ func (p *Pool) spawn(s spawnSpec) (*worker, error) {
 		}
 		w.pid = cmd.Process.Pid
 		startErr <- nil
-		p.reap(w, cmd, notify, notifyDone, pipes[0], pipes[2], &outputs)
+		p.reap(w, cmd, notify, notifyClosing, notifyDone, pipes[0], pipes[2], &outputs)
 	}()
 	err = <-startErr
 	pipes[1].Close()
@@ -142,6 +142,7 @@ func (p *Pool) spawn(s spawnSpec) (*worker, error) {
 		ipcChild.Close()
 	}
 	if err != nil {
+		close(notifyClosing)
 		notify.Close()
 		<-notifyDone
 		os.Remove(sockPath)
@@ -162,7 +163,7 @@ const outputGrace = 2 * time.Second
 
 // reap waits for the worker to exit, kills what is left of its process
 // group, collects its last output and reports the exit to the pool.
-func (p *Pool) reap(w *worker, cmd *exec.Cmd, notify *net.UnixConn, notifyDone <-chan struct{}, stdout, stderr *os.File, outputs *sync.WaitGroup) {
+func (p *Pool) reap(w *worker, cmd *exec.Cmd, notify *net.UnixConn, notifyClosing chan<- struct{}, notifyDone <-chan struct{}, stdout, stderr *os.File, outputs *sync.WaitGroup) {
 	// Wait without reaping first, so that the worker's PID, and so its
 	// process group ID, cannot be reused while the group is killed.
 	var info unix.Siginfo
@@ -195,6 +196,7 @@ func (p *Pool) reap(w *worker, cmd *exec.Cmd, notify *net.UnixConn, notifyDone <
 	stderr.Close()
 	// The notify reader must be done before the exit is reported: the pool
 	// stops reading events once every worker has exited.
+	close(notifyClosing)
 	notify.Close()
 	<-notifyDone
 	os.Remove(notify.LocalAddr().String())
@@ -202,14 +204,33 @@ func (p *Pool) reap(w *worker, cmd *exec.Cmd, notify *net.UnixConn, notifyDone <
 }
 
 // readNotify forwards the worker's notify datagrams until the socket is
-// closed by reap.
-func (p *Pool) readNotify(w *worker, c *net.UnixConn) {
+// closed by reap, at most notifyRate a second: a worker that floods its
+// socket then waits in its own sendmsg once the socket's queue (net.unix.
+// max_dgram_qlen datagrams) is full, and costs the master a bounded share
+// of a core instead of all of it. The wait ends early when reap closes the
+// socket.
+func (p *Pool) readNotify(w *worker, c *net.UnixConn, closing <-chan struct{}) {
 	buf := make([]byte, 4096)
+	lim := newBucket(notifyRate, notifyBurst)
+	t := time.NewTimer(0)
+	<-t.C
+	defer t.Stop()
 	for {
+		if d := lim.wait(time.Now()); d > 0 {
+			// Not a read deadline: a datagram is read only once a token
+			// is there for it.
+			t.Reset(d)
+			select {
+			case <-t.C:
+			case <-closing:
+				return
+			}
+		}
 		n, err := c.Read(buf)
 		if err != nil {
 			return
 		}
+		lim.take(time.Now())
 		for _, line := range notifyLines(buf[:n]) {
 			p.events <- notifyEvent{w: w, msg: line}
 		}

@@ -121,3 +121,25 @@ func TestParseReadyMode(t *testing.T) {
 		t.Errorf("ParseReadyMode(soon) error = %v", err)
 	}
 }
+
+func TestBucketWait(t *testing.T) {
+	t.Parallel()
+	now := time.Unix(100, 0)
+	b := newBucket(1000, 2)
+	for i := 0; i < 2; i++ {
+		if d := b.wait(now); d != 0 || !b.take(now) {
+			t.Fatalf("token %d of the burst: wait %v", i, d)
+		}
+	}
+	if d := b.wait(now); d != time.Millisecond {
+		t.Fatalf("empty bucket at 1000/s: wait %v, want 1ms", d)
+	}
+	now = now.Add(500 * time.Microsecond)
+	if d := b.wait(now); d != 500*time.Microsecond {
+		t.Fatalf("half a token later: wait %v, want 500µs", d)
+	}
+	now = now.Add(10 * time.Second)
+	if d := b.wait(now); d != 0 || !b.take(now) || !b.take(now) || b.take(now) {
+		t.Fatal("after a long pause the bucket should hold exactly its burst")
+	}
+}
