@@ -81,7 +81,7 @@ func (m *instance) event(e workers.Event) {
 		ev.Workers = e.Workers
 	case workers.WorkerExited, workers.WorkerRespawn:
 		ev.Status = e.Err
-	case workers.WorkerDraining, workers.WorkerRecycle:
+	case workers.WorkerDraining, workers.WorkerRecycle, workers.WorkerHung, workers.WorkerErrored:
 		ev.Reason = e.Err
 	default:
 		ev.Error = e.Err
@@ -264,7 +264,7 @@ func (m *instance) status(ctx context.Context) (control.Status, error) {
 	now := time.Now()
 	st := control.Status{
 		Name: m.name, PID: os.Getpid(), Version: fullVersion(), Started: m.started, Uptime: control.Duration(now.Sub(m.started)),
-		Generation: ps.Current, Pending: ps.Pending, Size: ps.Size, Stopping: ps.Stopping, Command: ps.Command.Args,
+		State: ps.State, Generation: ps.Current, Pending: ps.Pending, Size: ps.Size, Stopping: ps.Stopping, Command: ps.Command.Args,
 		Listeners: []control.Listener{}, Workers: []control.Worker{},
 		LogDropped: m.sink.Dropped(),
 	}
@@ -276,6 +276,9 @@ func (m *instance) status(ctx context.Context) (control.Status, error) {
 	if e := ps.LastReload; e != nil {
 		st.LastReload = &control.Reload{Generation: e.Gen, OK: e.Kind == workers.GenReady, Error: e.Err, Took: control.Duration(e.Took)}
 	}
+	for _, e := range ps.Errored {
+		st.Errored = append(st.Errored, control.ErroredSlot{Slot: e.Slot, Why: e.Why, Since: e.Since})
+	}
 	for _, w := range ps.Workers {
 		cw := control.Worker{
 			Slot: w.Slot, Generation: w.Gen, PID: w.PID, State: w.State, Replacing: w.Replacing,
@@ -284,6 +287,9 @@ func (m *instance) status(ctx context.Context) (control.Status, error) {
 		if s, err := procstat.Read(w.PID); err == nil {
 			cw.RSS = s.RSS
 			cw.CPUPercent = m.cpu.CPUPercent(w.PID, s)
+			if s.Stopped && cw.State == "ready" {
+				cw.State = "stopped"
+			}
 		}
 		st.Workers = append(st.Workers, cw)
 	}

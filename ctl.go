@@ -159,9 +159,16 @@ func printStatus(out io.Writer, st control.Status) error {
 	for _, l := range st.Listeners {
 		fmt.Fprintf(out, "listening: %s on %s (%s)\n", l.Name, l.Addr, l.Mode)
 	}
-	state := "serving"
-	if st.Stopping {
-		state = "stopping"
+	state := st.State
+	switch {
+	case state == "":
+		// A master from before states: serving or stopping.
+		state = "serving"
+		if st.Stopping {
+			state = "stopping"
+		}
+	case state == "errored":
+		state = "ERRORED: no worker serves; waiting for a reload"
 	}
 	line := fmt.Sprintf("generation %d %s, %d workers", st.Generation, state, st.Size)
 	if st.Pending != 0 {
@@ -174,6 +181,9 @@ func printStatus(out io.Writer, st control.Status) error {
 		} else {
 			fmt.Fprintf(out, "last reload: generation %d FAILED after %s: %s\n", r.Generation, roundDuration(r.Took.D()), r.Error)
 		}
+	}
+	for _, e := range st.Errored {
+		fmt.Fprintf(out, "slot %d given up %s ago: %s\n", e.Slot, roundDuration(time.Since(e.Since)), e.Why)
 	}
 	if st.LogDropped > 0 {
 		fmt.Fprintf(out, "log: %d lines dropped (the master's output was not read fast enough, or has gone)\n", st.LogDropped)

@@ -151,6 +151,9 @@ worker.`,
 			&cli.DurationFlag{Name: "ready-timeout", Value: workers.DefaultReadyTimeout, Usage: "a new generation not ready by then fails, and the old one keeps serving"},
 			&cli.DurationFlag{Name: "drain-timeout", Value: workers.DefaultDrainTimeout, Usage: "how long a stopping worker may take before it is killed"},
 			&cli.StringFlag{Name: "stop-signal", Value: "TERM", Usage: "signal that asks a worker to drain and exit"},
+			&cli.IntFlag{Name: "max-restarts", Value: workers.DefaultMaxRestarts, Usage: "respawns of one worker slot allowed within --restart-window; the next crash gives the slot up until the next reload (errored in status when no slot is left); 0: no limit"},
+			&cli.DurationFlag{Name: "restart-window", Value: workers.DefaultRestartWindow, Usage: "the window --max-restarts counts in"},
+			&cli.DurationFlag{Name: "watchdog", Usage: "each ready worker must send WATCHDOG=1 on NOTIFY_SOCKET within this interval (it gets WATCHDOG_USEC); one that misses it is hung: replaced, then aborted (default: no watchdog)"},
 			&cli.StringSliceFlag{Name: "env", Aliases: []string{"e"}, Usage: "`K=V` added to the workers' environment, repeatable"},
 			&cli.StringFlag{Name: "dir", Usage: "working directory of the workers"},
 			&cli.StringFlag{Name: "user", Usage: "run the workers as `USER[:GROUP]` (name or number) while the master keeps the sockets, e.g. bind :80 as root and serve as www-data"},
@@ -223,6 +226,20 @@ func parseRun(c *cli.Context) (*runConfig, error) {
 	}
 	if p.StopSignal, err = parseSignal(c.String("stop-signal")); err != nil {
 		return nil, usagef("--stop-signal: %v", err)
+	}
+	switch n := c.Int("max-restarts"); {
+	case n < 0:
+		return nil, usagef("--max-restarts %d: want 0 (no limit) or more", n)
+	case n == 0:
+		p.MaxRestarts = -1
+	default:
+		p.MaxRestarts = n
+	}
+	if p.RestartWindow = c.Duration("restart-window"); p.RestartWindow <= 0 {
+		return nil, usagef("--restart-window %s: want a positive duration such as 1m", p.RestartWindow)
+	}
+	if p.Watchdog = c.Duration("watchdog"); p.Watchdog < 0 || p.Watchdog > 0 && p.Watchdog < 10*time.Millisecond {
+		return nil, usagef("--watchdog %s: want an interval of 10ms or more, such as 10s", p.Watchdog)
 	}
 	for _, kv := range c.StringSlice("env") {
 		if k, _, ok := strings.Cut(kv, "="); !ok || k == "" {

@@ -175,7 +175,7 @@ func newMetrics(pool *workers.Pool, sink *logsink.Sink) *metrics.Metrics {
 		if err != nil {
 			return metrics.Snapshot{LogDropped: sink.Dropped()}
 		}
-		snap := metrics.Snapshot{Generation: st.Current, LogDropped: sink.Dropped()}
+		snap := metrics.Snapshot{Generation: st.Current, LogDropped: sink.Dropped(), ErroredSlots: len(st.Errored)}
 		for _, w := range st.Workers {
 			mw := metrics.Worker{Slot: w.Slot, Gen: w.Gen, PID: w.PID, State: w.State}
 			if s, err := procstat.Read(w.PID); err == nil {

@@ -57,6 +57,11 @@ func (s *serviceState) event(e workers.Event) {
 			s.queue(func() error { return s.n.Ready(st) })
 		}
 		// The first READY=1 waits for started: by then an upgrade works.
+	case workers.GenErrored:
+		why, _, _ := strings.Cut(e.Err, "\n")
+		st := fmt.Sprintf("errored: no worker of gen %d is left (%s); waiting for a reload", e.Gen, why)
+		s.status.Store(st)
+		s.queue(func() error { return s.n.Status(st) })
 	case workers.GenFailed:
 		// The reason's first line; the worker's output follows in the log.
 		why, _, _ := strings.Cut(e.Err, "\n")

@@ -19,7 +19,8 @@ func TestRandomWorkerKills(t *testing.T) {
 	n, clients := *flagWorkers, *flagClients
 	f := record(t, fmt.Sprintf("SIGKILL of a random worker every 0–%s for %s (%d workers, %d clients, one connection per request)",
 		2**flagKillEvery, *flagKillFor, n, clients))
-	m := startMaster(t, n, modeServe, "--ready", "notify")
+	// Deliberate kills, not a crash loop: no slot is given up.
+	m := startMaster(t, n, modeServe, "--ready", "notify", "--max-restarts", "0")
 	l := startLoad(t, m.addr)
 	from := m.next()
 

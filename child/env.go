@@ -6,6 +6,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/hotcluster/hotcluster/internal/protocol"
 )
@@ -33,6 +34,7 @@ type environ struct {
 	generation int
 	workerID   int
 	workers    int
+	watchdog   time.Duration
 	// err is a malformed LISTEN_FDS, or a failure to mark an inherited
 	// descriptor close-on-exec; Listen and ListenPacket return it.
 	err error
@@ -50,6 +52,13 @@ func parseEnv(getenv func(string) string, pid int) *environ {
 		generation: atoiOr(getenv(protocol.EnvGeneration), 0),
 		workerID:   atoiOr(getenv(protocol.EnvWorkerID), -1),
 		workers:    atoiOr(getenv(protocol.EnvWorkers), 0),
+	}
+	// As sd_watchdog_enabled(3): an interval meant for another process
+	// (WATCHDOG_PID) is not ours.
+	if us, err := strconv.ParseInt(getenv(protocol.EnvWatchdogUsec), 10, 64); err == nil && us > 0 {
+		if p := getenv(protocol.EnvWatchdogPID); p == "" || p == strconv.Itoa(pid) {
+			e.watchdog = time.Duration(us) * time.Microsecond
+		}
 	}
 	fds := getenv(protocol.EnvListenFds)
 	if fds == "" {
@@ -99,7 +108,8 @@ var (
 func load() *environ {
 	envOnce.Do(func() {
 		e := parseEnv(os.Getenv, os.Getpid())
-		for _, k := range []string{protocol.EnvListenFds, protocol.EnvListenFdNames, protocol.EnvListenPID, protocol.EnvNotifySocket} {
+		for _, k := range []string{protocol.EnvListenFds, protocol.EnvListenFdNames, protocol.EnvListenPID, protocol.EnvNotifySocket,
+			protocol.EnvWatchdogUsec, protocol.EnvWatchdogPID} {
 			os.Unsetenv(k)
 		}
 		for _, s := range e.sockets {
@@ -129,6 +139,13 @@ func WorkerID() int { return load().workerID }
 // Workers returns the number of workers in the generation
 // (HOTCLUSTER_WORKERS), or 0 when the program runs by hand.
 func Workers() int { return load().workers }
+
+// WatchdogInterval returns the interval within which the worker must send
+// "WATCHDOG=1" ([Notify]) once it is ready, or 0 when no watchdog is asked
+// for (hotcluster run without --watchdog, or by hand). Send it at half the
+// interval or more often, from the code whose progress it vouches for: a
+// worker that misses it is taken as hung, replaced and aborted.
+func WatchdogInterval() time.Duration { return load().watchdog }
 
 // Names returns the names of the inherited sockets in descriptor order, as
 // LISTEN_FDNAMES gave them ("unknown" where it gave none), or nil when the

@@ -3,6 +3,7 @@ package child
 import (
 	"reflect"
 	"testing"
+	"time"
 )
 
 func TestParseEnv(t *testing.T) {
@@ -21,6 +22,7 @@ func TestParseEnv(t *testing.T) {
 		id      int
 		workers int
 		notify  string
+		dog     time.Duration
 	}{
 		{
 			name: "by hand",
@@ -74,6 +76,26 @@ func TestParseEnv(t *testing.T) {
 			notify: "@notify", gen: 3, id: 0, workers: 4,
 		},
 		{
+			name: "watchdog",
+			env:  map[string]string{"WATCHDOG_USEC": "1500000", "WATCHDOG_PID": "4242"},
+			id:   -1, dog: 1500 * time.Millisecond,
+		},
+		{
+			name: "watchdog without pid",
+			env:  map[string]string{"WATCHDOG_USEC": "250000"},
+			id:   -1, dog: 250 * time.Millisecond,
+		},
+		{
+			name: "watchdog for another pid",
+			env:  map[string]string{"WATCHDOG_USEC": "1500000", "WATCHDOG_PID": "1"},
+			id:   -1,
+		},
+		{
+			name: "garbage watchdog",
+			env:  map[string]string{"WATCHDOG_USEC": "soon"},
+			id:   -1,
+		},
+		{
 			name: "garbage ids",
 			env:  map[string]string{"HOTCLUSTER_GENERATION": "x", "HOTCLUSTER_WORKER_ID": "", "HOTCLUSTER_WORKERS": "1.5"},
 			id:   -1,
@@ -95,6 +117,9 @@ func TestParseEnv(t *testing.T) {
 			if e.generation != tt.gen || e.workerID != tt.id || e.workers != tt.workers || e.notify != tt.notify {
 				t.Errorf("generation, worker, workers, notify = %d, %d, %d, %q; want %d, %d, %d, %q",
 					e.generation, e.workerID, e.workers, e.notify, tt.gen, tt.id, tt.workers, tt.notify)
+			}
+			if e.watchdog != tt.dog {
+				t.Errorf("watchdog = %v, want %v", e.watchdog, tt.dog)
 			}
 		})
 	}

@@ -7,6 +7,10 @@ import (
 
 // Status answers CmdStatus.
 type Status struct {
+	// State is starting, serving, degraded (some slots given up after too
+	// many restarts), errored (every slot given up: nothing serves) or
+	// stopping.
+	State     string     `json:"state"`
 	Name      string     `json:"name"`
 	PID       int        `json:"pid"`
 	Version   string     `json:"version"`
@@ -21,6 +25,8 @@ type Status struct {
 	Command    []string `json:"command"`
 	LastReload *Reload  `json:"last_reload,omitempty"`
 	Workers    []Worker `json:"workers"`
+	// Errored lists the slots given up after too many restarts.
+	Errored []ErroredSlot `json:"errored,omitempty"`
 	// LogDropped counts the log lines the master dropped because its
 	// output was not read fast enough, or had gone.
 	LogDropped uint64 `json:"log_dropped,omitempty"`
@@ -41,11 +47,21 @@ type Reload struct {
 	Took       Duration `json:"took_seconds"`
 }
 
+// ErroredSlot is a worker slot given up after too many restarts: it stays
+// empty until the next reload.
+type ErroredSlot struct {
+	Slot  int       `json:"slot"`
+	Why   string    `json:"why"`
+	Since time.Time `json:"since"`
+}
+
 // Worker is one worker process.
 type Worker struct {
-	Slot       int      `json:"slot"`
-	Generation uint64   `json:"generation"`
-	PID        int      `json:"pid"`
+	Slot       int    `json:"slot"`
+	Generation uint64 `json:"generation"`
+	PID        int    `json:"pid"`
+	// State is starting, ready, draining, hung (missed its watchdog) or
+	// stopped (SIGSTOP, a debugger).
 	State      string   `json:"state"`
 	Replacing  bool     `json:"replacing,omitempty"`
 	Uptime     Duration `json:"uptime_seconds"`

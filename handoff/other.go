@@ -42,3 +42,5 @@ func sockOf(sc syscall.Conn, c interface{ Close() error }) (*sock, error) {
 type rawFD int
 
 func (fd rawFD) Close() error { return errNotSupported }
+
+func sockInode(rc syscall.RawConn) uint64 { return 0 }

@@ -35,6 +35,9 @@ type Snapshot struct {
 	// LogDropped counts the log lines the master dropped because its
 	// output was not read (or had gone), since it started.
 	LogDropped uint64
+	// ErroredSlots counts the worker slots given up after too many
+	// restarts (all of them: nothing serves).
+	ErroredSlots int
 }
 
 // poolCollector turns one Snapshot per scrape into metrics, so that they
@@ -43,7 +46,7 @@ type Snapshot struct {
 type poolCollector struct {
 	snapshot func() Snapshot
 
-	workers, generation, rss, cpu, logDropped *prometheus.Desc
+	workers, generation, rss, cpu, logDropped, errored *prometheus.Desc
 }
 
 func newPoolCollector(snapshot func() Snapshot) *poolCollector {
@@ -58,6 +61,8 @@ func newPoolCollector(snapshot func() Snapshot) *poolCollector {
 			"Resident memory of a worker process in bytes.", perWorker, nil),
 		cpu: prometheus.NewDesc("hotcluster_worker_cpu_seconds_total",
 			"User and system CPU time a worker process has used, in seconds.", perWorker, nil),
+		errored: prometheus.NewDesc("hotcluster_errored_slots",
+			"Worker slots given up after too many restarts (--max-restarts); they stay empty until the next reload.", nil, nil),
 		logDropped: prometheus.NewDesc("hotcluster_log_lines_dropped_total",
 			"Log lines (the master's and its workers') dropped because the master's output was not read or had gone.", nil, nil),
 	}
@@ -69,12 +74,14 @@ func (c *poolCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- c.rss
 	ch <- c.cpu
 	ch <- c.logDropped
+	ch <- c.errored
 }
 
 func (c *poolCollector) Collect(ch chan<- prometheus.Metric) {
 	s := c.snapshot()
 	ch <- prometheus.MustNewConstMetric(c.generation, prometheus.GaugeValue, float64(s.Generation))
 	ch <- prometheus.MustNewConstMetric(c.logDropped, prometheus.CounterValue, float64(s.LogDropped))
+	ch <- prometheus.MustNewConstMetric(c.errored, prometheus.GaugeValue, float64(s.ErroredSlots))
 
 	counts := map[string]int{StateStarting: 0, StateReady: 0, StateDraining: 0}
 	for _, w := range s.Workers {

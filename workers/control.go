@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"syscall"
 	"time"
@@ -118,8 +119,34 @@ func (p *Pool) outcomeOf(gen uint64) Event {
 	return Event{Kind: GenFailed, Gen: gen, Err: "failed to start"}
 }
 
+// States of the whole pool, for Status.State.
+const (
+	// StateStarting: no generation has served yet.
+	StateStarting = "starting"
+	// StateServing: a generation serves with every slot.
+	StateServing = "serving"
+	// StateDegraded: a generation serves, but some of its slots were given
+	// up (Config.MaxRestarts).
+	StateDegraded = "degraded"
+	// StateErrored: every slot of the serving generation was given up:
+	// nothing serves until the next reload.
+	StateErrored = "errored"
+	// StateStopping: the pool drains for good.
+	StateStopping = "stopping"
+)
+
+// ErroredSlot is a slot given up after too many restarts.
+type ErroredSlot struct {
+	Slot  int
+	Why   string
+	Since time.Time
+}
+
 // Status is a snapshot of the pool.
 type Status struct {
+	// State is one of the State constants.
+	State   string
+	Errored []ErroredSlot
 	Started time.Time
 	// Size is the number of workers the serving generation keeps.
 	Size int
@@ -179,8 +206,12 @@ func (p *Pool) snapshot() Status {
 		s.LastReload = &e
 	}
 	add := func(w *worker, replacing bool) {
+		state := w.state.String()
+		if w.hung && w.state != draining {
+			state = "hung"
+		}
 		s.Workers = append(s.Workers, WorkerStatus{
-			Gen: w.gen, Slot: w.slot, PID: w.pid, State: w.state.String(), Started: w.started,
+			Gen: w.gen, Slot: w.slot, PID: w.pid, State: state, Started: w.started,
 			Restarts: p.restarts[w.slot], LastExit: p.lastExit[w.slot], Replacing: replacing, IPC: w.outbox != nil,
 		})
 	}
@@ -191,6 +222,22 @@ func (p *Pool) snapshot() Status {
 		for _, w := range g.standby {
 			add(w, true)
 		}
+	}
+	for _, slot := range slices.Sorted(maps.Keys(p.errored)) {
+		e := p.errored[slot]
+		s.Errored = append(s.Errored, ErroredSlot{Slot: slot, Why: e.why, Since: e.since})
+	}
+	switch {
+	case p.stopping:
+		s.State = StateStopping
+	case p.current == nil:
+		s.State = StateStarting
+	case p.erroredNow():
+		s.State = StateErrored
+	case len(p.errored) > 0:
+		s.State = StateDegraded
+	default:
+		s.State = StateServing
 	}
 	slices.SortFunc(s.Workers, func(a, b WorkerStatus) int {
 		if a.Gen != b.Gen {
@@ -204,10 +251,15 @@ func (p *Pool) snapshot() Status {
 // becameReady marks a starting worker ready: a worker of a new generation
 // may complete it, a standby takes its slot.
 func (p *Pool) becameReady(w *worker) {
+	if why := p.notHolding(w); why != "" {
+		p.notServing(w, why)
+		return
+	}
 	w.state = ready
 	if w.delay != nil {
 		w.delay.Stop()
 	}
+	p.becameServing(w)
 	p.emit(Event{Kind: WorkerReady, Gen: w.gen, Slot: w.slot, PID: w.pid})
 	g := p.gens[w.gen]
 	if g != nil && g.standby[w.slot] == w {
@@ -238,15 +290,26 @@ func (p *Pool) startRecycle(r recycle) {
 	if old == nil || old.pid != r.pid || old.state != ready || g.standby[r.slot] != nil {
 		return
 	}
-	w, err := p.startWorker(g, r.slot, true)
-	if err != nil {
-		p.log.Printf("%s: %s, but its replacement did not start: %v", old, r.why, err)
-		return
+	p.replace(g, old, r.why)
+}
+
+// replace starts a standby for old, a ready worker of g, the serving
+// generation; old drains once the standby is ready. It returns false when
+// the standby did not start.
+func (p *Pool) replace(g *generation, old *worker, why string) bool {
+	if g.standby[old.slot] != nil {
+		return true // already being replaced
 	}
-	g.standby[r.slot] = w
-	p.log.Printf("%s: %s; replacing it with pid %d", old, r.why, w.pid)
-	p.emit(Event{Kind: WorkerRecycle, Gen: g.num, Slot: r.slot, PID: old.pid, Err: r.why})
+	w, err := p.startWorker(g, old.slot, true)
+	if err != nil {
+		p.log.Printf("%s: %s, but its replacement did not start: %v", old, why, err)
+		return false
+	}
+	g.standby[old.slot] = w
+	p.log.Printf("%s: %s; replacing it with pid %d", old, why, w.pid)
+	p.emit(Event{Kind: WorkerRecycle, Gen: g.num, Slot: old.slot, PID: old.pid, Err: why})
 	w.timeout = p.after(p.cfg.ReadyTimeout, standbyTimeoutEvent{w})
+	return true
 }
 
 type standbyTimeoutEvent struct{ w *worker }
@@ -257,6 +320,7 @@ func (p *Pool) promote(g *generation, w *worker) {
 	if w.timeout != nil {
 		w.timeout.Stop()
 	}
+	w.timeout = nil
 	old := g.workers[w.slot]
 	g.workers[w.slot] = w
 	if old != nil {
@@ -271,12 +335,7 @@ func (p *Pool) dropStandby(w *worker) {
 		return
 	}
 	w.state = draining
-	if w.delay != nil {
-		w.delay.Stop()
-	}
-	if w.timeout != nil {
-		w.timeout.Stop()
-	}
+	w.stopTimers()
 	w.signal(syscall.SIGKILL)
 }
 
@@ -401,6 +460,7 @@ func (p *Pool) standbyTimedOut(w *worker) {
 	}
 	p.log.Printf("%s, the replacement for worker %d, not ready within --ready-timeout %s; the worker keeps serving%s", w, w.slot, p.cfg.ReadyTimeout, w.tail.String())
 	p.dropStandby(w)
+	p.standbyFailed(g, w.slot)
 }
 
 // bucket is a token bucket: rate tokens a second, at most burst.

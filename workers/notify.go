@@ -29,6 +29,8 @@ const (
 	notifyOther notifyKind = iota
 	notifyReady
 	notifyStatus
+	notifyWatchdog
+	notifyWatchdogTrigger
 )
 
 // parseNotify reads one assignment: READY=1, or STATUS= and its text.
@@ -36,6 +38,10 @@ func parseNotify(line string) (notifyKind, string) {
 	switch {
 	case line == protocol.NotifyReady:
 		return notifyReady, ""
+	case line == protocol.NotifyWatchdog:
+		return notifyWatchdog, ""
+	case line == protocol.NotifyWatchdogTrigger:
+		return notifyWatchdogTrigger, ""
 	case strings.HasPrefix(line, protocol.NotifyStatus):
 		return notifyStatus, strings.TrimPrefix(line, protocol.NotifyStatus)
 	}

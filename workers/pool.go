@@ -69,7 +69,25 @@ const (
 	DefaultReadyTimeout = time.Minute
 	DefaultDrainTimeout = 30 * time.Second
 	DefaultStopSignal   = syscall.SIGTERM
+	// DefaultMaxRestarts serving-worker restarts of one slot within
+	// DefaultRestartWindow are allowed; the next crash gives the slot up
+	// (see Config.MaxRestarts).
+	DefaultMaxRestarts   = 5
+	DefaultRestartWindow = time.Minute
 )
+
+// FirstGenerationGrace is how long after the first generation became ready
+// a worker's crash still counts as a failed start: a program taken as
+// ready by --ready-delay that dies soon after (nginx retrying its bind for
+// 2.5 s) did not start. Not for a master started by an upgrade, whose
+// predecessor is already draining, nor for a worker killed from outside
+// (SIGKILL, SIGTERM, SIGINT: the OOM killer, an operator), which is
+// respawned as ever.
+const FirstGenerationGrace = 5 * time.Second
+
+// hungKillAfter is how long a hung worker has, after SIGABRT (which makes
+// a Go program print every goroutine's stack), before it gets SIGKILL.
+const hungKillAfter = 2 * time.Second
 
 // Sockets gives generations their listening sockets and moves the traffic
 // between them (package handoff implements it).
@@ -84,6 +102,12 @@ type Sockets interface {
 	Activate(ctx context.Context, gen uint64) error
 	// Release tells that gen has no worker left.
 	Release(gen uint64)
+	// Inodes returns the inode of each socket Files(gen) hands out, in
+	// order (0: unknown), so that the pool can see whether a worker still
+	// holds one.
+	Inodes(gen uint64) []uint64
+	// Describe names each listener for messages, e.g. web=127.0.0.1:8080.
+	Describe() []string
 }
 
 // Command is what a generation runs.
@@ -128,13 +152,24 @@ const (
 	WorkerMessage
 	// Scaled: the group's size changed to Workers.
 	Scaled
+	// WorkerErrored: a serving worker's slot crashed more than
+	// Config.MaxRestarts times within Config.RestartWindow and is given up
+	// until the next generation; Err says why.
+	WorkerErrored
+	// WorkerHung: a worker missed its watchdog deadline (Config.Watchdog);
+	// it is replaced and aborted.
+	WorkerHung
+	// GenErrored: no worker of the serving generation is left: every slot
+	// was given up. The sockets stay open; a reload starts afresh.
+	GenErrored
 )
 
 var eventNames = [...]string{
 	GenStarting: "reload-start", GenReady: "reload-done", GenFailed: "reload-failed", GenDone: "drained",
 	WorkerStarted: "fork", WorkerReady: "ready", WorkerDraining: "draining", WorkerExited: "exit",
 	WorkerRespawn: "respawn", WorkerRecycle: "recycle", WorkerDisconnect: "disconnect",
-	WorkerMessage: "message", Scaled: "scale",
+	WorkerMessage: "message", Scaled: "scale", WorkerErrored: "slot-errored", WorkerHung: "hung",
+	GenErrored: "errored",
 }
 
 // String is the event's name on the control socket, after Node's cluster
@@ -182,6 +217,18 @@ type Config struct {
 	StopSignal   syscall.Signal
 
 	BackoffMin, BackoffMax time.Duration
+	// MaxRestarts is how many times a serving worker's slot is respawned
+	// within RestartWindow; the next crash gives the slot up (it stays
+	// empty, shown as errored) until a new generation serves. Negative:
+	// no limit. Zero fields take DefaultMaxRestarts and
+	// DefaultRestartWindow.
+	MaxRestarts   int
+	RestartWindow time.Duration
+	// Watchdog, when set, is the interval within which each ready worker
+	// must send WATCHDOG=1 on its notify socket (it finds it in
+	// WATCHDOG_USEC); one that misses it is hung: it is replaced, then
+	// aborted.
+	Watchdog time.Duration
 
 	// Output receives the workers' prefixed lines and the pool's log;
 	// default os.Stderr.
@@ -233,22 +280,30 @@ type Pool struct {
 	wg        sync.WaitGroup // goroutines that send on events
 
 	// Loop state, owned by the goroutine running Run.
-	notifyDir  string
-	seq        int
-	size       int
-	gen        uint64
-	gens       map[uint64]*generation
-	current    *generation
-	pending    *generation
-	queued     bool // a reload was asked for during a turnover
-	stopping   bool
-	speaks     bool // a worker of this master sent READY=1
-	fatal      error
-	crashes    map[int]int // consecutive crashes per slot
-	activating context.CancelFunc
-	cmd        Command        // of the next generation
-	env        []string       // of the next generation (Config.Env, or an Update's)
-	restarts   map[int]int    // respawns per slot, for status
+	notifyDir string
+	seq       int
+	size      int
+	gen       uint64
+	gens      map[uint64]*generation
+	current   *generation
+	pending   *generation
+	queued    bool // a reload was asked for during a turnover
+	stopping  bool
+	speaks    bool // a worker of this master sent READY=1
+	fatal     error
+	crashes   map[int]int // consecutive crashes per slot
+	// activations are the generations the traffic is moving to, with what
+	// cancels their Sockets.Activate.
+	activations map[*generation]context.CancelFunc
+	cmd         Command     // of the next generation
+	env         []string    // of the next generation (Config.Env, or an Update's)
+	restarts    map[int]int // respawns per slot, for status
+	// restartLog holds the times of each slot's recent respawns, for
+	// MaxRestarts; errored the slots given up, with why.
+	restartLog map[int][]time.Time
+	errored    map[int]erroredSlot
+	// unreadable: /proc did not tell what a worker holds; said once.
+	unreadable bool
 	lastExit   map[int]string // per slot
 	waiters    []chan<- Event // reloads queued behind a turnover, for their outcome
 	lastReload *Event         // the last GenReady or GenFailed after the first
@@ -272,6 +327,10 @@ type generation struct {
 	env     []string
 	state   genState
 	started time.Time
+	// first: it is the first generation this master served, readyAt when
+	// it began to.
+	first   bool
+	readyAt time.Time
 	workers map[int]*worker // live workers by slot
 	// standby holds replacements being started for workers of a serving
 	// generation (Recycle), by slot; each takes its slot once ready.
@@ -312,6 +371,12 @@ func New(cfg Config) (*Pool, error) {
 	if cfg.BackoffMax <= 0 {
 		cfg.BackoffMax = DefaultBackoffMax
 	}
+	if cfg.MaxRestarts == 0 {
+		cfg.MaxRestarts = DefaultMaxRestarts
+	}
+	if cfg.RestartWindow <= 0 {
+		cfg.RestartWindow = DefaultRestartWindow
+	}
 	if cfg.Output == nil {
 		cfg.Output = os.Stderr
 	}
@@ -328,22 +393,25 @@ func New(cfg Config) (*Pool, error) {
 		logOut = logfmt.JSON(out, logPrefix)
 	}
 	return &Pool{
-		cfg:      cfg,
-		baseEnv:  os.Environ(),
-		out:      out,
-		log:      log.New(logOut, logPrefix, 0),
-		reqs:     make(chan request),
-		events:   make(chan any, 64),
-		readyC:   make(chan struct{}),
-		done:     make(chan struct{}),
-		size:     cfg.Workers,
-		gens:     make(map[uint64]*generation),
-		crashes:  make(map[int]int),
-		restarts: make(map[int]int),
-		lastExit: make(map[int]string),
-		cmd:      cfg.Command,
-		env:      cfg.Env,
-		gen:      max(cfg.FirstGeneration, 1) - 1,
+		cfg:         cfg,
+		baseEnv:     os.Environ(),
+		out:         out,
+		log:         log.New(logOut, logPrefix, 0),
+		reqs:        make(chan request),
+		events:      make(chan any, 64),
+		readyC:      make(chan struct{}),
+		done:        make(chan struct{}),
+		size:        cfg.Workers,
+		gens:        make(map[uint64]*generation),
+		activations: make(map[*generation]context.CancelFunc),
+		crashes:     make(map[int]int),
+		restarts:    make(map[int]int),
+		restartLog:  make(map[int][]time.Time),
+		errored:     make(map[int]erroredSlot),
+		lastExit:    make(map[int]string),
+		cmd:         cfg.Command,
+		env:         cfg.Env,
+		gen:         max(cfg.FirstGeneration, 1) - 1,
 	}, nil
 }
 
@@ -479,7 +547,7 @@ func (p *Pool) Run(ctx context.Context) error {
 		p.startGeneration()
 	}
 	ctxDone := ctx.Done()
-	for !p.stopping || p.live() > 0 || p.activating != nil {
+	for !p.stopping || p.live() > 0 || len(p.activations) > 0 {
 		select {
 		case <-ctxDone:
 			ctxDone = nil
@@ -613,6 +681,7 @@ func (p *Pool) startWorker(g *generation, slot int, standby bool) (*worker, erro
 		// Respawned or added to a serving generation: its socket already
 		// has traffic, nothing waits for it.
 		w.state = ready
+		p.becameServing(w)
 		p.emit(Event{Kind: WorkerReady, Gen: g.num, Slot: slot, PID: w.pid})
 	}
 	return w, nil
@@ -638,6 +707,13 @@ func (p *Pool) handleEvent(e any) {
 			p.log.Printf("%s still running %s after the stop signal (--drain-timeout); killing it", e.w, p.cfg.DrainTimeout)
 			e.w.signal(syscall.SIGKILL)
 		}
+	case watchdogEvent:
+		p.watchdogFired(e.w)
+	case abortEvent:
+		if p.alive(e.w) {
+			p.log.Printf("%s still running %s after SIGABRT; killing it", e.w, hungKillAfter)
+			e.w.signal(syscall.SIGKILL)
+		}
 	case genTimeoutEvent:
 		g := e.g
 		if g.state != genStarting {
@@ -653,6 +729,9 @@ func (p *Pool) handleEvent(e any) {
 	case respawnEvent:
 		g := p.gens[e.gen]
 		if p.stopping || g == nil || g != p.current || e.slot >= p.size || g.workers[e.slot] != nil {
+			return
+		}
+		if _, given := p.errored[e.slot]; given {
 			return
 		}
 		w, err := p.startWorker(g, e.slot, false)
@@ -694,6 +773,12 @@ func (p *Pool) notified(w *worker, msg string) {
 		}
 	case notifyStatus:
 		w.status = value
+	case notifyWatchdog:
+		w.pinged = time.Now()
+	case notifyWatchdogTrigger:
+		if p.cfg.Watchdog > 0 && w.state == ready && !w.hung && p.alive(w) {
+			p.hangs(w, "sent WATCHDOG=trigger")
+		}
 	}
 }
 
@@ -713,21 +798,45 @@ func (p *Pool) checkReady(g *generation) {
 		p.activated(g, nil)
 		return
 	}
+	p.activate(g)
+}
+
+// activate moves the traffic to g in a goroutine, which reports the end
+// with an activatedEvent.
+func (p *Pool) activate(g *generation) {
 	ctx, cancel := context.WithCancel(context.Background())
-	p.activating = cancel
+	if old := p.activations[g]; old != nil {
+		old()
+	}
+	p.activations[g] = cancel
 	p.wg.Add(1)
 	go func() {
 		defer p.wg.Done()
 		err := p.cfg.Sockets.Activate(ctx, g.num)
-		p.events <- activatedEvent{g, err}
+		p.post(activatedEvent{g, err})
 	}()
+}
+
+// failActivation fails g, a generation the traffic is moving to, and moves
+// the traffic back to the serving generation, whose workers were not told
+// to stop yet.
+func (p *Pool) failActivation(g *generation, why string) {
+	if cancel := p.activations[g]; cancel != nil {
+		cancel()
+		delete(p.activations, g)
+	}
+	g.state = genStarting
+	p.failGeneration(g, why)
+	if cur := p.current; cur != nil && cur.state == genServing && p.cfg.Sockets != nil {
+		p.activate(cur)
+	}
 }
 
 // activated makes g the serving generation and drains the previous one.
 func (p *Pool) activated(g *generation, err error) {
-	if p.activating != nil {
-		p.activating()
-		p.activating = nil
+	if cancel := p.activations[g]; cancel != nil {
+		cancel()
+		delete(p.activations, g)
 	}
 	if err != nil {
 		p.log.Printf("gen %d: %v; moving on", g.num, err)
@@ -742,6 +851,11 @@ func (p *Pool) activated(g *generation, err error) {
 	g.state = genServing
 	old := p.current
 	p.current = g
+	g.first, g.readyAt = old == nil, time.Now()
+	// A new generation runs a new command, maybe the fix: given-up slots
+	// and restart counts start afresh.
+	clear(p.errored)
+	clear(p.restartLog)
 	took := time.Since(g.started)
 	if !p.cfg.QuietReady {
 		p.log.Printf("gen %d ready in %s (%s)", g.num, took.Round(time.Millisecond), workersN(len(g.workers)))
@@ -764,8 +878,13 @@ func (p *Pool) reconcile() {
 	if g == nil || p.stopping {
 		return
 	}
+	for slot := range p.errored {
+		if slot >= p.size {
+			delete(p.errored, slot)
+		}
+	}
 	for slot := 0; slot < p.size; slot++ {
-		if g.workers[slot] != nil {
+		if _, given := p.errored[slot]; given || g.workers[slot] != nil {
 			continue
 		}
 		w, err := p.startWorker(g, slot, false)
@@ -809,8 +928,11 @@ func (p *Pool) drainWorker(w *worker, why string) {
 	}
 	w.state = draining
 	p.emit(Event{Kind: WorkerDraining, Gen: w.gen, Slot: w.slot, PID: w.pid, Err: why})
-	if w.delay != nil {
-		w.delay.Stop()
+	w.stopTimers()
+	if w.hung {
+		// It would not drain: its connections are stuck with it.
+		p.abort(w)
+		return
 	}
 	w.signal(p.cfg.StopSignal)
 	w.drain = p.after(p.cfg.DrainTimeout, drainEvent{w})
@@ -853,12 +975,7 @@ func (p *Pool) failGeneration(g *generation, why string) {
 
 func (p *Pool) exited(e exitEvent) {
 	w := e.w
-	if w.delay != nil {
-		w.delay.Stop()
-	}
-	if w.drain != nil {
-		w.drain.Stop()
-	}
+	w.stopTimers()
 	g := p.gens[w.gen]
 	standby := g.standby[w.slot] == w
 	if standby {
@@ -872,17 +989,31 @@ func (p *Pool) exited(e exitEvent) {
 	p.emit(Event{Kind: WorkerExited, Gen: w.gen, Slot: w.slot, PID: w.pid, Err: how, Took: time.Since(w.started)})
 	switch {
 	case standby:
-		if !p.stopping && g.state == genServing {
+		if !p.stopping && g.state == genServing && w.state != draining {
 			p.log.Printf("%s, the replacement for worker %d, exited before it was ready: %s; the worker keeps serving%s", w, w.slot, how, w.tail.String())
+			p.standbyFailed(g, w.slot)
 		}
 	case g.state == genStarting:
 		p.failGeneration(g, fmt.Sprintf("worker %d (pid %d) exited before it was ready: %s%s", w.slot, w.pid, how, w.tail.String()))
+	case g.state == genActivating:
+		p.failActivation(g, fmt.Sprintf("worker %d (pid %d) exited as the traffic moved to its generation: %s%s", w.slot, w.pid, how, w.tail.String()))
 	case w.state == draining || p.stopping || g.state == genFailed || g.state == genDraining:
 		if w.state == draining {
 			p.log.Printf("%s drained: %s", w, how)
 		}
+	case g.first && p.cfg.FirstGeneration <= 1 && !p.cfg.KeepGoing && time.Since(g.readyAt) < FirstGenerationGrace && !killedFromOutside(e.state):
+		// Taken as ready, but it did not really start.
+		why := fmt.Sprintf("worker %d (pid %d) exited %s after gen %d was taken as ready: %s%s", w.slot, w.pid,
+			time.Since(g.readyAt).Round(time.Millisecond), g.num, how, w.tail.String())
+		p.fatal = fmt.Errorf("first generation failed: %s", why)
+		p.log.Printf("gen %d failed: %s", g.num, why)
+		p.stop(true)
 	default:
 		// A serving worker died.
+		if exhausted, recent := p.restarted(w.slot, time.Now()); exhausted {
+			p.giveUp(g, w, how, recent)
+			break
+		}
 		if time.Since(w.started) >= stableAfter {
 			p.crashes[w.slot] = 0
 		}
@@ -930,8 +1061,8 @@ func (p *Pool) stop(force bool) {
 			p.log.Printf("stopping: draining %s (--drain-timeout %s)", workersN(p.live()), p.cfg.DrainTimeout)
 		}
 	}
-	if p.activating != nil {
-		p.activating()
+	for _, cancel := range p.activations {
+		cancel()
 	}
 	for _, g := range p.gens {
 		for _, w := range g.standby {

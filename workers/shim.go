@@ -44,6 +44,9 @@ func ExecShim() int {
 	if os.Getenv(protocol.EnvListenFds) != "" {
 		os.Setenv(protocol.EnvListenPID, strconv.Itoa(os.Getpid()))
 	}
+	if os.Getenv(protocol.EnvWatchdogUsec) != "" {
+		os.Setenv(protocol.EnvWatchdogPID, strconv.Itoa(os.Getpid()))
+	}
 	path, argv := os.Args[1], os.Args[2:]
 	runtime.LockOSThread()
 	master := os.Getppid()

@@ -26,6 +26,16 @@ func (s workerState) String() string {
 	return [...]string{"starting", "ready", "draining"}[s]
 }
 
+// stopTimers stops every timer of the worker's; the loop calls it when the
+// worker leaves it.
+func (w *worker) stopTimers() {
+	for _, t := range []*time.Timer{w.drain, w.delay, w.timeout, w.watchdog} {
+		if t != nil {
+			t.Stop()
+		}
+	}
+}
+
 // worker is one child process. Fields below mu are shared with the
 // worker's own goroutines; the rest belong to the pool loop.
 type worker struct {
@@ -39,6 +49,13 @@ type worker struct {
 	drain   *time.Timer
 	delay   *time.Timer
 	timeout *time.Timer // a standby's --ready-timeout
+	// readyAt is when it became ready; pinged when it last sent
+	// WATCHDOG=1 (or became ready); watchdog fires when that is too long
+	// ago (Config.Watchdog).
+	readyAt, pinged time.Time
+	watchdog        *time.Timer
+	// hung: it missed its watchdog deadline; it is replaced and aborted.
+	hung bool
 	// outbox feeds the writer of its message channel (nil without one);
 	// the pool never blocks on it.
 	outbox chan []byte
@@ -71,7 +88,7 @@ type spawnSpec struct {
 func (p *Pool) workerEnv(s spawnSpec, notifySock string) []string {
 	drop := map[string]bool{
 		protocol.EnvListenFds: true, protocol.EnvListenFdNames: true, protocol.EnvListenPID: true,
-		protocol.EnvNotifySocket: true, "WATCHDOG_USEC": true, "WATCHDOG_PID": true,
+		protocol.EnvNotifySocket: true, protocol.EnvWatchdogUsec: true, protocol.EnvWatchdogPID: true,
 		protocol.EnvNodeChannelFd: true, protocol.EnvNodeChannelMode: true,
 	}
 	for _, kv := range s.env {
@@ -99,6 +116,9 @@ func (p *Pool) workerEnv(s spawnSpec, notifySock string) []string {
 			env = append(env, protocol.EnvNodeChannelFd+"="+fd, protocol.EnvNodeChannelMode+"=json")
 		}
 	}
+	if d := p.cfg.Watchdog; d > 0 {
+		env = append(env, protocol.EnvWatchdogUsec+"="+strconv.FormatInt(d.Microseconds(), 10))
+	}
 	return append(env,
 		protocol.EnvNotifySocket+"="+notifySock,
 		protocol.EnvWorkerID+"="+strconv.Itoa(s.slot),
@@ -114,6 +134,24 @@ func closeFiles(fs []*os.File) {
 			f.Close()
 		}
 	}
+}
+
+// killedFromOutside reports whether a process was ended by a signal that
+// others send (SIGKILL, SIGTERM, SIGINT) rather than one it brings on
+// itself (SIGSEGV, SIGABRT, …) or an exit.
+func killedFromOutside(ps *os.ProcessState) bool {
+	if ps == nil {
+		return false
+	}
+	ws, ok := ps.Sys().(syscall.WaitStatus)
+	if !ok || !ws.Signaled() {
+		return false
+	}
+	switch ws.Signal() {
+	case syscall.SIGKILL, syscall.SIGTERM, syscall.SIGINT:
+		return true
+	}
+	return false
 }
 
 // exitDescription says how a process ended: its exit code or the signal

@@ -43,6 +43,10 @@ type Stat struct {
 	// not look at them.
 	FDs int
 
+	// Stopped: the process is stopped (SIGSTOP, a debugger), so it serves
+	// nothing however ready it said it was.
+	Stopped bool
+
 	// At is when the figures were read. [Sampler] divides by the time
 	// between two readings' At; it carries a monotonic clock reading.
 	At time.Time

@@ -63,6 +63,7 @@ func Read(pid int) (Stat, error) {
 		Started: boot.Add(time.Duration(ps.Starttime) * tick),
 		FDs:     -1,
 		At:      time.Now(),
+		Stopped: ps.State == "T" || ps.State == "t",
 	}
 	if ps.RSS > 0 {
 		s.RSS = uint64(ps.RSS) * uint64(os.Getpagesize())

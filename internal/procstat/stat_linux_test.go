@@ -13,6 +13,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // replyTimeout bounds every wait for the helper process to answer.
@@ -232,6 +234,23 @@ func TestReadChild(t *testing.T) {
 	if pct <= 0 {
 		t.Errorf("CPUPercent = %v after spinning", pct)
 	}
+
+	if s3.Stopped {
+		t.Error("a running process reads as stopped")
+	}
+	if err := h.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	// The stop is asynchronous: wait for it as a parent does, leaving the
+	// state for exec.Cmd's Wait.
+	var info unix.Siginfo
+	if err := unix.Waitid(unix.P_PID, pid, &info, unix.WSTOPPED|unix.WNOWAIT, nil); err != nil {
+		t.Fatal(err)
+	}
+	if !h.read().Stopped {
+		t.Error("a SIGSTOPped process does not read as stopped")
+	}
+	h.cmd.Process.Signal(syscall.SIGCONT)
 }
 
 func TestReadReaped(t *testing.T) {

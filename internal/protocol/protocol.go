@@ -15,6 +15,12 @@ const (
 	EnvListenFdNames = "LISTEN_FDNAMES"
 	// EnvListenPID is the PID the sockets are meant for: the worker's own.
 	EnvListenPID = "LISTEN_PID"
+	// EnvWatchdogUsec is the interval, in microseconds, within which a
+	// worker must send WATCHDOG=1 (hotcluster run --watchdog), and
+	// EnvWatchdogPID the PID it is meant for: the worker's own, set by the
+	// shim as LISTEN_PID is.
+	EnvWatchdogUsec = "WATCHDOG_USEC"
+	EnvWatchdogPID  = "WATCHDOG_PID"
 	// EnvNotifySocket is the path of the worker's own datagram socket that
 	// speaks systemd's notify protocol (READY=1, STATUS=..., STOPPING=1).
 	EnvNotifySocket = "NOTIFY_SOCKET"
@@ -41,6 +47,8 @@ const (
 	NotifyStopping = "STOPPING=1"
 	NotifyStatus   = "STATUS="
 	NotifyWatchdog = "WATCHDOG=1"
+	// NotifyWatchdogTrigger asks for the watchdog's action at once.
+	NotifyWatchdogTrigger = "WATCHDOG=trigger"
 )
 
 // The message channel of a worker (one end of a socket pair, one JSON value
