@@ -1,0 +1,197 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+
+	"github.com/hotcluster/hotcluster/child"
+)
+
+// The tests of this file play another user, nobody, against a root master:
+// every path the master creates, chowns or removes as root must be safe
+// against a name that user planted or swapped (see package
+// internal/safedir).
+
+// attackerDir returns a directory that root owns and nobody may enter
+// (0755), holding a copy of the test binary that both the master and
+// nobody's processes can run. It skips the test where another user cannot
+// be played.
+func attackerDir(t *testing.T) (dir, bin string) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("needs root, to play another user (nobody) against a root master; this test runs as uid " + strconv.Itoa(os.Geteuid()))
+	}
+	lookupNobody(t)
+	if _, err := exec.LookPath("setpriv"); err != nil {
+		t.Skip("setpriv (util-linux), to run the attacker as nobody, is not installed")
+	}
+	dir, err := os.MkdirTemp("", "hotcluster-paths-test-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	self, _ := os.Executable()
+	bin = filepath.Join(dir, "hotcluster")
+	copyFile(t, self, bin)
+	return dir, bin
+}
+
+// asNobody runs argv as nobody, as an attacker would, and returns its
+// combined output and error.
+func asNobody(t *testing.T, argv ...string) (string, error) {
+	t.Helper()
+	cmd := exec.Command("setpriv", append([]string{"--reuid=nobody", "--regid=nogroup", "--clear-groups"}, argv...)...)
+	out, err := cmd.CombinedOutput()
+	return string(out), err
+}
+
+// mustAsNobody is asNobody for what must succeed (the plants).
+func mustAsNobody(t *testing.T, argv ...string) {
+	t.Helper()
+	if out, err := asNobody(t, argv...); err != nil {
+		t.Fatalf("as nobody: %s: %v: %s", strings.Join(argv, " "), err, out)
+	}
+}
+
+// rootFile makes a file of root's, mode 0600, holding content: what an
+// attacker would like the master to chown, chmod or remove for it.
+func rootFile(t *testing.T, path, content string) {
+	t.Helper()
+	if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// assertRootFile checks that path is still root's file, mode 0600, with
+// content.
+func assertRootFile(t *testing.T, path, content string) {
+	t.Helper()
+	fi, err := os.Lstat(path)
+	if err != nil {
+		t.Fatalf("root's file: %v", err)
+	}
+	st := fi.Sys().(*syscall.Stat_t)
+	b, _ := os.ReadFile(path)
+	if st.Uid != 0 || st.Gid != 0 || fi.Mode() != 0o600 || string(b) != content {
+		t.Errorf("root's file %s is now %v of %d:%d holding %q, want 0600 of 0:0 holding %q", path, fi.Mode(), st.Uid, st.Gid, b, content)
+	}
+}
+
+// owner returns the owner and mode of path, not following a symlink.
+func owner(t *testing.T, path string) (uint32, fs.FileMode) {
+	t.Helper()
+	fi, err := os.Lstat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return fi.Sys().(*syscall.Stat_t).Uid, fi.Mode()
+}
+
+func init() { roles.Register("notify-attack", roleNotifyAttack) }
+
+// roleNotifyAttack is a worker of another user (--user nobody) that, in
+// generation 1, goes after the master through its notify directory: it
+// tries to remove its own notify socket and swap in a symlink to a root
+// file (ATTACK_TARGET), which a master that chowns by path would give it,
+// and to plant the names the next generations' sockets will get, which
+// would make every later reload fail. It reports each outcome on one line,
+// then serves like the lib role.
+func roleNotifyAttack() int {
+	sock, target := os.Getenv("NOTIFY_SOCKET"), os.Getenv("ATTACK_TARGET")
+	if child.Generation() == 1 {
+		dir, name := filepath.Split(sock)
+		var gen, slot, seq int
+		fmt.Sscanf(name, "g%d-w%d-%d", &gen, &slot, &seq)
+		outcome := func(err error) string {
+			switch {
+			case err == nil:
+				return "done"
+			case errors.Is(err, fs.ErrPermission):
+				return "EACCES"
+			}
+			return strings.ReplaceAll(err.Error(), " ", "_")
+		}
+		line := fmt.Sprintf("ATTACK uid=%d", os.Getuid())
+		line += " remove=" + outcome(os.Remove(sock))
+		swap := filepath.Join(dir, "swap")
+		line += " symlink=" + outcome(os.Symlink(target, swap))
+		line += " swap=" + outcome(os.Rename(swap, sock))
+		planted, last := 0, error(nil)
+		for g := gen + 1; g <= gen+2; g++ {
+			for w := 0; w < 2; w++ {
+				for q := seq + 1; q <= seq+8; q++ {
+					if err := os.Symlink(target, filepath.Join(dir, fmt.Sprintf("g%d-w%d-%d", g, w, q))); err != nil {
+						last = err
+					} else {
+						planted++
+					}
+				}
+			}
+		}
+		line += fmt.Sprintf(" planted=%d plant=%s", planted, outcome(last))
+		fmt.Println(line)
+	}
+	return roleLibServe()
+}
+
+// A worker of another user can neither swap its notify socket for a
+// symlink to a root file (which the master would chown to it) nor plant
+// the names of later sockets (which would fail every reload): the notify
+// directory is root's, 0711, and each socket is the worker's, 0600.
+func TestNotifyDirectoryResistsTheWorkersUser(t *testing.T) {
+	t.Parallel()
+	dir, bin := attackerDir(t)
+	nobody := lookupNobody(t)
+	tmp := filepath.Join(dir, "tmp")
+	if err := os.Mkdir(tmp, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	secret := filepath.Join(dir, "secret")
+	rootFile(t, secret, "root's")
+	cmd := exec.Command(bin, "run", "--user", "nobody", "--env", roleEnv+"=notify-attack", "--env", "ATTACK_TARGET="+secret,
+		"--ready", "notify", "--workers", "1", "--listen", "web=127.0.0.1:0", "--", bin)
+	cmd.Env = append(os.Environ(), append(masterEnv(t), "TMPDIR="+tmp)...)
+	m := startMasterCmd(t, cmd)
+	sm, _ := m.waitLine(0, `(ATTACK .*)`)
+	got := contract(sm[1])
+	want := map[string]string{"uid": strconv.Itoa(int(nobody)), "remove": "EACCES", "symlink": "EACCES", "planted": "0", "plant": "EACCES"}
+	for k, v := range want {
+		if got[k] != v {
+			t.Errorf("attack: %s=%s, want %s (%s)", k, got[k], v, sm[1])
+		}
+	}
+	m.waitLine(0, `gen 1 ready in`)
+	assertRootFile(t, secret, "root's")
+	socks, _ := filepath.Glob(filepath.Join(tmp, "hotcluster-*", "g1-w0-*"))
+	if len(socks) != 1 {
+		t.Fatalf("notify sockets of gen 1: %v", socks)
+	}
+	if uid, mode := owner(t, filepath.Dir(socks[0])); uid != 0 || mode != fs.ModeDir|0o711 {
+		t.Errorf("notify directory: %v of uid %d, want 0711 of root", mode, uid)
+	}
+	if uid, mode := owner(t, socks[0]); uid != nobody || mode != fs.ModeSocket|0o600 {
+		t.Errorf("notify socket: %v of uid %d, want 0600 of nobody", mode, uid)
+	}
+	// The next generation gets its sockets.
+	m.signal(syscall.SIGHUP)
+	if sm, _ := m.waitLine(0, `gen 2 ready in|reload failed.*`); !strings.HasPrefix(sm[0], "gen 2 ready in") {
+		t.Fatalf("reload after the attack: %s", sm[0])
+	}
+	m.waitLine(0, `gen 1 drained`)
+	assertRootFile(t, secret, "root's")
+	m.signal(syscall.SIGTERM)
+	if code := m.wait(); code != 0 {
+		t.Fatalf("exit code %d", code)
+	}
+}
