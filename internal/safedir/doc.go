@@ -19,7 +19,10 @@
 // with O_NOFOLLOW and must be regular files of root's or this user's
 // ([OpenFile], for pid and log files).
 //
-// The residual race: unlinking is by name, so between [Dir.RemoveIfSame]'s
-// check and its unlink a trusted user (root, or this user) could replace the
-// file. Nobody else can, which is what this package is for.
+// What remains: unlinking is by name, so between [Dir.RemoveIfSame]'s check
+// and its unlink a trusted user (root, or this user) could replace the file;
+// and a file that such a user removed and replaced may get the same inode
+// number (the birth time, where the file system keeps it, tells most of
+// those apart). Nobody else can do either, which is what this package is
+// for.
 package safedir

@@ -22,8 +22,12 @@ const (
 	StickyOK
 )
 
-// FileID identifies a file: its device and inode numbers.
-type FileID struct{ Dev, Ino uint64 }
+// FileID identifies a file: its device and inode numbers, and its birth
+// time (nanoseconds since the epoch) where the file system records one.
+type FileID struct {
+	Dev, Ino uint64
+	Birth    int64
+}
 
 // Entry describes a name in a directory, not following a symlink.
 type Entry struct {

@@ -30,7 +30,13 @@ func (d *Dir) Path() string { return d.path }
 func (d *Dir) Join(name string) string { return filepath.Join(d.path, name) }
 
 // Stat describes the directory itself.
-func (d *Dir) Stat() Entry { return entryOf(&d.st) }
+func (d *Dir) Stat() Entry {
+	e, err := statx(d.fd, "")
+	if err != nil {
+		return entryOf(&d.st)
+	}
+	return e
+}
 
 // Close releases the directory's descriptor.
 func (d *Dir) Close() error { return unix.Close(d.fd) }
@@ -267,11 +273,11 @@ func (d *Dir) Lstat(name string) (Entry, error) {
 	if err := checkName(name); err != nil {
 		return Entry{}, err
 	}
-	var st unix.Stat_t
-	if err := unix.Fstatat(d.fd, name, &st, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+	e, err := statx(d.fd, name)
+	if err != nil {
 		return Entry{}, &fs.PathError{Op: "lstat", Path: d.Join(name), Err: err}
 	}
-	return entryOf(&st), nil
+	return e, nil
 }
 
 // RemoveIfSame removes name from d if it still is file id, and reports
@@ -371,12 +377,12 @@ func (d *Dir) openPath(name string, id FileID) (int, error) {
 	if err != nil {
 		return -1, &fs.PathError{Op: "open", Path: d.Join(name), Err: err}
 	}
-	var st unix.Stat_t
-	if err := unix.Fstat(fd, &st); err != nil {
+	e, err := statx(fd, "")
+	if err != nil {
 		unix.Close(fd)
 		return -1, &fs.PathError{Op: "stat", Path: d.Join(name), Err: err}
 	}
-	if e := entryOf(&st); e.ID != id || e.Mode.Type() == fs.ModeSymlink {
+	if e.ID != id || e.Mode.Type() == fs.ModeSymlink {
 		unix.Close(fd)
 		return -1, &UnsafeError{Path: d.Join(name), Reason: "no longer the file that was made"}
 	}
@@ -450,12 +456,11 @@ func (d *Dir) OpenFile(name string, flag int, perm fs.FileMode) (*os.File, Entry
 		}
 		return nil, Entry{}, &fs.PathError{Op: "open", Path: path, Err: err}
 	}
-	var st unix.Stat_t
-	if err := unix.Fstat(fd, &st); err != nil {
+	e, err := statx(fd, "")
+	if err != nil {
 		unix.Close(fd)
 		return nil, Entry{}, &fs.PathError{Op: "stat", Path: path, Err: err}
 	}
-	e := entryOf(&st)
 	switch {
 	case !e.Mode.IsRegular():
 		err = &UnsafeError{Path: path, Reason: e.String() + " is in the way, not a regular file; remove it or pick another name"}
@@ -463,8 +468,7 @@ func (d *Dir) OpenFile(name string, flag int, perm fs.FileMode) (*os.File, Entry
 		err = &UnsafeError{Path: path, Reason: "belongs to " + ownerName(e.UID) + "; only files of " + trustedNames() + " are used"}
 	case created && e.Mode.Perm() != perm.Perm():
 		if err = unix.Fchmod(fd, uint32(perm.Perm())); err == nil {
-			err = unix.Fstat(fd, &st)
-			e = entryOf(&st)
+			e, err = statx(fd, "")
 		}
 	}
 	if err == nil && flag&os.O_TRUNC != 0 && !created {
@@ -493,6 +497,28 @@ func OpenFile(path string, flag int, perm fs.FileMode) (*os.File, Entry, error) 
 	}
 	defer d.Close()
 	return d.OpenFile(filepath.Base(path), flag, perm)
+}
+
+// statx describes name in dirfd, or dirfd itself when name is empty, not
+// following a symlink. The birth time joins the identity where the file
+// system keeps it: an inode number freed by a removal is soon reused.
+func statx(dirfd int, name string) (Entry, error) {
+	flags := unix.AT_SYMLINK_NOFOLLOW | unix.AT_STATX_SYNC_AS_STAT
+	if name == "" {
+		flags |= unix.AT_EMPTY_PATH
+	}
+	var sx unix.Statx_t
+	if err := unix.Statx(dirfd, name, flags, unix.STATX_BASIC_STATS|unix.STATX_BTIME, &sx); err != nil {
+		return Entry{}, err
+	}
+	e := entryOf(&unix.Stat_t{
+		Dev: unix.Mkdev(sx.Dev_major, sx.Dev_minor), Ino: sx.Ino,
+		Mode: uint32(sx.Mode), Uid: sx.Uid, Gid: sx.Gid,
+	})
+	if sx.Mask&unix.STATX_BTIME != 0 {
+		e.ID.Birth = sx.Btime.Sec*1e9 + int64(sx.Btime.Nsec)
+	}
+	return e, nil
 }
 
 func entryOf(st *unix.Stat_t) Entry {
