@@ -23,6 +23,7 @@ import (
 	"github.com/hotcluster/hotcluster/devloop"
 	"github.com/hotcluster/hotcluster/handoff"
 	"github.com/hotcluster/hotcluster/internal/logfmt"
+	"github.com/hotcluster/hotcluster/internal/safedir"
 	"github.com/hotcluster/hotcluster/metrics"
 	"github.com/hotcluster/hotcluster/signals"
 	"github.com/hotcluster/hotcluster/systemd"
@@ -81,6 +82,17 @@ func (e *usageError) Unwrap() error { return e.err }
 
 func usagef(format string, args ...any) error {
 	return &usageError{fmt.Errorf(format, args...)}
+}
+
+// usageIfUnsafe makes a path the user gave and hotcluster refused (in a
+// directory another user could change, or with another user's name in the
+// way: see package internal/safedir) a mistake in the command line.
+func usageIfUnsafe(err error) error {
+	var ue *safedir.UnsafeError
+	if errors.As(err, &ue) {
+		return &usageError{err}
+	}
+	return err
 }
 
 // run is main without os.Exit, returning the exit code.
@@ -421,7 +433,7 @@ func runAction(c *cli.Context) error {
 	var socks *handoff.Sockets
 	if len(rc.sockets.Specs) > 0 || len(rc.sockets.Inherited) > 0 {
 		if socks, err = handoff.Open(rc.sockets); err != nil {
-			return err
+			return usageIfUnsafe(err)
 		}
 		// After a successful upgrade the new master serves the unix
 		// socket files: they must stay.

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -193,5 +194,94 @@ func TestNotifyDirectoryResistsTheWorkersUser(t *testing.T) {
 	m.signal(syscall.SIGTERM)
 	if code := m.wait(); code != 0 {
 		t.Fatalf("exit code %d", code)
+	}
+}
+
+func init() { roles.Register("plant-socket", rolePlantSocket) }
+
+// rolePlantSocket binds a unix socket at $PLANT and exits, leaving the
+// file behind: a stale socket of whoever ran it.
+func rolePlantSocket() int {
+	ln, err := net.ListenUnix("unix", &net.UnixAddr{Name: os.Getenv("PLANT"), Net: "unix"})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	ln.SetUnlinkOnClose(false)
+	ln.Close()
+	return 0
+}
+
+// plantSocket leaves a stale socket of nobody's at path.
+func plantSocket(t *testing.T, bin, path string) {
+	t.Helper()
+	mustAsNobody(t, "env", roleEnv+"="+roles.Use("plant-socket"), "PLANT="+path, bin)
+}
+
+// mkdirMode makes dir with exactly mode (os.ModeSticky for the sticky bit).
+func mkdirMode(t *testing.T, dir string, mode os.FileMode) string {
+	t.Helper()
+	if err := os.Mkdir(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(dir, mode); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+// In a directory others may add names to (sticky, as /tmp), a unix
+// --listen path where another user put a symlink to a root file, a file
+// or a stale socket of its own is refused, and nothing there is touched;
+// a directory that anyone may write without the sticky bit is refused
+// outright. A stale socket of root's own is still replaced.
+func TestUnixListenRefusesNamesPlantedByAnotherUser(t *testing.T) {
+	t.Parallel()
+	dir, bin := attackerDir(t)
+	nobody := lookupNobody(t)
+	share := mkdirMode(t, filepath.Join(dir, "share"), os.ModeSticky|0o777)
+	secret := filepath.Join(dir, "secret")
+	rootFile(t, secret, "root's")
+	link, file, sock := filepath.Join(share, "link.sock"), filepath.Join(share, "file.sock"), filepath.Join(share, "sock.sock")
+	mustAsNobody(t, "ln", "-s", secret, link)
+	mustAsNobody(t, "sh", "-c", "echo planted > "+file)
+	plantSocket(t, bin, sock)
+	self, _ := os.Executable()
+	for path, what := range map[string]string{link: "a symlink", file: "a regular file", sock: "a socket"} {
+		code, out := hotcluster(t, "run", "--listen", "unix://"+path, "--", self)
+		want := fmt.Sprintf("listen unix://%s: %s: %s of uid %d (nobody) is in the way; only a stale socket of this user's (uid 0) is replaced", path, path, what, nobody)
+		if code != 2 || !strings.Contains(out, want) {
+			t.Errorf("--listen over %s of nobody's: exit %d, output:\n%s\nwant exit 2 and %q", what, code, out, want)
+		}
+		if uid, _ := owner(t, path); uid != nobody {
+			t.Errorf("%s of nobody's at %s now belongs to uid %d", what, path, uid)
+		}
+	}
+	assertRootFile(t, secret, "root's")
+
+	open := mkdirMode(t, filepath.Join(dir, "open"), 0o777)
+	code, out := hotcluster(t, "run", "--listen", "unix://"+open+"/app.sock", "--", self)
+	if want := open + ": directory is writable by others (mode 0777) without the sticky bit"; code != 2 || !strings.Contains(out, want) {
+		t.Errorf("--listen in a 0777 directory: exit %d, output:\n%s\nwant exit 2 and %q", code, out, want)
+	}
+
+	own := filepath.Join(share, "own.sock")
+	ln, err := net.ListenUnix("unix", &net.UnixAddr{Name: own, Net: "unix"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln.SetUnlinkOnClose(false)
+	ln.Close()
+	m := startMaster(t, "lib", "--workers", "1", "--listen", "unix://"+own)
+	m.waitLine(0, `gen 1 ready in`)
+	if _, err := get("unix", own, "/"); err != nil {
+		t.Fatalf("over root's own stale socket: %v", err)
+	}
+	m.signal(syscall.SIGTERM)
+	if code := m.wait(); code != 0 {
+		t.Fatalf("exit code %d", code)
+	}
+	if _, err := os.Lstat(own); !os.IsNotExist(err) {
+		t.Errorf("socket file after the stop: %v", err)
 	}
 }
