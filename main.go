@@ -408,10 +408,14 @@ func runAction(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
+	// The file this master removes when it stops: the socket it just bound
+	// or, after an upgrade, the one the previous master still serves. None
+	// if that cannot be told.
+	ctlFile, ctlErr := control.IdentifySocket(rc.control)
 	defer func() {
 		ctlLn.Close()
-		if !bu.done.Load() {
-			os.Remove(rc.control)
+		if !bu.done.Load() && ctlFile != nil {
+			ctlFile.Remove()
 		}
 	}()
 	var metricsLn net.Listener
@@ -480,6 +484,9 @@ func runAction(c *cli.Context) error {
 		}
 	}
 	logger.Printf("control socket %s (hotcluster status --name %s)", rc.control, rc.name)
+	if ctlErr != nil {
+		logger.Printf("%v; it will be left when this master stops", ctlErr)
+	}
 
 	ctx, cancel := context.WithCancel(c.Context)
 	defer cancel()

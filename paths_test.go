@@ -27,6 +27,16 @@ import (
 // be played.
 func attackerDir(t *testing.T) (dir, bin string) {
 	t.Helper()
+	dir = attackerTop(t)
+	self, _ := os.Executable()
+	bin = filepath.Join(dir, "hotcluster")
+	copyFile(t, self, bin)
+	return dir, bin
+}
+
+// attackerTop is attackerDir without the binary.
+func attackerTop(t *testing.T) string {
+	t.Helper()
 	if os.Geteuid() != 0 {
 		t.Skip("needs root, to play another user (nobody) against a root master; this test runs as uid " + strconv.Itoa(os.Geteuid()))
 	}
@@ -42,10 +52,7 @@ func attackerDir(t *testing.T) (dir, bin string) {
 	if err := os.Chmod(dir, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	self, _ := os.Executable()
-	bin = filepath.Join(dir, "hotcluster")
-	copyFile(t, self, bin)
-	return dir, bin
+	return dir
 }
 
 // asNobody runs argv as nobody, as an attacker would, and returns its
@@ -284,4 +291,46 @@ func TestUnixListenRefusesNamesPlantedByAnotherUser(t *testing.T) {
 	if _, err := os.Lstat(own); !os.IsNotExist(err) {
 		t.Errorf("socket file after the stop: %v", err)
 	}
+}
+
+// A control socket is made only where no other user can change the way to
+// it: not in a directory anyone may write, where nobody put a symlink to a
+// root file or a file at the socket's name, and not below a directory of
+// nobody's, where the control directory root would make could be swapped.
+func TestControlRefusesDirectoriesAnotherUserCanChange(t *testing.T) {
+	t.Parallel()
+	dir := attackerTop(t)
+	nobody := lookupNobody(t)
+	self, _ := os.Executable()
+	secret := filepath.Join(dir, "secret")
+	rootFile(t, secret, "root's")
+	open := mkdirMode(t, filepath.Join(dir, "open"), 0o777)
+	share := mkdirMode(t, filepath.Join(dir, "share"), os.ModeSticky|0o777)
+	mustAsNobody(t, "ln", "-s", secret, filepath.Join(open, "a.sock"))
+	mustAsNobody(t, "sh", "-c", "echo planted > "+filepath.Join(open, "b.sock"))
+	atk := filepath.Join(share, "atk")
+	mustAsNobody(t, "mkdir", atk)
+	mine := filepath.Join(share, "mine")
+	mustAsNobody(t, "mkdir", "-m", "700", mine)
+	mustAsNobody(t, "ln", "-s", secret, filepath.Join(mine, "c.sock"))
+	for _, tc := range []struct{ path, want string }{
+		{filepath.Join(open, "a.sock"), open + ": directory is writable by others (mode 0777) without the sticky bit"},
+		{filepath.Join(open, "b.sock"), open + ": directory is writable by others (mode 0777) without the sticky bit"},
+		{filepath.Join(atk, "ctl", "x.sock"), atk + ": directory belongs to uid 65534 (nobody), who could replace any name in it"},
+		{filepath.Join(mine, "c.sock"), mine + ": directory belongs to uid 65534 (nobody)"},
+	} {
+		code, out := hotcluster(t, "run", "--control", tc.path, "--", self)
+		if code != 2 || !strings.Contains(out, "control directory: "+tc.want) {
+			t.Errorf("--control %s: exit %d, output:\n%s\nwant exit 2 and %q", tc.path, code, out, tc.want)
+		}
+	}
+	for _, p := range []string{filepath.Join(open, "a.sock"), filepath.Join(open, "b.sock"), filepath.Join(mine, "c.sock")} {
+		if uid, _ := owner(t, p); uid != nobody {
+			t.Errorf("nobody's %s now belongs to uid %d", p, uid)
+		}
+	}
+	if _, err := os.Lstat(filepath.Join(atk, "ctl")); !os.IsNotExist(err) {
+		t.Errorf("root made a directory in nobody's: %v", err)
+	}
+	assertRootFile(t, secret, "root's")
 }
