@@ -393,7 +393,7 @@ func runAction(c *cli.Context) error {
 	}
 	upg, err := upgrade.New(upgrade.Config{PIDFile: rc.pidfile, UpgradeTimeout: rc.upgradeTimeout})
 	if err != nil {
-		return err
+		return usageIfUnsafe(err)
 	}
 	defer upg.Stop()
 	bu = newBinaryUpgrade(upg)
@@ -450,6 +450,17 @@ func runAction(c *cli.Context) error {
 	}
 	logger := pool.Logger()
 	bu.log = logger
+	// Nothing wrote the PID file before this point (the master does once it
+	// serves). One that stops for good leaves none behind; one that handed
+	// over leaves its successor's PID in it, which RemovePIDFile checks too.
+	defer func() {
+		if bu.done.Load() {
+			return
+		}
+		if err := upg.RemovePIDFile(); err != nil {
+			logger.Printf("%v", err)
+		}
+	}()
 	m.pool, m.socks, m.log = pool, socks, logger
 	var watcher *watch.Watcher
 	if rc.dev != nil {

@@ -334,3 +334,102 @@ func TestControlRefusesDirectoriesAnotherUserCanChange(t *testing.T) {
 	}
 	assertRootFile(t, secret, "root's")
 }
+
+// readPID returns the PID the pid file holds, or -1.
+func readPID(path string) int {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return -1
+	}
+	n, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil {
+		return -1
+	}
+	return n
+}
+
+// As root, a pid file goes only in a directory no other user can change:
+// not one anyone may write (sticky or not), not one of nobody's.
+func TestPidfileRefusedWhereAnotherUserCanWrite(t *testing.T) {
+	t.Parallel()
+	dir := attackerTop(t)
+	self, _ := os.Executable()
+	open := mkdirMode(t, filepath.Join(dir, "open"), 0o777)
+	share := mkdirMode(t, filepath.Join(dir, "share"), os.ModeSticky|0o777)
+	theirs := filepath.Join(share, "theirs")
+	mustAsNobody(t, "mkdir", "-m", "755", theirs)
+	secret := filepath.Join(dir, "secret")
+	rootFile(t, secret, "root's")
+	mustAsNobody(t, "ln", "-s", secret, filepath.Join(open, "master.pid"))
+	for _, tc := range []struct{ dir, want string }{
+		{open, "directory is writable by others (mode 0777) without the sticky bit"},
+		{share, "directory is writable by others (mode 1777); only one that no one but its owner can write will do here"},
+		{theirs, "directory belongs to uid 65534 (nobody), who could replace any name in it"},
+	} {
+		path := filepath.Join(tc.dir, "master.pid")
+		code, out := hotcluster(t, "run", "--pidfile", path, "--", self)
+		want := "pid file " + path + ": " + tc.dir + ": " + tc.want
+		if code != 2 || !strings.Contains(out, want) {
+			t.Errorf("--pidfile %s: exit %d, output:\n%s\nwant exit 2 and %q", path, code, out, want)
+		}
+	}
+	if fi, err := os.Lstat(filepath.Join(open, "master.pid")); err != nil || fi.Mode().Type() != fs.ModeSymlink {
+		t.Errorf("nobody's symlink is gone or replaced: %v", err)
+	}
+	for _, d := range []string{share, theirs} {
+		if _, err := os.Lstat(filepath.Join(d, "master.pid")); !os.IsNotExist(err) {
+			t.Errorf("a pid file was written in %s: %v", d, err)
+		}
+	}
+	assertRootFile(t, secret, "root's")
+}
+
+// A master that stops leaves no pid file behind, unless the file no longer
+// names it.
+func TestPidfileRemovedAtStopOnlyIfItNamesUs(t *testing.T) {
+	t.Parallel()
+	pidfile := filepath.Join(t.TempDir(), "master.pid")
+	m := startMaster(t, "lib", "--workers", "1", "--pidfile", pidfile)
+	m.waitLine(0, `serving \(master pid`)
+	if got := readPID(pidfile); got != m.pid {
+		t.Fatalf("pid file holds %d, want %d", got, m.pid)
+	}
+	m.signal(syscall.SIGTERM)
+	if code := m.wait(); code != 0 {
+		t.Fatalf("exit code %d", code)
+	}
+	if _, err := os.Lstat(pidfile); !os.IsNotExist(err) {
+		t.Errorf("pid file after a clean stop: %v", err)
+	}
+
+	m = startMaster(t, "lib", "--workers", "1", "--pidfile", pidfile)
+	m.waitLine(0, `serving \(master pid`)
+	// Another tool's PID now, as if a second program shared the name.
+	if err := os.WriteFile(pidfile, []byte("1\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	m.signal(syscall.SIGTERM)
+	if code := m.wait(); code != 0 {
+		t.Fatalf("exit code %d", code)
+	}
+	if got := readPID(pidfile); got != 1 {
+		t.Errorf("a pid file rewritten by someone else holds %d after the stop, want it left with 1", got)
+	}
+}
+
+// After an upgrade the pid file names the new master, the old one did not
+// remove it on its way out, and the new one removes it when it stops.
+func TestPidfileAcrossUpgrade(t *testing.T) {
+	t.Parallel()
+	pidfile := filepath.Join(t.TempDir(), "master.pid")
+	m, _ := startCopiedMaster(t, "lib", "--workers", "1", "--listen", "web=127.0.0.1:0", "--pidfile", pidfile)
+	m.waitLine(0, `serving \(master pid`)
+	pid, _ := m.upgrade(m.pid, 0)
+	if got := readPID(pidfile); got != pid {
+		t.Fatalf("pid file holds %d once the old master %d exited, want the new master %d", got, m.pid, pid)
+	}
+	m.stopAt(pid)
+	if _, err := os.Lstat(pidfile); !os.IsNotExist(err) {
+		t.Errorf("pid file after the new master stopped: %v", err)
+	}
+}
