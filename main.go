@@ -466,16 +466,15 @@ func runAction(c *cli.Context) error {
 	if rc.dev != nil {
 		rc.dev.Log = logger
 		rc.dev.OnBuild = m.built
+		if rc.pool.Credential != nil {
+			// The workers' user runs the build outputs: it may enter, not
+			// list, and never add or replace one.
+			rc.dev.OutDirMode = 0o711
+		}
 		if loop, err = devloop.New(*rc.dev, pool); err != nil {
 			return &usageError{err}
 		}
 		defer loop.Close()
-		if rc.pool.Credential != nil {
-			// The workers' user runs the build outputs: it may enter, not list.
-			if err := os.Chmod(loop.OutDir(), 0o711); err != nil {
-				return err
-			}
-		}
 		rc.watch.IgnorePaths = append(rc.watch.IgnorePaths, loop.OutDir())
 		if watcher, err = watch.New(rc.watch); err != nil {
 			return err

@@ -433,3 +433,62 @@ func TestPidfileAcrossUpgrade(t *testing.T) {
 		t.Errorf("pid file after the new master stopped: %v", err)
 	}
 }
+
+// In development mode with --user, the build (run as root) writes each
+// output by path in a directory of root's, 0711: the workers' user runs
+// the outputs but can neither list the directory, nor add a name (such as
+// the next output's, as a symlink to a root file the next build would
+// write through), nor replace or change an output.
+func TestDevOutputsOutOfTheWorkersUsersReach(t *testing.T) {
+	t.Parallel()
+	dir, bin := attackerDir(t)
+	app := mkdirMode(t, filepath.Join(dir, "app"), 0o755)
+	tmp := mkdirMode(t, filepath.Join(dir, "tmp"), 0o755)
+	secret := filepath.Join(dir, "secret")
+	rootFile(t, secret, "root's")
+	msg := filepath.Join(app, "msg.txt")
+	writeAtomic(t, msg, "one")
+	cmd := exec.Command(bin, "run", "--user", "nobody", "--env", roleEnv+"=devapp", "--workers", "1",
+		"--listen", "web=127.0.0.1:0", "--watch", app, "--dir", app, "--build", "cp msg.txt {out}", "--", bin, "{out}")
+	cmd.Env = append(os.Environ(), append(masterEnv(t), "TMPDIR="+tmp)...)
+	m := startMasterCmd(t, cmd)
+	addr := m.listenAddr("web")
+	m.waitLine(0, `gen 1 ready in`)
+	if got := servedMsg(t, addr); got != "one" {
+		t.Fatalf("served %q", got)
+	}
+	outs, _ := filepath.Glob(filepath.Join(tmp, "hotcluster-build-*", "out-1"))
+	if len(outs) != 1 {
+		t.Fatalf("build outputs: %v", outs)
+	}
+	out := outs[0]
+	outDir := filepath.Dir(out)
+	if uid, mode := owner(t, outDir); uid != 0 || mode != fs.ModeDir|0o711 {
+		t.Errorf("output directory: %v of uid %d, want 0711 of root", mode, uid)
+	}
+	next := filepath.Join(outDir, "out-2")
+	for _, argv := range [][]string{
+		{"ls", outDir},
+		{"sh", "-c", "echo planted > " + filepath.Join(outDir, "planted")},
+		{"ln", "-s", secret, next},
+		{"sh", "-c", "echo evil > " + out},
+		{"rm", "-f", out},
+		{"mv", out, out + ".moved"},
+	} {
+		if o, err := asNobody(t, argv...); err == nil || !strings.Contains(o, "ermission denied") {
+			t.Errorf("as nobody: %s: %v: %s; want permission denied", strings.Join(argv, " "), err, o)
+		}
+	}
+	if b, err := os.ReadFile(out); err != nil || string(b) != "one" {
+		t.Errorf("build output now %q (%v)", b, err)
+	}
+	if _, err := os.Lstat(next); !os.IsNotExist(err) {
+		t.Fatalf("nobody planted the next output: %v", err)
+	}
+	writeAtomic(t, msg, "two")
+	m.waitLine(0, `gen 2 ready in`)
+	if got := servedMsg(t, addr); got != "two" {
+		t.Errorf("served %q after the edit, want two", got)
+	}
+	assertRootFile(t, secret, "root's")
+}
