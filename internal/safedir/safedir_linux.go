@@ -3,6 +3,7 @@ package safedir
 import (
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"math/rand/v2"
 	"os"
@@ -547,4 +548,49 @@ func entryOf(st *unix.Stat_t) Entry {
 		m |= fs.ModeSetgid
 	}
 	return Entry{ID: FileID{Dev: st.Dev, Ino: st.Ino}, Mode: m, UID: st.Uid, GID: st.Gid}
+}
+
+// ReadTrusted reads the file at path, at most limit bytes, which says
+// what the master does (a config file): in a directory that Open(dir,
+// OwnerOnly) accepts, a regular file of root's or this user's that no one
+// else may write. A symlink at the name is followed if root or this user
+// owns it, and its target is held to the same rules.
+func ReadTrusted(path string, limit int64) ([]byte, Entry, error) {
+	for links := 0; ; links++ {
+		d, err := Open(filepath.Dir(path), OwnerOnly)
+		if err != nil {
+			return nil, Entry{}, err
+		}
+		name := filepath.Base(path)
+		e, err := d.Lstat(name)
+		if err == nil && e.Mode.Type() == fs.ModeSymlink && trusted(e.UID) && links < maxSymlinks {
+			target, err := readlinkat(d.fd, name)
+			d.Close()
+			if err != nil {
+				return nil, Entry{}, &fs.PathError{Op: "readlink", Path: path, Err: err}
+			}
+			if !filepath.IsAbs(target) {
+				target = filepath.Join(filepath.Dir(path), target)
+			}
+			path = target
+			continue
+		}
+		f, e, err := d.OpenFile(name, os.O_RDONLY, 0)
+		d.Close()
+		if err != nil {
+			return nil, Entry{}, err
+		}
+		defer f.Close()
+		if e.Mode.Perm()&0o022 != 0 {
+			return nil, Entry{}, &UnsafeError{Path: path, Reason: fmt.Sprintf("mode %s lets others change it; chmod go-w it", e.Mode.Perm())}
+		}
+		b, err := io.ReadAll(io.LimitReader(f, limit+1))
+		if err != nil {
+			return nil, Entry{}, &fs.PathError{Op: "read", Path: path, Err: err}
+		}
+		if int64(len(b)) > limit {
+			return nil, Entry{}, fmt.Errorf("read %s: larger than %d bytes", path, limit)
+		}
+		return b, e, nil
+	}
 }

@@ -462,3 +462,54 @@ func TestOpenFileRefusesAnotherUsersFile(t *testing.T) {
 		t.Errorf("the refused file now holds %q", b)
 	}
 }
+
+func TestReadTrusted(t *testing.T) {
+	t.Parallel()
+	base := t.TempDir()
+	write := func(path string, mode os.FileMode) string {
+		t.Helper()
+		if err := os.WriteFile(path, []byte("listen = [\":80\"]"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chmod(path, mode); err != nil {
+			t.Fatal(err)
+		}
+		return path
+	}
+	write(base+"/real.toml", 0o644)
+	symlink(t, "real.toml", base+"/link.toml")
+	mkdir(t, base+"/open", 0o777)
+	write(base+"/open/planted.toml", 0o644)
+	symlink(t, base+"/open/planted.toml", base+"/to-open.toml")
+	write(base+"/writable.toml", 0o666)
+	for _, tc := range []struct{ name, want string }{
+		{"real.toml", ""},
+		{"link.toml", ""},
+		{"to-open.toml", "without the sticky bit"},
+		{"open/planted.toml", "without the sticky bit"},
+		{"writable.toml", "mode -rw-rw-rw- lets others change it"},
+	} {
+		b, _, err := ReadTrusted(base+"/"+tc.name, 1<<10)
+		switch {
+		case tc.want == "" && (err != nil || string(b) != `listen = [":80"]`):
+			t.Errorf("ReadTrusted(%s) = %q, %v", tc.name, b, err)
+		case tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)):
+			t.Errorf("ReadTrusted(%s): %v, want %q", tc.name, err, tc.want)
+		}
+	}
+	if _, _, err := ReadTrusted(base+"/real.toml", 4); err == nil || !strings.Contains(err.Error(), "larger than 4 bytes") {
+		t.Errorf("ReadTrusted beyond its limit: %v", err)
+	}
+}
+
+func TestReadTrustedRefusesAnotherUsersSymlink(t *testing.T) {
+	t.Parallel()
+	uid, gid := nobody(t)
+	base := t.TempDir()
+	os.WriteFile(base+"/real.toml", nil, 0o644)
+	l := symlink(t, base+"/real.toml", base+"/theirs.toml")
+	chown(t, l, uid, gid)
+	if _, _, err := ReadTrusted(l, 1<<10); err == nil || !strings.Contains(err.Error(), "a symlink of uid 65534 (nobody) is in the way") {
+		t.Errorf("ReadTrusted through nobody's symlink: %v", err)
+	}
+}

@@ -37,3 +37,4 @@ func MkdirTemp(string, string, fs.FileMode) (*Dir, error) { return nil, ErrNotSu
 func OpenFile(string, int, fs.FileMode) (*os.File, Entry, error) {
 	return nil, Entry{}, ErrNotSupported
 }
+func ReadTrusted(string, int64) ([]byte, Entry, error) { return nil, Entry{}, ErrNotSupported }
