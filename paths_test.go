@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -491,4 +492,31 @@ func TestDevOutputsOutOfTheWorkersUsersReach(t *testing.T) {
 		t.Errorf("served %q after the edit, want two", got)
 	}
 	assertRootFile(t, secret, "root's")
+}
+
+// A hotcluster.toml that another user left in the directory root runs
+// hotcluster in (a sticky one, as /tmp) is not read: it would name the
+// commands root runs.
+func TestConfigFilePlantedByAnotherUserIsNotRead(t *testing.T) {
+	t.Parallel()
+	dir := attackerTop(t)
+	share := mkdirMode(t, filepath.Join(dir, "share"), os.ModeSticky|0o777)
+	pwned := filepath.Join(dir, "pwned")
+	mustAsNobody(t, "sh", "-c", `printf 'command = ["/bin/sh", "-c", "touch `+pwned+`"]\n' > `+filepath.Join(share, "hotcluster.toml"))
+	self, _ := os.Executable()
+	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, self, "run", "--workers", "1")
+	cmd.Args[0] = "hotcluster"
+	cmd.Dir = share
+	cmd.Env = append(os.Environ(), roleEnv+"=master", "XDG_RUNTIME_DIR="+t.TempDir())
+	out, err := cmd.CombinedOutput()
+	var ee *exec.ExitError
+	want := "config file: " + share + ": directory is writable by others (mode 1777)"
+	if !errors.As(err, &ee) || ee.ExitCode() != 2 || !strings.Contains(string(out), want) {
+		t.Errorf("run beside nobody's hotcluster.toml: %v, output:\n%s\nwant exit 2 and %q", err, out, want)
+	}
+	if _, err := os.Lstat(pwned); !os.IsNotExist(err) {
+		t.Errorf("root ran nobody's command: %v", err)
+	}
 }
