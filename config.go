@@ -33,6 +33,7 @@ import (
 	"time"
 
 	"github.com/BurntSushi/toml"
+	"github.com/hotcluster/hotcluster/internal/safedir"
 	"github.com/urfave/cli/v2"
 	"github.com/urfave/cli/v2/altsrc"
 )
@@ -95,6 +96,18 @@ func (f *configFileFlag) Apply(set *flag.FlagSet) error {
 	return f.StringFlag.Apply(set)
 }
 
+// readConfigFile reads the config file at name, which says what commands
+// the master runs (as root, maybe): only a file that no user but root and
+// this one can change, all the way to it (see package internal/safedir); a
+// hotcluster.toml planted in /tmp is not read.
+func readConfigFile(name string) ([]byte, error) {
+	b, _, err := safedir.ReadTrusted(name, maxConfigFile)
+	return b, err
+}
+
+// maxConfigFile bounds what a config file may hold.
+const maxConfigFile = 1 << 20
+
 // loadConfigFile is the Before of `hotcluster run`: it reads the config file,
 // if any, and sets from it every flag the command line did not set, and the
 // worker command if none was given after --. Mistakes in the file are usage
@@ -109,7 +122,7 @@ func loadConfigFile(c *cli.Context) error {
 	} else if name == "" {
 		return nil
 	}
-	data, err := os.ReadFile(name)
+	data, err := readConfigFile(name)
 	if err != nil {
 		return usagef("config file: %w", err)
 	}

@@ -25,6 +25,7 @@ import (
 	"github.com/hotcluster/hotcluster/handoff"
 	"github.com/hotcluster/hotcluster/internal/logfmt"
 	"github.com/hotcluster/hotcluster/internal/logsink"
+	"github.com/hotcluster/hotcluster/internal/safedir"
 	"github.com/hotcluster/hotcluster/metrics"
 	"github.com/hotcluster/hotcluster/signals"
 	"github.com/hotcluster/hotcluster/systemd"
@@ -91,6 +92,17 @@ type reportedError struct{ err error }
 
 func (e *reportedError) Error() string { return e.err.Error() }
 func (e *reportedError) Unwrap() error { return e.err }
+
+// usageIfUnsafe makes a path the user gave and hotcluster refused (in a
+// directory another user could change, or with another user's name in the
+// way: see package internal/safedir) a mistake in the command line.
+func usageIfUnsafe(err error) error {
+	var ue *safedir.UnsafeError
+	if errors.As(err, &ue) {
+		return &usageError{err}
+	}
+	return err
+}
 
 // run is main without os.Exit, returning the exit code.
 func run(args []string) int {
@@ -449,7 +461,7 @@ func serve(c *cli.Context, rc *runConfig, sink *logsink.Sink) error {
 	}
 	upg, err := upgrade.New(upgrade.Config{PIDFile: rc.pidfile, UpgradeTimeout: rc.upgradeTimeout})
 	if err != nil {
-		return err
+		return usageIfUnsafe(err)
 	}
 	defer upg.Stop()
 	bu = newBinaryUpgrade(upg)
@@ -464,10 +476,14 @@ func serve(c *cli.Context, rc *runConfig, sink *logsink.Sink) error {
 	if err != nil {
 		return err
 	}
+	// The file this master removes when it stops: the socket it just bound
+	// or, after an upgrade, the one the previous master still serves. None
+	// if that cannot be told.
+	ctlFile, ctlErr := control.IdentifySocket(rc.control)
 	defer func() {
 		ctlLn.Close()
-		if !bu.done.Load() {
-			os.Remove(rc.control)
+		if !bu.done.Load() && ctlFile != nil {
+			ctlFile.Remove()
 		}
 	}()
 	var metricsLn net.Listener
@@ -489,7 +505,7 @@ func serve(c *cli.Context, rc *runConfig, sink *logsink.Sink) error {
 	var socks *handoff.Sockets
 	if len(rc.sockets.Specs) > 0 || len(rc.sockets.Inherited) > 0 {
 		if socks, err = handoff.Open(rc.sockets); err != nil {
-			return err
+			return usageIfUnsafe(err)
 		}
 		// After a successful upgrade the new master serves the unix
 		// socket files: they must stay.
@@ -502,21 +518,31 @@ func serve(c *cli.Context, rc *runConfig, sink *logsink.Sink) error {
 	}
 	logger := pool.Logger()
 	bu.log = logger
+	// Nothing wrote the PID file before this point (the master does once it
+	// serves). One that stops for good leaves none behind; one that handed
+	// over leaves its successor's PID in it, which RemovePIDFile checks too.
+	defer func() {
+		if bu.done.Load() {
+			return
+		}
+		if err := upg.RemovePIDFile(); err != nil {
+			logger.Printf("%v", err)
+		}
+	}()
 	m.pool, m.socks, m.log = pool, socks, logger
 	var watcher *watch.Watcher
 	if rc.dev != nil {
 		rc.dev.Log = logger
 		rc.dev.OnBuild = m.built
+		if rc.pool.Credential != nil {
+			// The workers' user runs the build outputs: it may enter, not
+			// list, and never add or replace one.
+			rc.dev.OutDirMode = 0o711
+		}
 		if loop, err = devloop.New(*rc.dev, pool); err != nil {
 			return &usageError{err}
 		}
 		defer loop.Close()
-		if rc.pool.Credential != nil {
-			// The workers' user runs the build outputs: it may enter, not list.
-			if err := os.Chmod(loop.OutDir(), 0o711); err != nil {
-				return err
-			}
-		}
 		rc.watch.IgnorePaths = append(rc.watch.IgnorePaths, loop.OutDir())
 		if watcher, err = watch.New(rc.watch); err != nil {
 			return err
@@ -536,6 +562,9 @@ func serve(c *cli.Context, rc *runConfig, sink *logsink.Sink) error {
 		}
 	}
 	logger.Printf("control socket %s (hotcluster status --name %s)", rc.control, rc.name)
+	if ctlErr != nil {
+		logger.Printf("%v; it will be left when this master stops", ctlErr)
+	}
 
 	ctx, cancel := context.WithCancel(c.Context)
 	defer cancel()

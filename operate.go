@@ -213,7 +213,7 @@ func listenControl(path string) func() (net.Listener, error) {
 			return nil, &usageError{err}
 		}
 		if err != nil {
-			return nil, err
+			return nil, usageIfUnsafe(err)
 		}
 		return ln, nil
 	}

@@ -4,15 +4,16 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log"
 	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"sync/atomic"
 	"time"
 
 	"github.com/hotcluster/hotcluster/handoff"
+	"github.com/hotcluster/hotcluster/internal/safedir"
 	"github.com/hotcluster/hotcluster/upgrade"
 	"github.com/hotcluster/hotcluster/workers"
 )
@@ -157,7 +158,16 @@ func (b *binaryUpgrade) requestWait(ctx context.Context) (int, error) {
 // announce tells the previous master that this one serves.
 func (b *binaryUpgrade) announce() error {
 	if b.pidfile != "" {
-		if err := os.WriteFile(b.pidfile, []byte(strconv.Itoa(os.Getpid())), 0o600); err != nil {
+		// In the previous master's private directory; made exclusively,
+		// never through a name someone left there.
+		f, _, err := safedir.OpenFile(b.pidfile, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+		if err == nil {
+			_, err = f.WriteString(strconv.Itoa(os.Getpid()))
+			if cerr := f.Close(); err == nil {
+				err = cerr
+			}
+		}
+		if err != nil {
 			return fmt.Errorf("upgrade: tell the previous master our PID: %w", err)
 		}
 	}
@@ -222,12 +232,16 @@ func (b *binaryUpgrade) once(socks *handoff.Sockets) (int, error) {
 	if _, err := os.Stat(os.Args[0]); err != nil {
 		return 0, fmt.Errorf("new binary: %w", err)
 	}
-	dir, err := os.MkdirTemp("", "hotcluster-upgrade-")
+	// Private (0700, made exclusively), where the new master says its PID.
+	dir, err := safedir.MkdirTemp("", "hotcluster-upgrade-", 0o700)
 	if err != nil {
 		return 0, fmt.Errorf("upgrade: %w", err)
 	}
-	defer os.RemoveAll(dir)
-	u := upgradeState{gen: b.gen.Load(), pidfile: filepath.Join(dir, "pid")}
+	defer func() {
+		os.RemoveAll(dir.Path())
+		dir.Close()
+	}()
+	u := upgradeState{gen: b.gen.Load(), pidfile: dir.Join("pid")}
 	if socks != nil {
 		if err := socks.Persist(); err != nil {
 			return 0, err
@@ -255,7 +269,12 @@ func (b *binaryUpgrade) once(socks *handoff.Sockets) (int, error) {
 	if err != nil {
 		return 0, err
 	}
-	data, err := os.ReadFile(u.pidfile)
+	f, _, err := dir.OpenFile("pid", os.O_RDONLY, 0)
+	var data []byte
+	if err == nil {
+		data, err = io.ReadAll(io.LimitReader(f, 32))
+		f.Close()
+	}
 	if err != nil {
 		return 0, fmt.Errorf("the new master did not say its PID: %w", err)
 	}

@@ -19,6 +19,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"io/fs"
 	"log"
 	"os"
 	"os/exec"
@@ -28,6 +29,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/hotcluster/hotcluster/internal/safedir"
 	"github.com/hotcluster/hotcluster/workers"
 )
 
@@ -48,10 +50,16 @@ type Config struct {
 	Command []string
 	Dir     string
 	// OutDir is where build outputs go; it is created by New (under the
-	// system's temporary directory when empty) and removed by Close.
+	// system's temporary directory when empty) and removed by Close. The
+	// build, run as the master's user (root, say), writes {out} in it by
+	// path, so only that user may add or replace a name there.
 	OutDir string
-	Log    *log.Logger
-	Color  bool
+	// OutDirMode is the output directory's mode; default 0700. For workers
+	// of another user, 0711 lets them run the outputs without listing or
+	// changing the directory.
+	OutDirMode fs.FileMode
+	Log        *log.Logger
+	Color      bool
 	// OnBuild, when set, is told of each build that ran to its end: err
 	// is nil when it succeeded. It is called from Run's goroutine and must
 	// not block.
@@ -119,11 +127,15 @@ func New(cfg Config, pool Pool) (*Loop, error) {
 	if cfg.Log == nil {
 		cfg.Log = log.New(os.Stderr, "hotcluster: ", 0)
 	}
-	dir, err := os.MkdirTemp(cfg.OutDir, "hotcluster-build-")
+	if cfg.OutDirMode == 0 {
+		cfg.OutDirMode = 0o700
+	}
+	dir, err := safedir.MkdirTemp(cfg.OutDir, "hotcluster-build-", cfg.OutDirMode)
 	if err != nil {
 		return nil, fmt.Errorf("build output directory: %w", err)
 	}
-	cfg.OutDir = dir
+	cfg.OutDir = dir.Path()
+	dir.Close()
 	return &Loop{
 		cfg: cfg, pool: pool, wakeup: make(chan struct{}, 1),
 		running: make(map[string]*build), started: make(map[uint64]*build),

@@ -14,6 +14,9 @@ import (
 )
 
 func openListener(spec Spec, forceShared bool) (*listener, error) {
+	if spec.Network == "unix" && spec.Addr[0] != '@' {
+		return openUnixListener(spec)
+	}
 	l := &listener{spec: spec, mode: Steered}
 	switch {
 	case spec.Network == "unix":
@@ -73,17 +76,11 @@ func bindSock(network, addr string, reuseport bool) (*sock, string, error) {
 	}
 	ctx := context.Background()
 	switch network {
-	case "unix":
-		if err := removeStale(addr); err != nil {
-			return nil, "", err
-		}
+	case "unix": // abstract: socket paths are bound by openUnixListener
 		ln, err := lc.Listen(ctx, network, addr)
 		if err != nil {
 			return nil, "", err
 		}
-		// Workers close their copies; the file must stay until the master
-		// stops for good (see Sockets.Close).
-		ln.(*net.UnixListener).SetUnlinkOnClose(false)
 		so, err := sockOf(ln.(*net.UnixListener), ln)
 		return so, addr, err
 	case "udp", "udp4", "udp6":
@@ -141,27 +138,6 @@ func (fd rawFD) Control(f func(uintptr)) error  { f(uintptr(fd)); return nil }
 func (fd rawFD) Read(func(uintptr) bool) error  { return errors.ErrUnsupported }
 func (fd rawFD) Write(func(uintptr) bool) error { return errors.ErrUnsupported }
 func (fd rawFD) Close() error                   { return unix.Close(int(fd)) }
-
-// removeStale removes a unix socket file that nobody listens on any more,
-// as left by a master that was killed.
-func removeStale(path string) error {
-	if path[0] == '@' {
-		return nil
-	}
-	fi, err := os.Lstat(path)
-	if err != nil || fi.Mode()&os.ModeSocket == 0 {
-		return nil // bind reports what is wrong
-	}
-	c, err := net.DialTimeout("unix", path, time.Second)
-	if err == nil {
-		c.Close()
-		return syscall.EADDRINUSE
-	}
-	if errors.Is(err, syscall.ECONNREFUSED) {
-		return os.Remove(path)
-	}
-	return nil
-}
 
 // grow adds a socket to the group.
 func (l *listener) grow() error {

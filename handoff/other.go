@@ -17,6 +17,10 @@ func (l *listener) steer(k int) error                             { return errNo
 func (l *listener) quiesce(ctx context.Context, so *sock) error   { return errNotSupported }
 func dupFile(rc syscall.RawConn, name string) (*os.File, error)   { return nil, errNotSupported }
 
+type unixFile struct{}
+
+func (l *listener) removeFile() {}
+
 type inherited struct {
 	spec Spec
 	used bool

@@ -102,6 +102,9 @@ type listener struct {
 	socks   []*sock // steered: the group, by index; shared: one socket
 	// why is the reason a listener fell back to shared mode, for the log.
 	why string
+	// file is the unix socket file this master bound, removed at the final
+	// stop; nil for every other listener.
+	file *unixFile
 }
 
 // Open binds every listener, or takes it over from Store. On error nothing
@@ -471,8 +474,8 @@ func (s *Sockets) Close(unlink bool) {
 		for _, so := range l.socks {
 			so.c.Close()
 		}
-		if unlink && !l.adopted && l.spec.Network == "unix" && l.spec.Addr[0] != '@' {
-			os.Remove(l.spec.Addr)
+		if unlink {
+			l.removeFile()
 		}
 	}
 	s.ls = nil

@@ -17,10 +17,16 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"io/fs"
 	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/cloudflare/tableflip"
+	"github.com/hotcluster/hotcluster/internal/safedir"
 )
 
 // ErrNotSupported is returned on platforms where tableflip cannot work.
@@ -29,7 +35,11 @@ var ErrNotSupported = errors.New("upgrade: platform does not support graceful up
 // Config controls the Upgrader. A zero Config is valid.
 type Config struct {
 	// PIDFile, when set, names a file that always holds the PID of the live
-	// master: written when the master becomes ready.
+	// master: written when the master becomes ready (by tableflip, through
+	// a temporary file in the same directory and a rename, so never through
+	// a symlink at the name), removed by RemovePIDFile. Its directory must
+	// be one that no user but root and this one can change: New refuses
+	// another with a *safedir.UnsafeError.
 	PIDFile string
 	// UpgradeTimeout bounds how long a new master may take to be ready;
 	// default tableflip.DefaultUpgradeTimeout (1 minute).
@@ -38,11 +48,24 @@ type Config struct {
 
 // Upgrader stores the master's sockets. It is safe for concurrent use.
 type Upgrader struct {
-	tf *tableflip.Upgrader
+	tf      *tableflip.Upgrader
+	pidfile string // absolute
 }
 
 // New creates the process's only Upgrader; a second call fails.
 func New(cfg Config) (*Upgrader, error) {
+	if cfg.PIDFile != "" {
+		abs, err := filepath.Abs(cfg.PIDFile)
+		if err != nil {
+			return nil, fmt.Errorf("pid file %s: %w", cfg.PIDFile, err)
+		}
+		d, err := safedir.Open(filepath.Dir(abs), safedir.OwnerOnly)
+		if err != nil {
+			return nil, fmt.Errorf("pid file %s: %w", cfg.PIDFile, err)
+		}
+		d.Close()
+		cfg.PIDFile = abs
+	}
 	tf, err := tableflip.New(tableflip.Options{PIDFile: cfg.PIDFile, UpgradeTimeout: cfg.UpgradeTimeout})
 	if errors.Is(err, tableflip.ErrNotSupported) {
 		return nil, ErrNotSupported
@@ -50,7 +73,51 @@ func New(cfg Config) (*Upgrader, error) {
 	if err != nil {
 		return nil, fmt.Errorf("upgrade: %w", err)
 	}
-	return &Upgrader{tf: tf}, nil
+	return &Upgrader{tf: tf, pidfile: cfg.PIDFile}, nil
+}
+
+// RemovePIDFile removes Config.PIDFile if it still holds this process's
+// PID: for a master that stops for good, not for one that handed over to
+// an upgraded master (whose PID the file holds by then). A file that
+// someone rewrote, or replaced with anything but a regular file, is left
+// alone.
+func (u *Upgrader) RemovePIDFile() error {
+	if u.pidfile == "" {
+		return nil
+	}
+	return removePIDFile(u.pidfile, os.Getpid())
+}
+
+// removePIDFile removes the pid file at path if it holds pid. It reads
+// the file without following a symlink and unlinks it only if the name
+// still is that file, in a directory that only root and this user can
+// change (see package internal/safedir for the race that remains).
+func removePIDFile(path string, pid int) error {
+	d, err := safedir.Open(filepath.Dir(path), safedir.OwnerOnly)
+	if err != nil {
+		return fmt.Errorf("remove pid file: %w", err)
+	}
+	defer d.Close()
+	name := filepath.Base(path)
+	f, e, err := d.OpenFile(name, os.O_RDONLY, 0)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("remove pid file: %w", err)
+	}
+	b, err := io.ReadAll(io.LimitReader(f, 32))
+	f.Close()
+	if err != nil {
+		return fmt.Errorf("remove pid file: %w", err)
+	}
+	if strings.TrimSpace(string(b)) != strconv.Itoa(pid) {
+		return nil
+	}
+	if _, err := d.RemoveIfSame(name, e.ID); err != nil {
+		return fmt.Errorf("remove pid file: %w", err)
+	}
+	return nil
 }
 
 // File returns a close-on-exec duplicate of the socket stored under name by

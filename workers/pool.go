@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log"
 	"os"
 	"path/filepath"
@@ -18,6 +19,7 @@ import (
 
 	"github.com/hotcluster/hotcluster/internal/logfmt"
 	"github.com/hotcluster/hotcluster/internal/protocol"
+	"github.com/hotcluster/hotcluster/internal/safedir"
 )
 
 // logPrefix starts each of the pool's own lines in text format.
@@ -234,12 +236,15 @@ type Config struct {
 	// default os.Stderr.
 	Output io.Writer
 	// RuntimeDir is where the private directory of notify sockets is made;
-	// default $XDG_RUNTIME_DIR, else the system's temporary directory.
+	// default $XDG_RUNTIME_DIR, else the system's temporary directory. It
+	// must be a directory no other user can change, or have the sticky bit
+	// (as /tmp); see package internal/safedir.
 	RuntimeDir string
 	// Credential, when set, runs the workers as another user and group
 	// (the master keeps the sockets: bind :80 as root, serve as www-data).
-	// The notify sockets are then owned by that user, in a directory only
-	// it and the master can enter.
+	// Each worker's notify socket (0600) is then given to that user, in a
+	// directory that stays the master's: the workers' user may enter it
+	// but neither list it nor plant or swap a name in it.
 	Credential *syscall.Credential
 	// FirstGeneration numbers the first generation (default 1): a master
 	// started by an upgrade continues its predecessor's numbers.
@@ -280,7 +285,7 @@ type Pool struct {
 	wg        sync.WaitGroup // goroutines that send on events
 
 	// Loop state, owned by the goroutine running Run.
-	notifyDir string
+	notifyDir *safedir.Dir
 	seq       int
 	size      int
 	gen       uint64
@@ -525,20 +530,28 @@ func (p *Pool) after(d time.Duration, e any) *time.Timer {
 // exited. It returns an error when the first generation could not start.
 func (p *Pool) Run(ctx context.Context) error {
 	defer close(p.done)
-	dir, err := os.MkdirTemp(p.cfg.RuntimeDir, "hotcluster-")
+	// The master's own directory, made exclusively, so that no name in it
+	// can be planted or swapped by anyone else: the master binds, chowns
+	// and removes names in it as root (see spawn). Workers of another
+	// user may only enter it, to reach their own sockets.
+	perm := fs.FileMode(0o700)
+	if p.cfg.Credential != nil {
+		perm = 0o711
+	}
+	dir, err := safedir.MkdirTemp(p.cfg.RuntimeDir, "hotcluster-", perm)
 	if err != nil {
 		return fmt.Errorf("workers: notify socket directory: %w", err)
 	}
 	p.notifyDir = dir
 	p.started = time.Now()
-	defer os.RemoveAll(dir)
-	// MkdirTemp makes it 0700: only this user can reach the notify sockets;
-	// with Credential, the workers' user instead.
+	// Deferred before anything can fail, and so run after p.wg.Wait: no
+	// worker goroutine uses the directory any more.
+	defer func() {
+		os.RemoveAll(dir.Path())
+		dir.Close()
+	}()
 	if c := p.cfg.Credential; c != nil {
-		if err := os.Chown(dir, int(c.Uid), int(c.Gid)); err != nil {
-			return fmt.Errorf("workers: notify socket directory: %w", err)
-		}
-		if err := reachable(p.cfg.RuntimeDir, c.Uid); err != nil {
+		if err := reachable(dir.Path(), c.Uid); err != nil {
 			return err
 		}
 	}

@@ -6,13 +6,13 @@ import (
 	"net"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"runtime"
 	"sync"
 	"syscall"
 	"time"
 
 	"github.com/hotcluster/hotcluster/internal/protocol"
+	"github.com/hotcluster/hotcluster/internal/safedir"
 	"golang.org/x/sys/unix"
 )
 
@@ -34,16 +34,16 @@ func (p *Pool) spawn(s spawnSpec) (*worker, error) {
 	defer closeFiles(s.files)
 	w := &worker{gen: s.gen, slot: s.slot}
 	p.seq++
-	sockPath := filepath.Join(p.notifyDir, fmt.Sprintf("g%d-w%d-%d", s.gen, s.slot, p.seq))
-	notify, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: sockPath, Net: "unixgram"})
+	ns, err := p.listenNotify(fmt.Sprintf("g%d-w%d-%d", s.gen, s.slot, p.seq))
 	if err != nil {
 		return nil, fmt.Errorf("start gen %d worker %d: notify socket: %w", s.gen, s.slot, err)
 	}
+	notify := ns.conn
 
 	var pipes [4]*os.File // stdout r, w; stderr r, w
 	for i := 0; i < 4; i += 2 {
 		if pipes[i], pipes[i+1], err = os.Pipe(); err != nil {
-			notify.Close()
+			ns.close(p.notifyDir)
 			closeFiles(pipes[:])
 			return nil, fmt.Errorf("start gen %d worker %d: %w", s.gen, s.slot, err)
 		}
@@ -55,9 +55,8 @@ func (p *Pool) spawn(s spawnSpec) (*worker, error) {
 	if s.ipc != IPCOff {
 		fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
 		if err != nil {
-			notify.Close()
+			ns.close(p.notifyDir)
 			closeFiles(pipes[:])
-			os.Remove(sockPath)
 			return nil, fmt.Errorf("start gen %d worker %d: message channel: %w", s.gen, s.slot, err)
 		}
 		unix.SetNonblock(fds[0], true)
@@ -71,7 +70,7 @@ func (p *Pool) spawn(s spawnSpec) (*worker, error) {
 		Path:       selfExe,
 		Args:       append([]string{shimArg0, s.cmd.Path}, s.cmd.Args...),
 		Dir:        p.cfg.Dir,
-		Env:        p.workerEnv(s, sockPath),
+		Env:        p.workerEnv(s, p.notifyDir.Join(ns.name)),
 		Stdout:     pipes[1],
 		Stderr:     pipes[3],
 		ExtraFiles: extra,
@@ -84,16 +83,6 @@ func (p *Pool) spawn(s spawnSpec) (*worker, error) {
 			Credential: p.cfg.Credential,
 		},
 	}
-	if c := p.cfg.Credential; c != nil {
-		// The worker connects to its notify socket as its own user.
-		if err := os.Chown(sockPath, int(c.Uid), int(c.Gid)); err != nil {
-			notify.Close()
-			closeFiles(pipes[:])
-			os.Remove(sockPath)
-			return nil, fmt.Errorf("start gen %d worker %d: notify socket: %w", s.gen, s.slot, err)
-		}
-	}
-
 	if ipcOurs != nil {
 		w.outbox = make(chan []byte, outboxSize)
 	}
@@ -133,7 +122,7 @@ func (p *Pool) spawn(s spawnSpec) (*worker, error) {
 		}
 		w.pid = cmd.Process.Pid
 		startErr <- nil
-		p.reap(w, cmd, notify, notifyClosing, notifyDone, pipes[0], pipes[2], &outputs)
+		p.reap(w, cmd, ns, notifyClosing, notifyDone, pipes[0], pipes[2], &outputs)
 	}()
 	err = <-startErr
 	pipes[1].Close()
@@ -145,7 +134,7 @@ func (p *Pool) spawn(s spawnSpec) (*worker, error) {
 		close(notifyClosing)
 		notify.Close()
 		<-notifyDone
-		os.Remove(sockPath)
+		ns.close(p.notifyDir)
 		pipes[0].Close()
 		pipes[2].Close()
 		return nil, fmt.Errorf("start gen %d worker %d: %w", s.gen, s.slot, err)
@@ -163,7 +152,7 @@ const outputGrace = 2 * time.Second
 
 // reap waits for the worker to exit, kills what is left of its process
 // group, collects its last output and reports the exit to the pool.
-func (p *Pool) reap(w *worker, cmd *exec.Cmd, notify *net.UnixConn, notifyClosing chan<- struct{}, notifyDone <-chan struct{}, stdout, stderr *os.File, outputs *sync.WaitGroup) {
+func (p *Pool) reap(w *worker, cmd *exec.Cmd, ns *notifySock, notifyClosing chan<- struct{}, notifyDone <-chan struct{}, stdout, stderr *os.File, outputs *sync.WaitGroup) {
 	// Wait without reaping first, so that the worker's PID, and so its
 	// process group ID, cannot be reused while the group is killed.
 	var info unix.Siginfo
@@ -197,10 +186,55 @@ func (p *Pool) reap(w *worker, cmd *exec.Cmd, notify *net.UnixConn, notifyClosin
 	// The notify reader must be done before the exit is reported: the pool
 	// stops reading events once every worker has exited.
 	close(notifyClosing)
-	notify.Close()
+	ns.conn.Close()
 	<-notifyDone
-	os.Remove(notify.LocalAddr().String())
+	ns.close(p.notifyDir)
 	p.events <- exitEvent{w: w, err: err, state: cmd.ProcessState}
+}
+
+// notifySock is a worker's notify socket: the master's end, and the file
+// that the worker sends to.
+type notifySock struct {
+	conn *net.UnixConn
+	name string // in the notify directory
+	id   safedir.FileID
+}
+
+// listenNotify binds a worker's notify socket, name, in the notify
+// directory: mode 0600 from the start, and with Credential given to the
+// workers' user through the file's descriptor, never by path (a chown by
+// path follows a symlink swapped in under it, to any file of root's).
+func (p *Pool) listenNotify(name string) (*notifySock, error) {
+	d := p.notifyDir
+	fd, id, err := d.BindUnix(name, unix.SOCK_DGRAM, 0o600)
+	if err != nil {
+		return nil, err
+	}
+	ns := &notifySock{name: name, id: id}
+	f := os.NewFile(uintptr(fd), name)
+	c, err := net.FileConn(f) // a duplicate, in the netpoller
+	f.Close()
+	if err == nil {
+		ns.conn = c.(*net.UnixConn)
+		if cr := p.cfg.Credential; cr != nil {
+			// The worker connects to its notify socket as its own user.
+			err = d.Chown(name, id, int(cr.Uid), int(cr.Gid))
+		}
+	}
+	if err != nil {
+		ns.close(d)
+		return nil, err
+	}
+	return ns, nil
+}
+
+// close closes the master's end, if still open, and removes the file if it
+// is still the one bound.
+func (ns *notifySock) close(d *safedir.Dir) {
+	if ns.conn != nil {
+		ns.conn.Close()
+	}
+	d.RemoveIfSame(ns.name, ns.id)
 }
 
 // readNotify forwards the worker's notify datagrams until the socket is
