@@ -1,0 +1,92 @@
+package workers
+
+import (
+	"encoding/json"
+	"fmt"
+	"time"
+)
+
+// EventKind names what happened to a generation or a worker.
+type EventKind int
+
+// The events reported to Config.OnEvent.
+const (
+	// GenStarting: the generation's workers are being started.
+	GenStarting EventKind = iota + 1
+	// GenReady: the generation serves; Took is from its start.
+	GenReady
+	// GenFailed: the generation never served; Err says why.
+	GenFailed
+	// GenDone: every worker of the generation has exited.
+	GenDone
+	// WorkerStarted: a worker process was forked (Slot, PID).
+	WorkerStarted
+	// WorkerReady: a worker reported ready, or counted as ready.
+	WorkerReady
+	// WorkerDraining: a worker was sent the stop signal; Err says why.
+	WorkerDraining
+	// WorkerExited: a worker exited; Err describes its status, Took its
+	// lifetime.
+	WorkerExited
+	// WorkerRespawn: a worker of the serving generation died and its slot
+	// is started again (after Took of back-off).
+	WorkerRespawn
+	// WorkerRecycle: a worker is being replaced (Err says why): its
+	// replacement starts, and the worker drains once that is ready.
+	WorkerRecycle
+	// WorkerDisconnect: a worker's message channel closed.
+	WorkerDisconnect
+	// WorkerMessage: a worker sent Message on its channel.
+	WorkerMessage
+	// Scaled: the group's size changed to Workers.
+	Scaled
+	// WorkerErrored: a serving worker's slot crashed more than
+	// Config.MaxRestarts times within Config.RestartWindow and is given up
+	// until the next generation; Err says why.
+	WorkerErrored
+	// WorkerHung: a worker missed its watchdog deadline (Config.Watchdog);
+	// it is replaced and aborted.
+	WorkerHung
+	// GenErrored: no worker of the serving generation is left: every slot
+	// was given up. The sockets stay open; a reload starts afresh.
+	GenErrored
+)
+
+var eventNames = [...]string{
+	GenStarting: "reload-start", GenReady: "reload-done", GenFailed: "reload-failed", GenDone: "drained",
+	WorkerStarted: "fork", WorkerReady: "ready", WorkerDraining: "draining", WorkerExited: "exit",
+	WorkerRespawn: "respawn", WorkerRecycle: "recycle", WorkerDisconnect: "disconnect",
+	WorkerMessage: "message", Scaled: "scale", WorkerErrored: "slot-errored", WorkerHung: "hung",
+	GenErrored: "errored",
+}
+
+// String is the event's name on the control socket, after Node's cluster
+// events where one matches (fork, disconnect, exit).
+func (k EventKind) String() string {
+	if k > 0 && int(k) < len(eventNames) {
+		return eventNames[k]
+	}
+	return fmt.Sprintf("event(%d)", int(k))
+}
+
+// Event is a change in a generation's or a worker's life.
+type Event struct {
+	Kind EventKind
+	Gen  uint64
+	// Command is the generation's command (generation events).
+	Command Command
+	// Workers is the generation's size (GenStarting, GenReady, Scaled).
+	Workers int
+	// Slot and PID name the worker of worker events.
+	Slot, PID int
+	Took      time.Duration
+	Err       string
+	// Message is a worker's message (WorkerMessage).
+	Message json.RawMessage
+}
+
+func (p *Pool) emit(e Event) {
+	if p.cfg.OnEvent != nil {
+		p.cfg.OnEvent(e)
+	}
+}
