@@ -705,7 +705,7 @@ func serve(c *cli.Context, rc *runConfig, sink *logsink.Sink) error {
 					refused(err)
 					return
 				}
-				pool.ReloadUpdate(*u)
+				pool.Reload(*u)
 			case signals.Stop:
 				m.stop(false)
 			case signals.ForceStop:

@@ -38,7 +38,7 @@ const Placeholder = "{out}"
 
 // Pool is the worker group: package workers' Pool implements it.
 type Pool interface {
-	ReloadWith(workers.Command)
+	Reload(workers.Update)
 }
 
 // Config describes the loop.
@@ -309,7 +309,7 @@ func (l *Loop) reload(b *build) {
 	cmd := workers.Command{Path: path, Args: argv}
 	b.key = cmdKey(cmd)
 	l.handed = append(l.handed, b)
-	l.pool.ReloadWith(cmd)
+	l.pool.Reload(workers.Update{Command: &cmd})
 }
 
 func (l *Loop) poolEvent(e workers.Event) {

@@ -112,7 +112,7 @@ type Command struct {
 // Config describes the worker group. Zero fields take the defaults.
 type Config struct {
 	// Command is what the first generation runs. When its Path is empty,
-	// Run starts no generation until ReloadWith gives one.
+	// Run starts no generation until a Reload gives one.
 	Command Command
 	Dir     string
 	// Env holds K=V entries added to the master's environment.
@@ -178,7 +178,8 @@ type Config struct {
 	OnEvent func(Event)
 }
 
-// New checks cfg and returns a pool that has started nothing yet.
+// New checks cfg and returns a pool that has started no process yet (but
+// the thread it will start them from: call Run).
 func New(cfg Config) (*Pool, error) {
 	if cfg.Command.Path != "" && len(cfg.Command.Args) == 0 {
 		return nil, errors.New("workers: command without argv")
@@ -228,13 +229,14 @@ func New(cfg Config) (*Pool, error) {
 	if cfg.JSONLog {
 		logOut = logfmt.JSON(out, logPrefix)
 	}
-	return &Pool{
+	p := &Pool{
 		cfg:         cfg,
 		baseEnv:     os.Environ(),
 		out:         out,
 		log:         log.New(logOut, logPrefix, 0),
 		reqs:        make(chan request),
-		events:      make(chan any, 64),
+		events:      make(chan loopEvent, 64),
+		forker:      startForker(),
 		readyC:      make(chan struct{}),
 		done:        make(chan struct{}),
 		size:        cfg.Workers,
@@ -248,7 +250,9 @@ func New(cfg Config) (*Pool, error) {
 		cmd:         cfg.Command,
 		env:         cfg.Env,
 		gen:         max(cfg.FirstGeneration, 1) - 1,
-	}, nil
+	}
+	p.spawnFn = p.spawn
+	return p, nil
 }
 
 // Update changes what the next generations run; zero fields keep theirs.

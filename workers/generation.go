@@ -32,18 +32,23 @@ type generation struct {
 	// standby holds replacements being started for workers of a serving
 	// generation (Recycle), by slot; each takes its slot once ready.
 	standby map[int]*worker
-	timeout *time.Timer
-	waiters []chan<- Event // reloads waiting for this generation's outcome
+	// replaced holds workers whose slot a standby took, until they exit:
+	// they drain, and the drain deadline and a stop still reach them.
+	replaced map[*worker]bool
+	timeout  *time.Timer
+	waiters  []chan<- Event // reloads waiting for this generation's outcome
 }
 
 // empty: no worker of g, standbys included, is left.
-func (g *generation) empty() bool { return len(g.workers) == 0 && len(g.standby) == 0 }
+func (g *generation) empty() bool {
+	return len(g.workers) == 0 && len(g.standby) == 0 && len(g.replaced) == 0
+}
 
 // startGeneration forks a new generation of p.size workers.
 func (p *Pool) startGeneration() {
 	p.gen++
 	first := p.current == nil
-	g := &generation{num: p.gen, size: p.size, cmd: p.cmd, env: p.env, started: time.Now(), workers: make(map[int]*worker), standby: make(map[int]*worker)}
+	g := &generation{num: p.gen, size: p.size, cmd: p.cmd, env: p.env, started: time.Now(), workers: make(map[int]*worker), standby: make(map[int]*worker), replaced: make(map[*worker]bool)}
 	g.waiters, p.waiters = p.waiters, nil
 	p.gens[g.num] = g
 	p.pending = g
@@ -73,7 +78,7 @@ func (p *Pool) startWorker(g *generation, slot int, standby bool) (*worker, erro
 		}
 		s.files, s.names = files, p.cfg.Sockets.Names()
 	}
-	w, err := p.spawn(s)
+	w, err := p.spawnFn(s)
 	if err != nil {
 		return nil, err
 	}
@@ -138,7 +143,7 @@ func (p *Pool) failActivation(g *generation, why string) {
 	}
 	g.state = genStarting
 	p.failGeneration(g, why)
-	if cur := p.current; cur != nil && cur.state == genServing && p.cfg.Sockets != nil {
+	if cur := p.current; cur != nil && cur.state == genServing && p.cfg.Sockets != nil && !p.stopping {
 		p.activate(cur)
 	}
 }
@@ -149,15 +154,15 @@ func (p *Pool) activated(g *generation, err error) {
 		cancel()
 		delete(p.activations, g)
 	}
-	if err != nil {
-		p.log.Printf("gen %d: %v; moving on", g.num, err)
-	}
 	if p.pending == g {
 		p.pending = nil
 	}
 	if g.state != genActivating {
-		// Stopped meanwhile.
+		// Stopped or failed meanwhile, or the traffic moved back to it.
 		return
+	}
+	if err != nil {
+		p.log.Printf("gen %d: %v; moving on", g.num, err)
 	}
 	g.state = genServing
 	old := p.current
@@ -295,6 +300,7 @@ func (p *Pool) exited(e exitEvent) {
 	if g.workers[w.slot] == w {
 		delete(g.workers, w.slot)
 	}
+	delete(g.replaced, w)
 	how := exitDescription(e.state, e.err)
 	p.lastExit[w.slot] = how
 	p.emit(Event{Kind: WorkerExited, Gen: w.gen, Slot: w.slot, PID: w.pid, Err: how, Took: time.Since(w.started)})
@@ -306,7 +312,7 @@ func (p *Pool) exited(e exitEvent) {
 		}
 	case g.state == genStarting:
 		p.failGeneration(g, fmt.Sprintf("worker %d (pid %d) exited before it was ready: %s%s", w.slot, w.pid, how, w.tail.String()))
-	case g.state == genActivating:
+	case g.state == genActivating && !p.stopping && w.state != draining:
 		p.failActivation(g, fmt.Sprintf("worker %d (pid %d) exited as the traffic moved to its generation: %s%s", w.slot, w.pid, how, w.tail.String()))
 	case w.state == draining || p.stopping || g.state == genFailed || g.state == genDraining:
 		if w.state == draining {

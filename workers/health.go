@@ -29,9 +29,9 @@ func (p *Pool) notHolding(w *worker) string {
 		return ""
 	}
 	inodes := p.cfg.Sockets.Inodes(w.gen)
-	held, ok := heldSockets(w.pid, inodes)
+	held, ok := w.proc.holds(inodes)
 	if !ok {
-		if !p.unreadable && !exited(w.pid) {
+		if !p.unreadable && !w.proc.gone() {
 			p.unreadable = true
 			p.log.Printf("cannot read /proc/%d/fd: not checking that workers hold their sockets", w.pid)
 		}

@@ -31,8 +31,11 @@ type Pool struct {
 	out     *lineWriter
 	log     *log.Logger
 
-	reqs      chan request
-	events    chan any
+	reqs   chan request
+	events chan loopEvent
+	forker *forker // while Run runs
+	// spawnFn starts a worker: spawn, but for the pool's own tests.
+	spawnFn   func(spawnSpec) (*worker, error)
 	readyC    chan struct{}
 	readyOnce sync.Once
 	done      chan struct{}
@@ -111,12 +114,13 @@ func (p *Pool) send(r request) bool {
 	}
 }
 
-// ReloadWith is Reload with a new command for the new generation and the
-// ones after it. Of reloads that coalesce, the last command wins. On a pool
-// that started without a command, it starts the first generation.
-func (p *Pool) ReloadWith(cmd Command) {
-	p.send(request{kind: reqReload, update: &Update{Command: &cmd}})
-}
+// Reload starts a new generation with u's changes (from it on; zero fields
+// keep theirs); the old one drains once it is ready. It does not wait: see
+// ReloadWait. Reloads asked for during a turnover coalesce into one more
+// turnover, and of their commands the last wins. On a pool that started
+// without a command, the first Update with one starts the first
+// generation.
+func (p *Pool) Reload(u Update) { p.send(request{kind: reqReload, update: &u}) }
 
 // Scale adds (delta > 0) or removes workers, one slot at a time.
 func (p *Pool) Scale(delta int) {
@@ -158,15 +162,16 @@ type (
 	}
 )
 
-// post delivers e from a timer; it gives up once the loop has ended.
-func (p *Pool) post(e any) {
+// post delivers e to the loop; it gives up once the loop has ended. Every
+// event goes through it.
+func (p *Pool) post(e loopEvent) {
 	select {
 	case p.events <- e:
 	case <-p.done:
 	}
 }
 
-func (p *Pool) after(d time.Duration, e any) *time.Timer {
+func (p *Pool) after(d time.Duration, e loopEvent) *time.Timer {
 	return time.AfterFunc(d, func() { p.post(e) })
 }
 
@@ -175,6 +180,9 @@ func (p *Pool) after(d time.Duration, e any) *time.Timer {
 // exited. It returns an error when the first generation could not start.
 func (p *Pool) Run(ctx context.Context) error {
 	defer close(p.done)
+	// Last: every worker has been reaped by then (p.wg), and the forker's
+	// thread may end.
+	defer p.forker.stop()
 	// The master's own directory, made exclusively, so that no name in it
 	// can be planted or swapped by anyone else: the master binds, chowns
 	// and removes names in it as root (see spawn). Workers of another
@@ -213,7 +221,7 @@ func (p *Pool) Run(ctx context.Context) error {
 		case r := <-p.reqs:
 			p.handleRequest(r)
 		case e := <-p.events:
-			p.handleEvent(e)
+			e.handle(p)
 		}
 	}
 	p.wg.Wait()
@@ -223,7 +231,7 @@ func (p *Pool) Run(ctx context.Context) error {
 func (p *Pool) live() int {
 	n := 0
 	for _, g := range p.gens {
-		n += len(g.workers) + len(g.standby)
+		n += len(g.workers) + len(g.standby) + len(g.replaced)
 	}
 	return n
 }
@@ -291,80 +299,85 @@ func (p *Pool) handleRequest(r request) {
 	}
 }
 
-func (p *Pool) handleEvent(e any) {
-	switch e := e.(type) {
-	case exitEvent:
-		p.exited(e)
-	case notifyEvent:
-		p.notified(e.w, e.msg)
-	case delayEvent:
-		w := e.w
-		if w.state != starting || w.spoke && p.cfg.Ready != ReadyDelay {
-			return
+// loopEvent is what the workers' goroutines and the timers tell the loop;
+// each kind says how the loop handles it, so the compiler knows the set.
+// They are sent with post, never bare.
+type loopEvent interface{ handle(p *Pool) }
+
+func (e exitEvent) handle(p *Pool)           { p.exited(e) }
+func (e notifyEvent) handle(p *Pool)         { p.notified(e.w, e.msg) }
+func (e activatedEvent) handle(p *Pool)      { p.activated(e.g, e.err) }
+func (e messageEvent) handle(p *Pool)        { p.received(e) }
+func (e standbyTimeoutEvent) handle(p *Pool) { p.standbyTimedOut(e.w) }
+func (e watchdogEvent) handle(p *Pool)       { p.watchdogFired(e.w) }
+
+func (e delayEvent) handle(p *Pool) {
+	w := e.w
+	if w.state != starting || w.spoke && p.cfg.Ready != ReadyDelay {
+		return
+	}
+	if p.cfg.Ready == ReadyAuto && p.speaks {
+		return
+	}
+	p.becameReady(w)
+}
+
+func (e drainEvent) handle(p *Pool) {
+	if p.alive(e.w) {
+		p.log.Printf("%s still running %s after the stop signal (--drain-timeout); killing it", e.w, p.cfg.DrainTimeout)
+		e.w.signal(syscall.SIGKILL)
+	}
+}
+
+func (e abortEvent) handle(p *Pool) {
+	if p.alive(e.w) {
+		p.log.Printf("%s still running %s after SIGABRT; killing it", e.w, hungKillAfter)
+		e.w.signal(syscall.SIGKILL)
+	}
+}
+
+func (e genTimeoutEvent) handle(p *Pool) {
+	g := e.g
+	if g.state != genStarting {
+		return
+	}
+	var waiting []string
+	for _, slot := range sortedSlots(g.workers) {
+		if w := g.workers[slot]; w.state == starting {
+			waiting = append(waiting, fmt.Sprintf("worker %d (pid %d)%s", slot, w.pid, w.tail.String()))
 		}
-		if p.cfg.Ready == ReadyAuto && p.speaks {
-			return
-		}
-		p.becameReady(w)
-	case drainEvent:
-		if p.alive(e.w) {
-			p.log.Printf("%s still running %s after the stop signal (--drain-timeout); killing it", e.w, p.cfg.DrainTimeout)
-			e.w.signal(syscall.SIGKILL)
-		}
-	case watchdogEvent:
-		p.watchdogFired(e.w)
-	case abortEvent:
-		if p.alive(e.w) {
-			p.log.Printf("%s still running %s after SIGABRT; killing it", e.w, hungKillAfter)
-			e.w.signal(syscall.SIGKILL)
-		}
-	case genTimeoutEvent:
-		g := e.g
-		if g.state != genStarting {
-			return
-		}
-		var waiting []string
-		for _, slot := range sortedSlots(g.workers) {
-			if w := g.workers[slot]; w.state == starting {
-				waiting = append(waiting, fmt.Sprintf("worker %d (pid %d)%s", slot, w.pid, w.tail.String()))
-			}
-		}
-		p.failGeneration(g, fmt.Sprintf("not ready within --ready-timeout %s; still waiting for %s", p.cfg.ReadyTimeout, strings.Join(waiting, ", ")))
-	case respawnEvent:
-		g := p.gens[e.gen]
-		if p.stopping || g == nil || g != p.current || e.slot >= p.size || g.workers[e.slot] != nil {
-			return
-		}
-		if _, given := p.errored[e.slot]; given {
-			return
-		}
-		w, err := p.startWorker(g, e.slot, false)
-		if err != nil {
-			p.crashes[e.slot]++
-			d := backoff(p.crashes[e.slot], p.cfg.BackoffMin, p.cfg.BackoffMax)
-			p.log.Printf("gen %d worker %d: %v; retrying in %s", g.num, e.slot, err, d.Round(time.Millisecond))
-			p.after(d, respawnEvent{g.num, e.slot})
-			return
-		}
-		g.workers[e.slot] = w
-	case activatedEvent:
-		p.activated(e.g, e.err)
-	case messageEvent:
-		p.received(e)
-	case standbyTimeoutEvent:
-		p.standbyTimedOut(e.w)
-	case disconnectEvent:
-		if p.alive(e.w) {
-			p.emit(Event{Kind: WorkerDisconnect, Gen: e.w.gen, Slot: e.w.slot, PID: e.w.pid})
-		}
-	default:
-		panic(fmt.Sprintf("workers: unknown event %T", e))
+	}
+	p.failGeneration(g, fmt.Sprintf("not ready within --ready-timeout %s; still waiting for %s", p.cfg.ReadyTimeout, strings.Join(waiting, ", ")))
+}
+
+func (e respawnEvent) handle(p *Pool) {
+	g := p.gens[e.gen]
+	if p.stopping || g == nil || g != p.current || e.slot >= p.size || g.workers[e.slot] != nil {
+		return
+	}
+	if _, given := p.errored[e.slot]; given {
+		return
+	}
+	w, err := p.startWorker(g, e.slot, false)
+	if err != nil {
+		p.crashes[e.slot]++
+		d := backoff(p.crashes[e.slot], p.cfg.BackoffMin, p.cfg.BackoffMax)
+		p.log.Printf("gen %d worker %d: %v; retrying in %s", g.num, e.slot, err, d.Round(time.Millisecond))
+		p.after(d, respawnEvent{g.num, e.slot})
+		return
+	}
+	g.workers[e.slot] = w
+}
+
+func (e disconnectEvent) handle(p *Pool) {
+	if p.alive(e.w) {
+		p.emit(Event{Kind: WorkerDisconnect, Gen: e.w.gen, Slot: e.w.slot, PID: e.w.pid})
 	}
 }
 
 func (p *Pool) alive(w *worker) bool {
 	g := p.gens[w.gen]
-	return g != nil && (g.workers[w.slot] == w || g.standby[w.slot] == w)
+	return g != nil && (g.workers[w.slot] == w || g.standby[w.slot] == w || g.replaced[w])
 }
 
 func (p *Pool) notified(w *worker, msg string) {
@@ -413,6 +426,11 @@ func (p *Pool) stop(force bool) {
 				p.failGeneration(g, "stopped before it was ready")
 			default:
 				p.drainWorker(w, "stopping")
+			}
+		}
+		for w := range g.replaced {
+			if force {
+				w.signal(syscall.SIGKILL)
 			}
 		}
 		if g.state == genStarting {
@@ -495,6 +513,3 @@ func reply(c chan<- Event, e Event) {
 		c <- e // buffered, one per request
 	}
 }
-
-// ReloadUpdate is Reload with u's changes.
-func (p *Pool) ReloadUpdate(u Update) { p.send(request{kind: reqReload, update: &u}) }

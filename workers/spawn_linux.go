@@ -6,7 +6,6 @@ import (
 	"net"
 	"os"
 	"os/exec"
-	"runtime"
 	"sync"
 	"syscall"
 	"time"
@@ -16,20 +15,29 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// signal sends sig to the worker's process group, unless it has exited.
-func (w *worker) signal(sig syscall.Signal) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if !w.exited {
-		unix.Kill(-w.pid, sig)
+// groupProcess is a worker process the pool started: it leads a process
+// group of its own.
+type groupProcess struct {
+	pid    int
+	mu     sync.Mutex
+	exited bool // set by reap before the PID can be reused
+}
+
+func (g *groupProcess) signal(sig syscall.Signal) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if !g.exited {
+		unix.Kill(-g.pid, sig)
 	}
 }
 
-// spawn starts a worker and the goroutines that own it: one holds the OS
-// thread that forked it (Pdeathsig fires when that thread ends, see
-// go.dev/issue/27505) and waits for the process; two copy its output; one
-// reads its notify socket. They report to the pool through p.events and
-// end on their own once the process exited.
+func (g *groupProcess) holds(inodes []uint64) ([]bool, bool) { return heldSockets(g.pid, inodes) }
+func (g *groupProcess) gone() bool                           { return exited(g.pid) }
+
+// spawn starts a worker and the goroutines that own it: one waits for the
+// process (without holding a thread: see reap); two copy its output; one
+// reads its notify socket. They report to the pool through p.post and end
+// on their own once the process exited.
 func (p *Pool) spawn(s spawnSpec) (*worker, error) {
 	defer closeFiles(s.files)
 	w := &worker{gen: s.gen, slot: s.slot}
@@ -66,6 +74,7 @@ func (p *Pool) spawn(s spawnSpec) (*worker, error) {
 	if ipcChild != nil {
 		extra = append(append([]*os.File(nil), s.files...), ipcChild)
 	}
+	pidfd := -1
 	cmd := &exec.Cmd{
 		Path:       selfExe,
 		Args:       append([]string{shimArg0, s.cmd.Path}, s.cmd.Args...),
@@ -81,6 +90,8 @@ func (p *Pool) spawn(s spawnSpec) (*worker, error) {
 			Setpgid:    true,
 			Pdeathsig:  syscall.SIGKILL,
 			Credential: p.cfg.Credential,
+			// A pidfd lets reap wait for the exit in the netpoller.
+			PidFD: &pidfd,
 		},
 	}
 	if ipcOurs != nil {
@@ -107,24 +118,7 @@ func (p *Pool) spawn(s spawnSpec) (*worker, error) {
 		p.readNotify(w, notify, notifyClosing)
 	}()
 
-	startErr := make(chan error, 1)
-	var outputs sync.WaitGroup
-	outputs.Add(2)
-	p.wg.Add(1)
-	go func() {
-		defer p.wg.Done()
-		runtime.LockOSThread()
-		// Never unlocked: the thread must outlive the worker, and ends with
-		// this goroutine.
-		if err := cmd.Start(); err != nil {
-			startErr <- err
-			return
-		}
-		w.pid = cmd.Process.Pid
-		startErr <- nil
-		p.reap(w, cmd, ns, notifyClosing, notifyDone, pipes[0], pipes[2], &outputs)
-	}()
-	err = <-startErr
+	err = p.forker.start(cmd)
 	pipes[1].Close()
 	pipes[3].Close()
 	if ipcChild != nil {
@@ -139,7 +133,17 @@ func (p *Pool) spawn(s spawnSpec) (*worker, error) {
 		pipes[2].Close()
 		return nil, fmt.Errorf("start gen %d worker %d: %w", s.gen, s.slot, err)
 	}
+	w.pid = cmd.Process.Pid
+	proc := &groupProcess{pid: w.pid}
+	w.proc = proc
 	w.started = time.Now()
+	var outputs sync.WaitGroup
+	outputs.Add(2)
+	p.wg.Add(1)
+	go func() {
+		defer p.wg.Done()
+		p.reap(w, proc, cmd, pidfd, ns, notifyClosing, notifyDone, pipes[0], pipes[2], &outputs)
+	}()
 	prefix := p.prefix(s.gen, s.slot)
 	go func() { defer outputs.Done(); copyLines(pipes[0], p.out, prefix, &w.tail) }()
 	go func() { defer outputs.Done(); copyLines(pipes[2], p.out, prefix, &w.tail) }()
@@ -152,22 +156,16 @@ const outputGrace = 2 * time.Second
 
 // reap waits for the worker to exit, kills what is left of its process
 // group, collects its last output and reports the exit to the pool.
-func (p *Pool) reap(w *worker, cmd *exec.Cmd, ns *notifySock, notifyClosing chan<- struct{}, notifyDone <-chan struct{}, stdout, stderr *os.File, outputs *sync.WaitGroup) {
+func (p *Pool) reap(w *worker, proc *groupProcess, cmd *exec.Cmd, pidfd int, ns *notifySock, notifyClosing chan<- struct{}, notifyDone <-chan struct{}, stdout, stderr *os.File, outputs *sync.WaitGroup) {
 	// Wait without reaping first, so that the worker's PID, and so its
 	// process group ID, cannot be reused while the group is killed.
-	var info unix.Siginfo
-	for {
-		err := unix.Waitid(unix.P_PID, w.pid, &info, unix.WEXITED|unix.WNOWAIT, nil)
-		if !errors.Is(err, unix.EINTR) {
-			break
-		}
-	}
-	w.mu.Lock()
-	w.exited = true
+	waitExited(w.pid, pidfd)
+	proc.mu.Lock()
+	proc.exited = true
 	// Children it left in its group would hold the listening sockets and
 	// its output pipes: the "address already in use" orphans.
 	unix.Kill(-w.pid, unix.SIGKILL)
-	w.mu.Unlock()
+	proc.mu.Unlock()
 	err := cmd.Wait()
 
 	done := make(chan struct{})
@@ -189,7 +187,43 @@ func (p *Pool) reap(w *worker, cmd *exec.Cmd, ns *notifySock, notifyClosing chan
 	ns.conn.Close()
 	<-notifyDone
 	ns.close(p.notifyDir)
-	p.events <- exitEvent{w: w, err: err, state: cmd.ProcessState}
+	p.post(exitEvent{w: w, err: err, state: cmd.ProcessState})
+}
+
+// waitExited returns once process pid has exited, leaving it to be reaped.
+// With a pidfd the wait is in the netpoller and holds no thread; a
+// blocking waitid would hold one per worker. Without (a kernel before 5.3,
+// or a sandbox that refuses clone3), it is that blocking waitid.
+func waitExited(pid, pidfd int) {
+	if pidfd >= 0 {
+		// Non-blocking, so that os.NewFile puts it in the netpoller: a
+		// pidfd is readable once its process has exited.
+		if unix.SetNonblock(pidfd, true) == nil {
+			f := os.NewFile(uintptr(pidfd), "pidfd")
+			defer f.Close()
+			if rc, err := f.SyscallConn(); err == nil {
+				var werr error
+				err = rc.Read(func(fd uintptr) bool {
+					var info unix.Siginfo
+					werr = unix.Waitid(unix.P_PIDFD, int(fd), &info, unix.WEXITED|unix.WNOWAIT|unix.WNOHANG, nil)
+					// Linux zeroes info when nothing is waitable yet.
+					return werr != nil || info.Signo != 0
+				})
+				if err == nil && werr == nil {
+					return
+				}
+			}
+		} else {
+			unix.Close(pidfd)
+		}
+	}
+	var info unix.Siginfo
+	for {
+		err := unix.Waitid(unix.P_PID, pid, &info, unix.WEXITED|unix.WNOWAIT, nil)
+		if !errors.Is(err, unix.EINTR) {
+			return
+		}
+	}
 }
 
 // notifySock is a worker's notify socket: the master's end, and the file
@@ -266,7 +300,7 @@ func (p *Pool) readNotify(w *worker, c *net.UnixConn, closing <-chan struct{}) {
 		}
 		lim.take(time.Now())
 		for _, line := range notifyLines(buf[:n]) {
-			p.events <- notifyEvent{w: w, msg: line}
+			p.post(notifyEvent{w: w, msg: line})
 		}
 	}
 }
@@ -285,7 +319,7 @@ func (p *Pool) readIPC(w *worker, c *os.File) {
 	dropping := false
 	readIPC(c, func(m ipcMessage) {
 		if m.ready {
-			p.events <- notifyEvent{w: w, msg: protocol.NotifyReady}
+			p.post(notifyEvent{w: w, msg: protocol.NotifyReady})
 			return
 		}
 		if !lim.take(time.Now()) {
@@ -296,11 +330,11 @@ func (p *Pool) readIPC(w *worker, c *os.File) {
 			return
 		}
 		dropping = false
-		p.events <- messageEvent{w: w, msg: m}
+		p.post(messageEvent{w: w, msg: m})
 	}, func(err error) {
 		p.log.Printf("%s: message channel: %v", w, err)
 	})
-	p.events <- disconnectEvent{w}
+	p.post(disconnectEvent{w})
 }
 
 // writeIPC writes what the pool queues for the worker until stop. A worker

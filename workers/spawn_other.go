@@ -4,14 +4,11 @@ package workers
 
 import (
 	"errors"
-	"syscall"
 )
 
 // errNotSupported: the worker contract (LISTEN_PID shim, Pdeathsig from a
 // locked thread, waitid) is built on Linux.
 var errNotSupported = errors.New("workers: only Linux is supported")
-
-func (w *worker) signal(syscall.Signal) {}
 
 func (p *Pool) spawn(s spawnSpec) (*worker, error) {
 	closeFiles(s.files)

@@ -60,6 +60,7 @@ func (p *Pool) promote(g *generation, w *worker) {
 	old := g.workers[w.slot]
 	g.workers[w.slot] = w
 	if old != nil {
+		g.replaced[old] = true
 		p.drainWorker(old, fmt.Sprintf("replaced by pid %d", w.pid))
 	}
 }

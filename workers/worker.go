@@ -5,7 +5,6 @@ import (
 	"os"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"time"
 
@@ -36,12 +35,13 @@ func (w *worker) stopTimers() {
 	}
 }
 
-// worker is one child process. Fields below mu are shared with the
-// worker's own goroutines; the rest belong to the pool loop.
+// worker is one child process. Its fields belong to the pool loop; proc
+// and tail are safe to use from any goroutine.
 type worker struct {
 	gen     uint64
 	slot    int
 	pid     int
+	proc    process
 	started time.Time
 	state   workerState
 	spoke   bool // sent anything on its notify socket
@@ -61,10 +61,23 @@ type worker struct {
 	outbox chan []byte
 
 	tail tail
-
-	mu     sync.Mutex
-	exited bool // its process has exited; pid may no longer be signalled
 }
+
+// process is what the pool does to a worker's process. The real one
+// (spawn_linux.go) acts on its process group; the pool's tests use fakes.
+type process interface {
+	// signal sends sig to the worker's process group, unless the worker
+	// has exited (its PID, and so the group's ID, may be reused then).
+	signal(sig syscall.Signal)
+	// holds says which of the socket inodes the process or one it started
+	// holds (see heldSockets); ok is false when that cannot be told.
+	holds(inodes []uint64) (held []bool, ok bool)
+	// gone reports whether the process has exited, reaped or not.
+	gone() bool
+}
+
+// signal sends sig to the worker's process group, unless it has exited.
+func (w *worker) signal(sig syscall.Signal) { w.proc.signal(sig) }
 
 func (w *worker) String() string {
 	return fmt.Sprintf("gen %d worker %d (pid %d)", w.gen, w.slot, w.pid)
