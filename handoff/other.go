@@ -11,11 +11,11 @@ import (
 
 var errNotSupported = errors.New("handoff: only Linux is supported")
 
-func openListener(spec Spec, forceShared bool) (*listener, error) { return nil, errNotSupported }
-func (l *listener) grow() error                                   { return errNotSupported }
-func (l *listener) steer(k int) error                             { return errNotSupported }
-func (l *listener) quiesce(ctx context.Context, so *sock) error   { return errNotSupported }
-func dupFile(rc syscall.RawConn, name string) (*os.File, error)   { return nil, errNotSupported }
+func openListener(spec Spec, cfg *Config) (*listener, error)    { return nil, errNotSupported }
+func (l *listener) grow() error                                 { return errNotSupported }
+func (l *listener) steer(k int) error                           { return errNotSupported }
+func (l *listener) quiesce(ctx context.Context, so *sock) error { return errNotSupported }
+func dupFile(rc syscall.RawConn, name string) (*os.File, error) { return nil, errNotSupported }
 
 type inherited struct {
 	spec Spec
@@ -29,7 +29,7 @@ func describeInherited(files []*os.File) ([]*inherited, error) {
 	return nil, nil
 }
 func matchInherited(in []*inherited, spec Spec) *inherited { return nil }
-func adoptListener(spec Spec, in *inherited, forceShared bool) (*listener, error) {
+func adoptListener(spec Spec, in *inherited, cfg *Config) (*listener, error) {
 	return nil, errNotSupported
 }
 
@@ -42,3 +42,10 @@ func sockOf(sc syscall.Conn, c interface{ Close() error }) (*sock, error) {
 type rawFD int
 
 func (fd rawFD) Close() error { return errNotSupported }
+
+func (s *Sockets) inheritSelector(l *listener) error { return errNotSupported }
+func (s *Sockets) resetIdleLocked()                  {}
+func findOwners(fs []*Foreign)                       {}
+func listForeign(spec Spec, network, addr string, ours []*sock) ([]*Foreign, error) {
+	return nil, errNotSupported
+}

@@ -119,6 +119,7 @@ func TestScrape(t *testing.T) {
 				{Slot: 0, Gen: 2, PID: 91, State: StateDraining, RSS: 80 << 20, CPUTime: 20 * time.Second},
 				{Slot: 1, Gen: 4, PID: 0, State: StateStarting},
 			},
+			Listeners: []Listener{{Name: "web", Foreign: 2}, {Name: "dns"}},
 		}
 		calls int
 	)
@@ -169,6 +170,8 @@ func TestScrape(t *testing.T) {
 		{"hotcluster_reload_duration_seconds", nil, 3},
 		{"hotcluster_worker_restarts_total", nil, 2},
 		{"hotcluster_worker_recycles_total", nil, 1},
+		{"hotcluster_foreign_sockets", map[string]string{"listener": "web"}, 2},
+		{"hotcluster_foreign_sockets", map[string]string{"listener": "dns"}, 0},
 	}
 	for _, c := range checks {
 		if got := value(t, mfs, c.name, c.labels); got != c.want {

@@ -32,6 +32,16 @@ type Worker struct {
 type Snapshot struct {
 	Generation uint64 // the generation now serving
 	Workers    []Worker
+	// Listeners are the steered listeners; each gets a series, 0 included.
+	Listeners []Listener
+}
+
+// Listener is one of the master's steered listeners.
+type Listener struct {
+	Name string
+	// Foreign counts the sockets not made by hotcluster found on its
+	// address.
+	Foreign int
 }
 
 // poolCollector turns one Snapshot per scrape into metrics, so that they
@@ -40,7 +50,7 @@ type Snapshot struct {
 type poolCollector struct {
 	snapshot func() Snapshot
 
-	workers, generation, rss, cpu *prometheus.Desc
+	workers, generation, rss, cpu, foreign *prometheus.Desc
 }
 
 func newPoolCollector(snapshot func() Snapshot) *poolCollector {
@@ -55,6 +65,8 @@ func newPoolCollector(snapshot func() Snapshot) *poolCollector {
 			"Resident memory of a worker process in bytes.", perWorker, nil),
 		cpu: prometheus.NewDesc("hotcluster_worker_cpu_seconds_total",
 			"User and system CPU time a worker process has used, in seconds.", perWorker, nil),
+		foreign: prometheus.NewDesc("hotcluster_foreign_sockets",
+			"Sockets not made by hotcluster listening on a listener's address; anything above 0 needs an operator.", []string{"listener"}, nil),
 	}
 }
 
@@ -63,6 +75,7 @@ func (c *poolCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- c.generation
 	ch <- c.rss
 	ch <- c.cpu
+	ch <- c.foreign
 }
 
 func (c *poolCollector) Collect(ch chan<- prometheus.Metric) {
@@ -81,5 +94,8 @@ func (c *poolCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 	for state, n := range counts {
 		ch <- prometheus.MustNewConstMetric(c.workers, prometheus.GaugeValue, float64(n), state)
+	}
+	for _, l := range s.Listeners {
+		ch <- prometheus.MustNewConstMetric(c.foreign, prometheus.GaugeValue, float64(l.Foreign), l.Name)
 	}
 }
