@@ -46,8 +46,9 @@ type Process struct {
 	PID int
 	// PPID is its parent's PID, 0 when unknown.
 	PPID int
-	// Command is its command line, arguments joined by spaces and cut to
-	// 200 bytes; "[name]" when it has none (a kernel thread, a zombie).
+	// Command is its command line on one line: arguments joined by
+	// spaces, runs of white space made one space, cut to 200 bytes; "[name]"
+	// when it has none (a kernel thread, a zombie).
 	Command string
 }
 
@@ -134,7 +135,8 @@ func Describe(pid int) (Process, error) {
 		p.Command = "[" + name + "]"
 		return p, nil
 	}
-	cmd := strings.ReplaceAll(string(cmdline), "\x00", " ")
+	// Arguments with newlines (python3 -c '…') would break a log line.
+	cmd := strings.Join(strings.Fields(strings.ReplaceAll(string(cmdline), "\x00", " ")), " ")
 	if len(cmd) > maxCommand {
 		cmd = cmd[:maxCommand-len("…")] + "…"
 	}
