@@ -1,9 +1,11 @@
 // Package handoff owns the master's listening sockets and moves new
 // connections from one worker generation to the next inside the kernel.
 //
-// Invariant: the master never closes a socket while it lives, and a
-// generation receives connections only after [Sockets.Activate] pointed the
-// traffic at it, which the worker group calls once the generation is ready.
+// Invariant: the master never closes a socket while it lives, a generation
+// receives connections only after [Sockets.Activate] pointed the traffic at
+// it, which the worker group calls once the generation is ready, and a
+// steered group's selector hands connections to the master's own sockets
+// only, never to one that another process joined to the group.
 //
 // # Steered listeners (TCP and UDP)
 //

@@ -153,7 +153,9 @@ func (s *Sockets) checkForeign() {
 		socks         []*sock
 	}
 	s.mu.Lock()
-	if s.closed {
+	if s.closed || s.frozen {
+		// Once persisted for an upgrade, the new master may add sockets
+		// to the groups that this one does not know: not strangers.
 		s.mu.Unlock()
 		return
 	}
