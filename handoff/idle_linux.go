@@ -59,6 +59,13 @@ func discardQueue(so *sock, stream bool) (int, error) {
 		var buf [1]byte
 		for n < maxDiscard {
 			if stream {
+				// The socket is non-blocking (see the package comment), unless
+				// a worker broke that for everyone: then accept would block
+				// the caller on an empty queue. Ask first.
+				pfd := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
+				if k, perr := unix.Poll(pfd, 0); perr == nil && (k == 0 || pfd[0].Revents&unix.POLLIN == 0) {
+					return
+				}
 				var nfd int
 				nfd, _, err = unix.Accept4(int(fd), unix.SOCK_CLOEXEC|unix.SOCK_NONBLOCK)
 				if err == nil {
