@@ -80,7 +80,7 @@ func TestSocketActivationWithReusePortIsSteered(t *testing.T) {
 	cmd.ExtraFiles = []*os.File{f}
 	m := startMasterCmd(t, cmd)
 	// Matched by name although the address differs.
-	m.waitLine(0, `listening on `+regexpQuote(addr)+` as web \(steered\)`)
+	m.waitLine(0, `listening on `+regexpQuote(addr)+` as web \(steered, (ebpf|cbpf)`)
 	m.waitLine(0, `gen 1 ready in`)
 	stop := load(t, loadgen.Config{Addr: addr, Clients: 8})
 	for gen := 2; gen <= 6; gen++ {

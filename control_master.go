@@ -265,12 +265,16 @@ func (m *instance) status(ctx context.Context) (control.Status, error) {
 	st := control.Status{
 		Name: m.name, PID: os.Getpid(), Version: fullVersion(), Started: m.started, Uptime: control.Duration(now.Sub(m.started)),
 		State: ps.State, Generation: ps.Current, Pending: ps.Pending, Size: ps.Size, Stopping: ps.Stopping, Command: ps.Command.Args,
-		Listeners: []control.Listener{}, Workers: []control.Worker{},
+		Listeners: []control.Listener{}, Workers: []control.Worker{}, ForeignSockets: []control.ForeignSocket{},
 		LogDropped: m.sink.Dropped(),
 	}
 	if m.socks != nil {
 		for _, l := range m.socks.Listeners() {
-			st.Listeners = append(st.Listeners, control.Listener{Name: l.Spec.Name, Addr: l.Addr, Mode: l.Mode.String()})
+			st.Listeners = append(st.Listeners, control.Listener{Name: l.Spec.Name, Addr: l.Addr, Mode: l.Mode.String(), Selector: l.Selector})
+		}
+		for _, f := range m.socks.Foreign() {
+			st.ForeignSockets = append(st.ForeignSockets, control.ForeignSocket{Listener: f.Listener, Addr: f.Addr,
+				Joined: f.Joined, TakesConnections: f.TakesConnections, Owners: foreignOwners(f), Since: f.Since})
 		}
 	}
 	if e := ps.LastReload; e != nil {

@@ -157,7 +157,26 @@ func printStatus(out io.Writer, st control.Status) error {
 	fmt.Fprintf(out, "%s: master pid %d, hotcluster %s, up %s\n", st.Name, st.PID, st.Version, roundDuration(st.Uptime.D()))
 	fmt.Fprintf(out, "command: %s\n", strings.Join(st.Command, " "))
 	for _, l := range st.Listeners {
-		fmt.Fprintf(out, "listening: %s on %s (%s)\n", l.Name, l.Addr, l.Mode)
+		mode := l.Mode
+		if l.Selector != "" {
+			mode += ", " + l.Selector
+		}
+		fmt.Fprintf(out, "listening: %s on %s (%s)\n", l.Name, l.Addr, mode)
+	}
+	for _, f := range st.ForeignSockets {
+		var owners []string
+		for _, o := range f.Owners {
+			owners = append(owners, fmt.Sprintf("pid %d (%s)", o.PID, o.Command))
+		}
+		if len(owners) == 0 {
+			owners = []string{"an owner this user cannot see"}
+		}
+		effect := "it gets no connections"
+		if f.TakesConnections {
+			effect = "it TAKES CONNECTIONS meant for the workers"
+		}
+		fmt.Fprintf(out, "FOREIGN SOCKET on %s (listener %s) since %s: %s; %s\n", f.Addr, f.Listener,
+			f.Since.Format(time.RFC3339), strings.Join(owners, ", "), effect)
 	}
 	state := st.State
 	switch {

@@ -304,8 +304,9 @@ func TestBadInput(t *testing.T) {
 		code int
 		want string
 	}{
-		{"port in use", []string{"run", "--listen", busy.Addr().String(), "--", self}, 1,
-			"listen " + busy.Addr().String() + ": listen tcp " + busy.Addr().String() + ": bind: address already in use"},
+		{"port in use", []string{"run", "--listen", busy.Addr().String(), "--", self}, 2,
+			fmt.Sprintf("listen tcp-%d=%s: in use by pid %d (", busy.Addr().(*net.TCPAddr).Port, busy.Addr(), os.Getpid())},
+		{"bad quiet timeout", []string{"run", "--quiet-timeout", "0s", "--", self}, 2, "--quiet-timeout 0s: want a positive duration"},
 		{"bad address", []string{"run", "--listen", "127.0.0.1:99999", "--", self}, 2, `"127.0.0.1:99999": invalid port`},
 		{"bad network", []string{"run", "--listen", "sctp://:80", "--", self}, 2, `unknown network "sctp"`},
 		{"unwritable socket path", []string{"run", "--listen", "unix:///proc/hotcluster.sock", "--", self}, 1, "listen unix:///proc/hotcluster.sock"},

@@ -65,7 +65,7 @@ func TestInitExampleKeys(t *testing.T) {
 		"(default: the number of CPUs)\n# workers = 4\n",
 		"# ready-timeout = \"1m\"\n",
 		"# env = [\"K=V\"]\n",
-		"(default: --ready-timeout + 5s)",
+		"(default: --ready-timeout + --quiet-timeout)",
 	} {
 		if !strings.Contains(text, want) {
 			t.Errorf("example lacks %q:\n%s", want, text)

@@ -9,6 +9,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log"
 	"net"
 	"os"
 	"path/filepath"
@@ -17,6 +18,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -171,8 +173,10 @@ worker.`,
 			&cli.StringFlag{Name: "user", Usage: "run the workers as `USER[:GROUP]` (name or number) while the master keeps the sockets, e.g. bind :80 as root and serve as www-data"},
 			&cli.StringFlag{Name: "ipc", Value: "auto", Usage: "message channel per worker (JSON lines; \"ready\" counts as READY=1): auto (for node, as NODE_CHANNEL_FD: process.send works), on (HOTCLUSTER_IPC_FD for any program), node (both, for any command), off"},
 			&cli.StringFlag{Name: "handoff", Value: "auto", Usage: "how traffic moves between generations: auto (steer TCP/UDP listeners with SO_REUSEPORT and BPF, share what cannot be steered) or shared (one socket for every generation)"},
+			&cli.DurationFlag{Name: "quiet-timeout", Value: handoff.DefaultQuietTimeout, Usage: "after the traffic moved to a new generation, how long to wait for the old sockets to be quiet (handshakes done, accept queue empty, every accepted request read) before the old generation is told to stop; connections still queued once it is gone are reset"},
+			&cli.BoolFlag{Name: "nodelay", Value: true, Usage: "set TCP_NODELAY on the TCP sockets hotcluster binds, which accepted connections inherit (--nodelay=false leaves Nagle's algorithm on; sockets from systemd keep its NoDelay=)"},
 			&cli.StringFlag{Name: "pidfile", Usage: "file that always holds the PID of the live master (written once it serves, also after an upgrade)"},
-			&cli.DurationFlag{Name: "upgrade-timeout", DefaultText: "--ready-timeout + 5s", Usage: "a new master (SIGUSR2) not serving by then is killed and the old one keeps serving"},
+			&cli.DurationFlag{Name: "upgrade-timeout", DefaultText: "--ready-timeout + --quiet-timeout", Usage: "a new master (SIGUSR2) not serving by then is killed and the old one keeps serving"},
 			&cli.StringSliceFlag{Name: "watch", Aliases: []string{"w"}, Category: "development", Usage: "`PATH` to watch (recursively) for changes that rebuild and reload, repeatable"},
 			&cli.StringSliceFlag{Name: "ignore", Category: "development", Usage: "`GLOB` of paths not to watch, repeatable (.git, node_modules, editor swap files are always ignored)"},
 			&cli.StringFlag{Name: "ext", Category: "development", Usage: "comma-separated extensions that count as changes, e.g. .go,.html (default: every file)"},
@@ -277,6 +281,11 @@ func parseRun(c *cli.Context) (*runConfig, error) {
 	default:
 		return nil, usagef("--handoff %q: want auto or shared", h)
 	}
+	rc.sockets.QuietTimeout = c.Duration("quiet-timeout")
+	if rc.sockets.QuietTimeout <= 0 {
+		return nil, usagef("--quiet-timeout %s: want a positive duration such as 5s", rc.sockets.QuietTimeout)
+	}
+	rc.sockets.Nagle = !c.Bool("nodelay")
 	for _, l := range c.StringSlice("listen") {
 		spec, err := handoff.ParseSpec(l)
 		if err != nil {
@@ -325,7 +334,7 @@ func parseRun(c *cli.Context) (*runConfig, error) {
 		return nil, usagef("--upgrade-timeout %s: want a positive duration", rc.upgradeTimeout)
 	}
 	if rc.upgradeTimeout == 0 {
-		rc.upgradeTimeout = p.ReadyTimeout + handoff.DefaultQuietTimeout
+		rc.upgradeTimeout = p.ReadyTimeout + rc.sockets.QuietTimeout
 	}
 	if c.IsSet("watch") || c.IsSet("build") {
 		rc.dev = &devloop.Config{Build: c.String("build"), Command: argv, Dir: p.Dir}
@@ -502,10 +511,18 @@ func serve(c *cli.Context, rc *runConfig, sink *logsink.Sink) error {
 	}
 	rc.sockets.Store = upg
 	rc.sockets.Inherited = systemd.Listeners()
+	// The sockets log once the pool's logger exists; until then they have
+	// nothing to say (Open reports through its error).
+	var sockLog atomic.Pointer[log.Logger]
+	rc.sockets.Log = func(format string, args ...any) {
+		if l := sockLog.Load(); l != nil {
+			l.Printf(format, args...)
+		}
+	}
 	var socks *handoff.Sockets
 	if len(rc.sockets.Specs) > 0 || len(rc.sockets.Inherited) > 0 {
 		if socks, err = handoff.Open(rc.sockets); err != nil {
-			return usageIfUnsafe(err)
+			return usageIfUnsafe(occupiedError(c.Context, err, rc.control))
 		}
 		// After a successful upgrade the new master serves the unix
 		// socket files: they must stay.
@@ -517,6 +534,7 @@ func serve(c *cli.Context, rc *runConfig, sink *logsink.Sink) error {
 		return err
 	}
 	logger := pool.Logger()
+	sockLog.Store(logger)
 	bu.log = logger
 	// Nothing wrote the PID file before this point (the master does once it
 	// serves). One that stops for good leaves none behind; one that handed
@@ -551,11 +569,7 @@ func serve(c *cli.Context, rc *runConfig, sink *logsink.Sink) error {
 	}
 	if socks != nil {
 		for _, l := range socks.Listeners() {
-			mode := l.Mode.String()
-			if l.Why != "" {
-				mode += ": " + l.Why
-			}
-			logger.Printf("listening on %s as %s (%s)", l.Addr, l.Spec.Name, mode)
+			logger.Printf("listening on %s as %s (%s)", l.Addr, l.Spec.Name, listenerMode(l))
 		}
 		for _, name := range socks.Unused() {
 			logger.Printf("closed socket %q from the service manager: no --listen matches its name or address", name)
@@ -612,7 +626,7 @@ func serve(c *cli.Context, rc *runConfig, sink *logsink.Sink) error {
 		pool.Stop()
 	}
 	if metricsLn != nil {
-		mt = newMetrics(pool, sink)
+		mt = newMetrics(pool, socks, sink)
 	}
 	rl := newReloader(c, rc, logger)
 	// refused reports a reload that a config file stopped.
@@ -657,6 +671,14 @@ func serve(c *cli.Context, rc *runConfig, sink *logsink.Sink) error {
 		defer opsWG.Done()
 		watchWorkers(ctx, pool, &m.cpu, rc.maxMemory)
 	}()
+	if socks != nil {
+		// Sockets not made by hotcluster on the steered addresses.
+		opsWG.Add(1)
+		go func() {
+			defer opsWG.Done()
+			socks.Watch(ctx, handoff.DefaultWatchInterval)
+		}()
+	}
 	upgradeDone := make(chan struct{})
 	go func() {
 		defer close(upgradeDone)

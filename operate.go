@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/hotcluster/hotcluster/control"
+	"github.com/hotcluster/hotcluster/handoff"
 	"github.com/hotcluster/hotcluster/internal/logsink"
 	"github.com/hotcluster/hotcluster/internal/procstat"
 	"github.com/hotcluster/hotcluster/metrics"
@@ -166,8 +167,9 @@ func serveMetrics(ctx context.Context, ln net.Listener, mt *metrics.Metrics, log
 }
 
 // newMetrics makes the metrics of pool's workers, read at scrape time:
-// the pool's snapshot, and one reading of /proc per worker.
-func newMetrics(pool *workers.Pool, sink *logsink.Sink) *metrics.Metrics {
+// the pool's snapshot, and one reading of /proc per worker; and of the
+// foreign sockets on socks' addresses (socks may be nil).
+func newMetrics(pool *workers.Pool, socks *handoff.Sockets, sink *logsink.Sink) *metrics.Metrics {
 	return metrics.New(func() metrics.Snapshot {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		defer cancel()
@@ -182,6 +184,17 @@ func newMetrics(pool *workers.Pool, sink *logsink.Sink) *metrics.Metrics {
 				mw.RSS, mw.CPUTime = s.RSS, s.CPUTime
 			}
 			snap.Workers = append(snap.Workers, mw)
+		}
+		if socks != nil {
+			n := make(map[string]int)
+			for _, f := range socks.Foreign() {
+				n[f.Listener]++
+			}
+			for _, l := range socks.Listeners() {
+				if l.Mode == handoff.Steered {
+					snap.Listeners = append(snap.Listeners, metrics.Listener{Name: l.Spec.Name, Foreign: n[l.Spec.Name]})
+				}
+			}
 		}
 		return snap
 	})

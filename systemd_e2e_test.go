@@ -237,7 +237,7 @@ func TestSystemdE2E(t *testing.T) {
 		// The workers may answer just before the master's READY=1 reached
 		// systemd.
 		eventually(t, "service active after the first connection", func() bool { return s.show("hcs.service", "ActiveState") == "active" })
-		if j := s.journal("hcs.service"); !strings.Contains(j, "listening on "+saddr+" as web (steered)") {
+		if j := s.journal("hcs.service"); !strings.Contains(j, "listening on "+saddr+" as web (steered, ") {
 			t.Errorf("the service did not use systemd's socket (steered):\n%s", j)
 		}
 	})

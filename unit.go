@@ -103,6 +103,7 @@ func unitAction(c *cli.Context) error {
 		Name: c.String("name"), Description: c.String("description"), Exec: exe, RunArgs: runArgs,
 		WorkingDirectory: rc.pool.Dir, User: c.String("user"), Group: c.String("group"),
 		DrainTimeout: rc.pool.DrainTimeout, ReadyTimeout: rc.pool.ReadyTimeout,
+		Nagle: rc.sockets.Nagle,
 	}
 	type file struct{ name, text string }
 	var files []file

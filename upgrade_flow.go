@@ -213,6 +213,13 @@ func (b *binaryUpgrade) run(ctx context.Context, socks *handoff.Sockets, handedO
 		b.onEvent("upgrade-start", os.Getpid(), "")
 		pid, err := b.once(socks)
 		if err != nil {
+			if socks != nil {
+				// The new master may have steered to its own generation
+				// before it failed.
+				if rerr := socks.Reclaim(); rerr != nil {
+					b.log.Printf("upgrade failed: %v", rerr)
+				}
+			}
 			b.log.Printf("upgrade failed: %v; this master (pid %d) keeps serving", err, os.Getpid())
 			b.onEvent("upgrade-failed", os.Getpid(), err.Error())
 			answer(upgradeResult{err: err})

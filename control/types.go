@@ -30,13 +30,38 @@ type Status struct {
 	// LogDropped counts the log lines the master dropped because its
 	// output was not read fast enough, or had gone.
 	LogDropped uint64 `json:"log_dropped,omitempty"`
+	// ForeignSockets are sockets not made by hotcluster found listening on
+	// (UDP: bound to) a steered listener's address.
+	ForeignSockets []ForeignSocket `json:"foreign_sockets"`
 }
 
 // Listener is one of the master's sockets.
 type Listener struct {
 	Name string `json:"name"`
 	Addr string `json:"addr"`
+	// Mode is "steered" or "shared".
 	Mode string `json:"mode"`
+	// Selector is, for a steered listener, "ebpf" or "cbpf".
+	Selector string `json:"selector,omitempty"`
+}
+
+// ForeignSocket is a socket another program made on a listener's address.
+type ForeignSocket struct {
+	Listener string `json:"listener"`
+	Addr     string `json:"addr"`
+	// Joined: it sits in the listener's SO_REUSEPORT group and gets no
+	// connections. TakesConnections: beside the group, the kernel may
+	// prefer it over hotcluster's sockets.
+	Joined           bool          `json:"joined"`
+	TakesConnections bool          `json:"takes_connections"`
+	Owners           []SocketOwner `json:"owners"`
+	Since            time.Time     `json:"since"`
+}
+
+// SocketOwner is a process that holds a socket.
+type SocketOwner struct {
+	PID     int    `json:"pid"`
+	Command string `json:"command"`
 }
 
 // Reload is the outcome of a reload.

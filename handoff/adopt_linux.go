@@ -118,32 +118,45 @@ func sameAddress(got, want Spec) bool {
 
 // adoptListener serves a handed-in socket. It is made non-blocking once,
 // here, as the worker contract says (systemd's NonBlocking=yes does the
-// same); it can be steered when systemd set ReusePort=yes on it.
-func adoptListener(spec Spec, in *inherited, forceShared bool) (*listener, error) {
+// same); it can be steered when systemd set ReusePort=yes on it. Its other
+// options (TCP_NODELAY among them) stay as systemd set them.
+func adoptListener(spec Spec, in *inherited, cfg *Config) (*listener, error) {
 	fd := in.fd
 	in.fd = -1
 	if err := unix.SetNonblock(fd, true); err != nil {
 		unix.Close(fd)
 		return nil, fmt.Errorf("listen %s: socket from the service manager: %w", spec, err)
 	}
-	l := &listener{spec: spec, adopted: true, mode: Steered, addr: in.spec.Addr,
-		socks: []*sock{{rc: rawFD(fd), c: rawFD(fd)}}}
+	l := &listener{spec: spec, adopted: true, mode: Steered, addr: in.spec.Addr, socks: []*sock{newSock(fd)}}
+	inet := spec.Network != "unix" && in.spec.Network != "unix"
+	if inet {
+		// Only systemd's socket itself may listen there: anything else
+		// would share (or steal) its traffic.
+		if err := checkFree(spec, in.spec.Network, l.addr, l.socks); err != nil {
+			l.closeSocks()
+			return nil, err
+		}
+	}
 	reuse, _ := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_REUSEPORT)
 	switch {
-	case spec.Network == "unix" || in.spec.Network == "unix":
+	case !inet:
 		l.mode, l.why = Shared, "unix socket from systemd"
-	case forceShared:
+	case cfg.Shared:
 		l.mode, l.why = Shared, "--handoff shared"
 	case reuse == 0:
 		l.mode, l.why = Shared, "socket from systemd without ReusePort=yes"
 	default:
-		if err := l.steer(0); err != nil {
-			l.mode, l.why = Shared, fmt.Sprintf("kernel refused the BPF selector: %v", err)
+		// New sockets of the group bind the same address, in the same family.
+		l.network = in.spec.Network
+		if err := l.startSteering(cfg.classic); err != nil {
+			l.mode, l.why = Shared, fmt.Sprintf("cannot steer systemd's socket: %v", err)
 		}
 	}
 	if l.mode == Steered {
-		// New sockets of the group bind the same address, in the same family.
-		l.network = in.spec.Network
+		if err := checkFree(spec, in.spec.Network, l.addr, l.socks); err != nil {
+			l.closeSocks()
+			return nil, err
+		}
 	}
 	return l, nil
 }

@@ -1,30 +1,71 @@
 // Package handoff owns the master's listening sockets and moves new
 // connections from one worker generation to the next inside the kernel.
 //
-// Invariant: the master never closes a socket while it lives, and a
-// generation receives connections only after [Sockets.Activate] pointed the
-// traffic at it, which the worker group calls once the generation is ready.
+// Invariant: the master never closes a socket while it lives, a generation
+// receives connections only after [Sockets.Activate] pointed the traffic at
+// it, which the worker group calls once the generation is ready, and a
+// steered group's selector hands connections to the master's own sockets
+// only, never to one that another process joined to the group.
 //
 // # Steered listeners (TCP and UDP)
 //
-// Each listen address owns a group of SO_REUSEPORT sockets bound to it, and a
-// one-instruction classic BPF program (SO_ATTACH_REUSEPORT_CBPF, "return k")
-// that decides which socket of the group receives new connections. Each
-// generation is handed one socket of the group, one that no live generation
-// holds. Activate rewrites the program to return the new generation's index,
-// then waits until the old socket has nothing left that its workers must
-// serve: no half-open handshake that started before the switch, an empty
-// accept queue, and every accepted connection has had its first request
-// bytes read (receive queue empty and data received, from the kernel's socket
-// diagnostics). Only then may the old generation be told to stop, so that
-// even a worker that calls a plain http.Server.Shutdown loses nothing
-// (golang/go#75591).
+// Each listen address owns a group of SO_REUSEPORT sockets bound to it, and
+// a selector attached to the group before its second socket joins, which
+// decides which socket receives new connections. Each generation is handed
+// one socket of the group, one that no live generation holds. Activate
+// points the selector at the new generation's socket, then waits, bounded
+// by Config.QuietTimeout (--quiet-timeout), until the old socket has
+// nothing left that its workers must serve: no half-open handshake that
+// started before the switch, an empty accept queue, and every accepted
+// connection has had its first request bytes read (receive queue empty and
+// data received, from the kernel's socket diagnostics). Only then may the
+// old generation be told to stop, so that even a worker that calls a plain
+// http.Server.Shutdown loses nothing (golang/go#75591).
+//
+// The selector picks by socket identity, so that no other socket that joins
+// the group ever gets a connection: any program of the same user may join
+// it with SO_REUSEPORT (a second hotcluster, a worker that opens its own
+// reuseport socket, leftovers of an earlier run). Where the kernel allows
+// eBPF (CAP_BPF), it is an SK_REUSEPORT program over a REUSEPORT_SOCKARRAY
+// that only the master fills (package internal/reuseport); steering is one
+// map update. Elsewhere it is a one-instruction classic BPF program
+// (SO_ATTACH_REUSEPORT_CBPF, "return k"), which selects by position: the
+// kernel appends a socket that joins at the end of the group and fills a
+// hole with the last one, and the master never closes a group socket, so
+// Open creates all GroupSize sockets at once and a later joiner sits at a
+// position the program never returns. A fifth generation holding sockets
+// then fails to start rather than grow the group.
+//
+// Open refuses an address where any other socket listens (TCP) or is bound
+// (UDP) on the same port with an overlapping address, whatever SO_REUSEPORT
+// says: it returns an *InUseError naming the owners found in /proc. It
+// looks before binding and again once the group is bound. Sockets taken
+// over from a previous master are not checked; for one from systemd, only
+// that socket may be there. Sockets that appear later are found at each
+// Activate and by Watch: each is logged once, loudly, and listed by
+// Foreign. One in the group gets nothing; one beside it (a more specific
+// address, IPv4 beside a dual-stack socket) may be preferred by the
+// kernel's lookup, which no selector controls, and is reported as taking
+// connections.
+//
+// A socket that no generation holds and no selector points to is idle:
+// whatever still waits in its queue (connections the quiet wait gave up
+// on, or those of a previous master that was killed) is reset when it
+// becomes idle (Release, ReleasePrevious, Activate), so that clients fail
+// at once instead of waiting for good.
 //
 // The group's sockets are created with Multipath TCP off: since Go 1.24
 // net.Listen creates MPTCP sockets where it can, and those refuse the BPF
-// option. Closing a socket of a group would reorder the indexes the program
-// returns, hence the invariant above. A process of the same user could join
-// the group; that is the price of SO_REUSEPORT.
+// options. TCP sockets are TCP_NODELAY unless Config.Nagle is set;
+// accepted connections inherit it.
+//
+// # Binary upgrade
+//
+// Persist stores every socket, and the eBPF maps (a socket can be in one
+// REUSEPORT_SOCKARRAY only, so the new master must use the same ones; it
+// loads its own program over them). The new master takes the group over
+// unchecked, in the same order. A master whose upgrade failed calls Reclaim
+// to point the selectors back at its own sockets.
 //
 // # Shared listeners (fallback)
 //

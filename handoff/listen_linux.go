@@ -7,13 +7,14 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"strings"
 	"syscall"
 	"time"
 
 	"golang.org/x/sys/unix"
 )
 
-func openListener(spec Spec, forceShared bool) (*listener, error) {
+func openListener(spec Spec, cfg *Config) (*listener, error) {
 	if spec.Network == "unix" && spec.Addr[0] != '@' {
 		return openUnixListener(spec)
 	}
@@ -21,22 +22,45 @@ func openListener(spec Spec, forceShared bool) (*listener, error) {
 	switch {
 	case spec.Network == "unix":
 		l.mode, l.why = Shared, "unix socket"
-	case forceShared:
+	case cfg.Shared:
 		l.mode, l.why = Shared, "--handoff shared"
 	}
-	so, addr, err := bindSock(spec.Network, spec.Addr, l.mode == Steered)
+	if spec.Network != "unix" {
+		// Before binding, for a message that names who holds the address
+		// (bind would only say EADDRINUSE, or with SO_REUSEPORT on both
+		// sides succeed and share the traffic with it).
+		if err := checkFree(spec, spec.Network, spec.Addr, nil); err != nil {
+			return nil, err
+		}
+	}
+	so, addr, err := bindSock(spec.Network, spec.Addr, l.mode == Steered, !cfg.Nagle)
 	if err != nil {
 		return nil, listenError(spec, err)
 	}
 	l.socks, l.addr = []*sock{so}, addr
 	if l.mode == Steered {
-		// The program must be in place before a second socket joins the
-		// group, or the kernel's hash would already spread connections.
-		if err := l.steer(0); err != nil {
+		if err := l.startSteering(cfg.classic); err != nil {
 			l.mode, l.why = Shared, fmt.Sprintf("kernel refused the BPF selector: %v", err)
 		}
 	}
+	if spec.Network != "unix" {
+		// Once more with the whole group bound: something may have joined
+		// or bound beside it meanwhile.
+		if err := checkFree(spec, spec.Network, l.addr, l.socks); err != nil {
+			l.closeSocks()
+			return nil, err
+		}
+	}
 	return l, nil
+}
+
+func (l *listener) closeSocks() {
+	if l.sel != nil {
+		l.sel.close()
+	}
+	for _, so := range l.socks {
+		so.c.Close()
+	}
 }
 
 func listenError(spec Spec, err error) error {
@@ -58,21 +82,28 @@ func listenError(spec Spec, err error) error {
 	return fmt.Errorf("listen %s: %w%s", spec, err, hint)
 }
 
-// bindSock binds one socket; reuseport makes it joinable by a group.
-func bindSock(network, addr string, reuseport bool) (*sock, string, error) {
+// bindSock binds one socket; reuseport makes it joinable by a group,
+// nodelay sets TCP_NODELAY on a TCP socket (see Config.Nagle).
+func bindSock(network, addr string, reuseport, nodelay bool) (*sock, string, error) {
 	lc := net.ListenConfig{}
 	// MPTCP sockets refuse SO_ATTACH_REUSEPORT_CBPF; see the package comment.
 	lc.SetMultipathTCP(false)
-	if reuseport {
-		lc.Control = func(_, _ string, c syscall.RawConn) error {
-			var serr error
-			if err := c.Control(func(fd uintptr) {
+	stream := network != "unix" && !strings.HasPrefix(network, "udp")
+	lc.Control = func(_, _ string, c syscall.RawConn) error {
+		var serr error
+		if err := c.Control(func(fd uintptr) {
+			if reuseport {
 				serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_REUSEPORT, 1)
-			}); err != nil {
-				return err
 			}
-			return serr
+			if serr == nil && stream && nodelay {
+				// Set on the listener before listen(2): each accepted
+				// socket is a copy of it and starts with TCP_NODELAY.
+				serr = unix.SetsockoptInt(int(fd), unix.IPPROTO_TCP, unix.TCP_NODELAY, 1)
+			}
+		}); err != nil {
+			return err
 		}
+		return serr
 	}
 	ctx := context.Background()
 	switch network {
@@ -113,7 +144,18 @@ func sockOf(sc syscall.Conn, c interface{ Close() error }) (*sock, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &sock{rc: rawFD(nfd), c: rawFD(nfd)}, nil
+	return newSock(nfd), nil
+}
+
+// newSock wraps a bare descriptor the master owns from now on.
+func newSock(fd int) *sock {
+	so := &sock{rc: rawFD(fd), c: rawFD(fd)}
+	var st unix.Stat_t
+	if unix.Fstat(fd, &st) == nil {
+		so.ino = st.Ino
+	}
+	so.cookie, _ = unix.GetsockoptUint64(fd, unix.SOL_SOCKET, unix.SO_COOKIE)
+	return so
 }
 
 // dupFD makes a close-on-exec duplicate through rc, never through Fd.
@@ -139,32 +181,34 @@ func (fd rawFD) Read(func(uintptr) bool) error  { return errors.ErrUnsupported }
 func (fd rawFD) Write(func(uintptr) bool) error { return errors.ErrUnsupported }
 func (fd rawFD) Close() error                   { return unix.Close(int(fd)) }
 
-// grow adds a socket to the group.
+// grow adds a socket to the group, with socket 0's TCP_NODELAY (which is
+// systemd's choice for an adopted group), and tells the selector.
 func (l *listener) grow() error {
 	network := l.network
 	if network == "" {
 		network = l.spec.Network
 	}
-	so, _, err := bindSock(network, l.addr, true)
+	var nodelay int
+	l.socks[0].rc.Control(func(fd uintptr) {
+		nodelay, _ = unix.GetsockoptInt(int(fd), unix.IPPROTO_TCP, unix.TCP_NODELAY)
+	})
+	k := len(l.socks)
+	so, _, err := bindSock(network, l.addr, true, nodelay != 0)
 	if err != nil {
-		return listenError(l.spec, fmt.Errorf("add socket %d to the group: %w", len(l.socks), err))
+		return listenError(l.spec, fmt.Errorf("add socket %d to the group: %w", k, err))
 	}
 	l.socks = append(l.socks, so)
+	if l.sel != nil {
+		if err := l.sel.add(k, so); err != nil {
+			return fmt.Errorf("listen %s: add socket %d to the selector: %w", l.spec, k, err)
+		}
+	}
 	return nil
 }
 
-// steer points the group's selector at socket k. Any socket of the group
-// replaces the group's program.
+// steer points the group's selector at socket k.
 func (l *listener) steer(k int) error {
-	prog := []unix.SockFilter{{Code: unix.BPF_RET | unix.BPF_K, K: uint32(k)}}
-	fprog := unix.SockFprog{Len: 1, Filter: &prog[0]}
-	var serr error
-	if err := l.socks[0].rc.Control(func(fd uintptr) {
-		serr = unix.SetsockoptSockFprog(int(fd), unix.SOL_SOCKET, unix.SO_ATTACH_REUSEPORT_CBPF, &fprog)
-	}); err != nil {
-		return err
-	}
-	return serr
+	return l.sel.steer(k)
 }
 
 // dupFile makes a close-on-exec duplicate of a socket without touching its

@@ -11,11 +11,11 @@ import (
 
 var errNotSupported = errors.New("handoff: only Linux is supported")
 
-func openListener(spec Spec, forceShared bool) (*listener, error) { return nil, errNotSupported }
-func (l *listener) grow() error                                   { return errNotSupported }
-func (l *listener) steer(k int) error                             { return errNotSupported }
-func (l *listener) quiesce(ctx context.Context, so *sock) error   { return errNotSupported }
-func dupFile(rc syscall.RawConn, name string) (*os.File, error)   { return nil, errNotSupported }
+func openListener(spec Spec, cfg *Config) (*listener, error)    { return nil, errNotSupported }
+func (l *listener) grow() error                                 { return errNotSupported }
+func (l *listener) steer(k int) error                           { return errNotSupported }
+func (l *listener) quiesce(ctx context.Context, so *sock) error { return errNotSupported }
+func dupFile(rc syscall.RawConn, name string) (*os.File, error) { return nil, errNotSupported }
 
 type unixFile struct{}
 
@@ -33,7 +33,7 @@ func describeInherited(files []*os.File) ([]*inherited, error) {
 	return nil, nil
 }
 func matchInherited(in []*inherited, spec Spec) *inherited { return nil }
-func adoptListener(spec Spec, in *inherited, forceShared bool) (*listener, error) {
+func adoptListener(spec Spec, in *inherited, cfg *Config) (*listener, error) {
 	return nil, errNotSupported
 }
 
@@ -47,4 +47,10 @@ type rawFD int
 
 func (fd rawFD) Close() error { return errNotSupported }
 
-func sockInode(rc syscall.RawConn) uint64 { return 0 }
+func sockInode(rc syscall.RawConn) uint64            { return 0 }
+func (s *Sockets) inheritSelector(l *listener) error { return errNotSupported }
+func (s *Sockets) resetIdleLocked()                  {}
+func findOwners(fs []*Foreign)                       {}
+func listForeign(spec Spec, network, addr string, ours []*sock) ([]*Foreign, error) {
+	return nil, errNotSupported
+}

@@ -20,7 +20,21 @@ const (
 	// DefaultGrace is waited after the old sockets went quiet, for packets
 	// the kernel is still delivering on loopback-fast paths.
 	DefaultGrace = 20 * time.Millisecond
+	// DefaultWatchInterval is how often [Sockets.Watch] looks for sockets
+	// not made by hotcluster on the steered addresses. Each look is one
+	// socket-diagnostics dump of the listening sockets of each port.
+	DefaultWatchInterval = 5 * time.Second
 )
+
+// GroupSize is the number of sockets of a group steered with classic BPF,
+// all created by Open: enough for the serving generation, one starting and
+// two still draining. The classic program selects by position in the
+// group, and the kernel appends a joining socket at the end and fills a
+// hole with the last socket; since the master never closes a group socket,
+// sockets that join later sit at positions the program never returns. A
+// generation that would need a fifth socket fails to start instead. Groups
+// steered with eBPF select by identity, and grow on demand up to 64.
+const GroupSize = 4
 
 // Mode says how a listener moves traffic between generations.
 type Mode int
@@ -61,9 +75,25 @@ type Config struct {
 	// activation), each named by its file name (LISTEN_FDNAMES). One that
 	// matches a Spec by name, or else by address, is used instead of
 	// binding; Open closes them all (it keeps duplicates of those it uses).
-	Inherited    []*os.File
+	Inherited []*os.File
+	// QuietTimeout bounds the wait for an old socket to be quiet (see
+	// Activate); DefaultQuietTimeout if zero.
 	QuietTimeout time.Duration
 	Grace        time.Duration
+	// Nagle leaves Nagle's algorithm on for the TCP sockets Open binds. By
+	// default they are TCP_NODELAY, which the connections accepted from
+	// them inherit (Linux copies the option to each accepted socket):
+	// request-response servers answer at once rather than up to 40 ms late
+	// (delayed ACK against Nagle). Sockets from the service manager keep
+	// what it set (systemd's NoDelay=).
+	Nagle bool
+	// Log receives the lines the sockets have to tell on their own: sockets
+	// not made by hotcluster on a listener's address, connections reset in
+	// a queue nobody serves. Nil discards them.
+	Log func(format string, args ...any)
+
+	// classic forces classic BPF even where eBPF is allowed (tests).
+	classic bool
 }
 
 // Sockets is the master's set of listeners. Its methods are safe for
@@ -77,6 +107,14 @@ type Sockets struct {
 	active  int            // index the selectors point to
 	closed  bool
 	unused  []string
+	// frozen is set from Persist until Reclaim: while an upgraded master
+	// may be steering the same groups, this one leaves every queue alone.
+	frozen bool
+
+	// checking serialises looks for foreign sockets; fmu guards foreign.
+	checking sync.Mutex
+	fmu      sync.Mutex
+	foreign  map[string][]*Foreign // listener name -> what is there now
 }
 
 // sock is one socket the master holds, as a bare close-on-exec descriptor
@@ -87,6 +125,27 @@ type Sockets struct {
 type sock struct {
 	rc syscall.RawConn
 	c  io.Closer
+	// ino and cookie identify the socket: its inode number (as
+	// /proc/PID/fd and socket diagnostics show it) and SO_COOKIE.
+	ino    uint64
+	cookie uint64
+}
+
+// selector decides which socket of a steered group receives new
+// connections. Its methods are called under Sockets.mu.
+type selector interface {
+	// kind is "ebpf" or "cbpf", for logs and status.
+	kind() string
+	// add tells that socket k of the group exists (eBPF stores it).
+	add(k int, so *sock) error
+	// steer selects socket k for new connections from now on.
+	steer(k int) error
+	// persist stores what an upgraded master needs to steer the group.
+	persist(st Store, spec Spec) error
+	// reclaim makes this master's selector the group's again, pointing at
+	// socket k (after an upgrade that failed); group is socket 0.
+	reclaim(group *sock, k int) error
+	close()
 }
 
 type listener struct {
@@ -100,11 +159,16 @@ type listener struct {
 	adopted bool    // handed in by the service manager
 	addr    string  // resolved, e.g. with the port chosen for :0
 	socks   []*sock // steered: the group, by index; shared: one socket
-	// why is the reason a listener fell back to shared mode, for the log.
+	// why is the reason a listener fell back to shared mode, or to classic
+	// BPF, for the log.
 	why string
 	// file is the unix socket file this master bound, removed at the final
 	// stop; nil for every other listener.
 	file *unixFile
+	// sel decides which socket of a steered group gets new connections;
+	// limit is how many sockets the group may have (see GroupSize).
+	sel   selector
+	limit int
 }
 
 // Open binds every listener, or takes it over from Store. On error nothing
@@ -116,7 +180,10 @@ func Open(cfg Config) (*Sockets, error) {
 	if cfg.Grace <= 0 {
 		cfg.Grace = DefaultGrace
 	}
-	s := &Sockets{cfg: cfg, holders: make(map[uint64]int)}
+	if cfg.Log == nil {
+		cfg.Log = func(string, ...any) {}
+	}
+	s := &Sockets{cfg: cfg, holders: make(map[uint64]int), foreign: make(map[string][]*Foreign)}
 	inherited, err := describeInherited(cfg.Inherited)
 	if err != nil {
 		closeAll(cfg.Inherited)
@@ -145,9 +212,9 @@ func Open(cfg Config) (*Sockets, error) {
 		if l != nil || err != nil {
 			// Kept from the previous master.
 		} else if in := matchInherited(inherited, spec); in != nil {
-			l, err = adoptListener(spec, in, cfg.Shared)
+			l, err = adoptListener(spec, in, &cfg)
 		} else {
-			l, err = openListener(spec, cfg.Shared)
+			l, err = openListener(spec, &cfg)
 		}
 		if err != nil {
 			s.Close(true)
@@ -202,7 +269,10 @@ func (s *Sockets) Handover() Previous {
 	return p
 }
 
-// ReleasePrevious frees the sockets of a previous master that has exited.
+// ReleasePrevious frees the sockets of a previous master that has exited,
+// and resets the connections left in the queues of those that are now
+// idle (see Release): nobody will accept them, also when that master was
+// killed before its workers could.
 func (s *Sockets) ReleasePrevious() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -211,6 +281,7 @@ func (s *Sockets) ReleasePrevious() {
 			delete(s.holders, gen)
 		}
 	}
+	s.resetIdleLocked()
 }
 
 // takeOver adopts the sockets a previous master stored for spec, or
@@ -252,6 +323,12 @@ func (s *Sockets) takeOver(spec Spec) (*listener, error) {
 		l.mode, l.why = Shared, "--handoff shared"
 	} else {
 		l.network = got.Network
+		if err := s.inheritSelector(l); err != nil {
+			for _, so := range l.socks {
+				so.c.Close()
+			}
+			return nil, err
+		}
 	}
 	return l, nil
 }
@@ -261,14 +338,19 @@ func (s *Sockets) takeOver(spec Spec) (*listener, error) {
 func (s *Sockets) Unused() []string { return s.unused }
 
 // Persist stores every socket in Config.Store, for a master about to hand
-// over to an upgraded one. It is not done earlier because the store keeps
-// the sockets as *os.File, which sit in Go's netpoller (see sock).
+// over to an upgraded one, and the maps of the eBPF selectors, which the
+// upgraded master must share (see package internal/reuseport). It is not
+// done earlier because the store keeps the sockets as *os.File, which sit
+// in Go's netpoller (see sock). From now on, until Reclaim, this master
+// resets no queue: the upgraded one may already serve from sockets this
+// one thinks idle.
 func (s *Sockets) Persist() error {
 	if s.cfg.Store == nil {
 		return errors.New("handoff: no store to persist the sockets in")
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.frozen = true
 	for _, l := range s.ls {
 		for i, so := range l.socks {
 			f, err := dupFile(so.rc, l.spec.Name)
@@ -281,12 +363,45 @@ func (s *Sockets) Persist() error {
 				return err
 			}
 		}
+		if l.mode == Steered {
+			if err := l.sel.persist(s.cfg.Store, l.spec); err != nil {
+				return fmt.Errorf("listen %s: %w", l.spec, err)
+			}
+		}
 	}
 	return nil
 }
 
+// Reclaim undoes what an upgrade that failed may have changed: it points
+// every selector back at this master's active sockets (the failed master
+// may have steered them to its own generation) and lets this master reset
+// idle queues again, such as that of the socket the failed master served.
+func (s *Sockets) Reclaim() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return ErrClosed
+	}
+	s.frozen = false
+	var errs []error
+	for _, l := range s.ls {
+		if l.mode != Steered {
+			continue
+		}
+		if err := l.sel.reclaim(l.socks[0], s.active); err != nil {
+			errs = append(errs, fmt.Errorf("listen %s: steer back to socket %d: %w", l.spec, s.active, err))
+		}
+	}
+	s.resetIdleLocked()
+	return errors.Join(errs...)
+}
+
 func storeName(spec Spec, i int) string {
-	return "hotcluster/" + spec.Network + "/" + spec.Addr + "/" + strconv.Itoa(i)
+	return storeKey(spec, strconv.Itoa(i))
+}
+
+func storeKey(spec Spec, what string) string {
+	return "hotcluster/" + spec.Network + "/" + spec.Addr + "/" + what
 }
 
 // Names returns the listener names in order, as LISTEN_FDNAMES lists them.
@@ -304,7 +419,11 @@ type Listener struct {
 	// Addr is the bound address (the chosen port for :0).
 	Addr string
 	Mode Mode
-	// Why says why a listener is shared.
+	// Selector is, for a steered listener, what selects the socket of new
+	// connections: "ebpf" (by socket identity) or "cbpf" (by position in a
+	// group of GroupSize sockets).
+	Selector string
+	// Why says why a listener is shared, or steered with classic BPF.
 	Why string
 }
 
@@ -315,6 +434,9 @@ func (s *Sockets) Listeners() []Listener {
 	out := make([]Listener, len(s.ls))
 	for i, l := range s.ls {
 		out[i] = Listener{Spec: l.spec, Addr: l.addr, Mode: l.mode, Why: l.why}
+		if l.mode == Steered {
+			out[i].Selector = l.sel.kind()
+		}
 	}
 	return out
 }
@@ -372,6 +494,11 @@ func (s *Sockets) assignLocked(gen uint64) (int, error) {
 		k++
 	}
 	for _, l := range s.ls {
+		if l.mode == Steered && k >= l.limit {
+			return 0, fmt.Errorf("listen %s: %d generations hold sockets: wait for the old ones to drain", l.spec, l.limit)
+		}
+	}
+	for _, l := range s.ls {
 		if l.mode != Steered {
 			continue
 		}
@@ -396,8 +523,10 @@ func (s *Sockets) assignLocked(gen uint64) (int, error) {
 // sockets have nothing left that their workers must serve (see the package
 // comment). It returns a *QuietError when that wait ran out; the traffic has
 // moved all the same. Calling it for the already active generation returns
-// at once.
+// at once. Before it steers, it looks for sockets not made by hotcluster on
+// the steered addresses (see Foreign).
 func (s *Sockets) Activate(ctx context.Context, gen uint64) error {
+	s.checkForeign()
 	s.mu.Lock()
 	k, ok := s.holders[gen]
 	if !ok {
@@ -431,6 +560,11 @@ func (s *Sockets) Activate(ctx context.Context, gen uint64) error {
 			qerr = &QuietError{Listener: l.spec, Err: err}
 		}
 	}
+	// The old socket may have no holder left (a previous master that
+	// exited before its queue emptied): then nobody ever will accept.
+	s.mu.Lock()
+	s.resetIdleLocked()
+	s.mu.Unlock()
 	if qerr != nil {
 		return qerr
 	}
@@ -457,11 +591,17 @@ func (e *QuietError) Error() string {
 func (e *QuietError) Unwrap() error { return e.Err }
 
 // Release tells that generation gen has no worker left; its sockets may be
-// handed to a later generation.
+// handed to a later generation. A socket that no generation holds and no
+// selector points to is idle: the connections left in its accept queue
+// (those that Activate's quiet wait gave up on) would wait there for good,
+// so they are reset now, each client seeing a connection reset at once;
+// for UDP, its queued datagrams are dropped. One line is logged with the
+// count.
 func (s *Sockets) Release(gen uint64) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	delete(s.holders, gen)
+	s.resetIdleLocked()
 }
 
 // Close closes every socket; with unlink it also removes unix socket files.
@@ -471,6 +611,9 @@ func (s *Sockets) Close(unlink bool) {
 	defer s.mu.Unlock()
 	s.closed = true
 	for _, l := range s.ls {
+		if l.sel != nil {
+			l.sel.close()
+		}
 		for _, so := range l.socks {
 			so.c.Close()
 		}

@@ -120,6 +120,7 @@ func TestScrape(t *testing.T) {
 				{Slot: 1, Gen: 4, PID: 0, State: StateStarting},
 			},
 			LogDropped: 7,
+			Listeners:  []Listener{{Name: "web", Foreign: 2}, {Name: "dns"}},
 		}
 		calls int
 	)
@@ -171,6 +172,8 @@ func TestScrape(t *testing.T) {
 		{"hotcluster_worker_restarts_total", nil, 2},
 		{"hotcluster_worker_recycles_total", nil, 1},
 		{"hotcluster_log_lines_dropped_total", nil, 7},
+		{"hotcluster_foreign_sockets", map[string]string{"listener": "web"}, 2},
+		{"hotcluster_foreign_sockets", map[string]string{"listener": "dns"}, 0},
 	}
 	for _, c := range checks {
 		if got := value(t, mfs, c.name, c.labels); got != c.want {

@@ -38,6 +38,16 @@ type Snapshot struct {
 	// ErroredSlots counts the worker slots given up after too many
 	// restarts (all of them: nothing serves).
 	ErroredSlots int
+	// Listeners are the steered listeners; each gets a series, 0 included.
+	Listeners []Listener
+}
+
+// Listener is one of the master's steered listeners.
+type Listener struct {
+	Name string
+	// Foreign counts the sockets not made by hotcluster found on its
+	// address.
+	Foreign int
 }
 
 // poolCollector turns one Snapshot per scrape into metrics, so that they
@@ -46,7 +56,7 @@ type Snapshot struct {
 type poolCollector struct {
 	snapshot func() Snapshot
 
-	workers, generation, rss, cpu, logDropped, errored *prometheus.Desc
+	workers, generation, rss, cpu, foreign, logDropped, errored *prometheus.Desc
 }
 
 func newPoolCollector(snapshot func() Snapshot) *poolCollector {
@@ -61,6 +71,8 @@ func newPoolCollector(snapshot func() Snapshot) *poolCollector {
 			"Resident memory of a worker process in bytes.", perWorker, nil),
 		cpu: prometheus.NewDesc("hotcluster_worker_cpu_seconds_total",
 			"User and system CPU time a worker process has used, in seconds.", perWorker, nil),
+		foreign: prometheus.NewDesc("hotcluster_foreign_sockets",
+			"Sockets not made by hotcluster listening on a listener's address; anything above 0 needs an operator.", []string{"listener"}, nil),
 		errored: prometheus.NewDesc("hotcluster_errored_slots",
 			"Worker slots given up after too many restarts (--max-restarts); they stay empty until the next reload.", nil, nil),
 		logDropped: prometheus.NewDesc("hotcluster_log_lines_dropped_total",
@@ -75,6 +87,7 @@ func (c *poolCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- c.cpu
 	ch <- c.logDropped
 	ch <- c.errored
+	ch <- c.foreign
 }
 
 func (c *poolCollector) Collect(ch chan<- prometheus.Metric) {
@@ -95,5 +108,8 @@ func (c *poolCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 	for state, n := range counts {
 		ch <- prometheus.MustNewConstMetric(c.workers, prometheus.GaugeValue, float64(n), state)
+	}
+	for _, l := range s.Listeners {
+		ch <- prometheus.MustNewConstMetric(c.foreign, prometheus.GaugeValue, float64(l.Foreign), l.Name)
 	}
 }

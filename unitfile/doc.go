@@ -33,7 +33,8 @@
 // lets hotcluster steer new connections between generations instead of
 // falling back to one shared socket (the kernel lets only sockets of one user
 // join a group, so with User= set the root-made sockets stay shared);
-// NonBlocking=yes in the service makes the inherited sockets non-blocking, as
+// NoDelay=true matches the TCP_NODELAY of hotcluster's own sockets
+// ([Options.Nagle] writes false, for run --nodelay=false); NonBlocking=yes in the service makes the inherited sockets non-blocking, as
 // the worker contract promises.
 //
 // Install them with:

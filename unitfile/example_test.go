@@ -106,6 +106,9 @@ func Example() {
 	// # new connections to the generation that is ready; without ReusePort=yes it
 	// # falls back to one shared socket for every generation.
 	// ReusePort=yes
+	// # TCP_NODELAY, as hotcluster sets on its own sockets: accepted connections
+	// # inherit it, and answers are not held back by Nagle's algorithm.
+	// NoDelay=true
 	// Service=myapp.service
 	//
 	// [Install]

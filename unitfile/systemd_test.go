@@ -234,6 +234,7 @@ func TestSystemdReadsBack(t *testing.T) {
 			"BindIPv6Only":       {"both"},
 			"FreeBind":           {"yes"},
 			"ReusePort":          {"yes"},
+			"NoDelay":            {"yes"},
 			"Triggers":           {"hctest.service (origin-implicit destination-file)"},
 		},
 		"hctest-dns.socket": {

@@ -80,6 +80,10 @@ type Options struct {
 	// Listen, for Socket, are the listeners: one ListenStream= or
 	// ListenDatagram= each. All must have the same Name (see Socket).
 	Listen []Listen
+	// Nagle, for Socket, writes NoDelay=false, as `hotcluster run
+	// --nodelay=false` asks: by default a socket unit with a TCP listener
+	// has NoDelay=true, as hotcluster's own TCP sockets are TCP_NODELAY.
+	Nagle bool
 }
 
 // Listen is one listener of a socket unit, as `--listen NAME=ADDR` gives it.
@@ -296,13 +300,14 @@ func Socket(o Options) (string, error) {
 		ls = append(ls, line)
 	}
 	var v6only string
-	var inet, freeBind bool
+	var inet, freeBind, tcp bool
 	for _, l := range ls {
 		if l.v6only != "" {
 			v6only = l.v6only
 		}
 		inet = inet || l.inet
 		freeBind = freeBind || l.freeBind
+		tcp = tcp || l.inet && l.key == "ListenStream"
 	}
 
 	var u unit
@@ -341,6 +346,16 @@ func Socket(o Options) (string, error) {
 				"creates these as root: with User="+o.User+", hotcluster shares them instead.")
 		}
 		u.set("ReusePort", "yes")
+	}
+	if tcp {
+		if o.Nagle {
+			u.comment("Nagle's algorithm stays on (hotcluster run --nodelay=false).")
+			u.set("NoDelay", "false")
+		} else {
+			u.comment("TCP_NODELAY, as hotcluster sets on its own sockets: accepted connections",
+				"inherit it, and answers are not held back by Nagle's algorithm.")
+			u.set("NoDelay", "true")
+		}
 	}
 	u.set("Service", service)
 

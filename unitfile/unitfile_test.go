@@ -230,13 +230,33 @@ func TestServiceErrors(t *testing.T) {
 	}
 }
 
+func TestSocketNoDelay(t *testing.T) {
+	t.Parallel()
+	o := baseOptions()
+	o.Listen = []Listen{{Name: "web", Network: "tcp", Addr: "127.0.0.1:8080"}}
+	for _, nagle := range []bool{false, true} {
+		o.Nagle = nagle
+		s, err := Socket(o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := "true"
+		if nagle {
+			want = "false"
+		}
+		if got := settings(s, "NoDelay"); len(got) != 1 || got[0] != want {
+			t.Errorf("Nagle %v: NoDelay = %q, want %s", nagle, got, want)
+		}
+	}
+}
+
 func TestSocketListen(t *testing.T) {
 	t.Parallel()
 	for _, tc := range []struct {
 		network, addr string
 		want          map[string][]string
 	}{
-		{"tcp", ":8080", map[string][]string{"ListenStream": {"8080"}, "BindIPv6Only": {"both"}, "FreeBind": nil, "ReusePort": {"yes"}}},
+		{"tcp", ":8080", map[string][]string{"ListenStream": {"8080"}, "BindIPv6Only": {"both"}, "FreeBind": nil, "ReusePort": {"yes"}, "NoDelay": {"true"}}},
 		{"tcp4", ":8080", map[string][]string{"ListenStream": {"0.0.0.0:8080"}, "BindIPv6Only": nil}},
 		{"tcp6", ":8080", map[string][]string{"ListenStream": {"[::]:8080"}, "BindIPv6Only": {"ipv6-only"}}},
 		{"tcp", "0.0.0.0:8080", map[string][]string{"ListenStream": {"0.0.0.0:8080"}, "BindIPv6Only": nil, "FreeBind": nil}},
@@ -247,10 +267,10 @@ func TestSocketListen(t *testing.T) {
 		{"tcp", "[::ffff:10.0.0.1]:80", map[string][]string{"ListenStream": {"10.0.0.1:80"}, "FreeBind": {"yes"}}},
 		{"tcp", "192.0.2.7:443", map[string][]string{"ListenStream": {"192.0.2.7:443"}, "FreeBind": {"yes"}}},
 		{"tcp6", "[fe80::1%eth0]:8080", map[string][]string{"ListenStream": {"[fe80::1]:8080%%eth0"}, "FreeBind": {"yes"}}},
-		{"udp", ":5353", map[string][]string{"ListenDatagram": {"5353"}, "ListenStream": nil, "BindIPv6Only": {"both"}}},
+		{"udp", ":5353", map[string][]string{"ListenDatagram": {"5353"}, "ListenStream": nil, "BindIPv6Only": {"both"}, "NoDelay": nil}},
 		{"udp4", "127.0.0.1:53", map[string][]string{"ListenDatagram": {"127.0.0.1:53"}}},
 		{"unix", "/run/app 100%.sock", map[string][]string{"ListenStream": {"/run/app 100%%.sock"}, "ReusePort": nil, "BindIPv6Only": nil}},
-		{"unix", "@app", map[string][]string{"ListenStream": {"@app"}, "ReusePort": nil}},
+		{"unix", "@app", map[string][]string{"ListenStream": {"@app"}, "ReusePort": nil, "NoDelay": nil}},
 	} {
 		o := baseOptions()
 		o.Listen = []Listen{{Name: "web", Network: tc.network, Addr: tc.addr}}

@@ -6,16 +6,17 @@ import (
 	"strconv"
 )
 
-// ErrNotSupported is returned by [TCP] and [ListenQueue] on platforms other
-// than Linux, and wrapped by [TCP] when a sandbox refuses netlink sockets or
-// the kernel lacks TCP socket diagnostics (CONFIG_INET_TCP_DIAG).
+// ErrNotSupported is returned by [TCP], [UDP] and [ListenQueue] on
+// platforms other than Linux, and wrapped by [TCP] and [UDP] when a sandbox
+// refuses netlink sockets or the kernel lacks TCP or UDP socket diagnostics
+// (CONFIG_INET_TCP_DIAG, CONFIG_INET_UDP_DIAG).
 var ErrNotSupported = errors.New("sockdiag: socket diagnostics not supported")
 
 // ErrNotListening is returned by [ListenQueue] for a socket that is not a
 // listening TCP socket.
 var ErrNotListening = errors.New("sockdiag: socket is not listening")
 
-// Conn is one TCP socket as the kernel reports it.
+// Conn is one TCP or UDP socket as the kernel reports it.
 type Conn struct {
 	// Local and Remote are the socket's addresses. A socket of an IPv6
 	// dual-stack listener that talks to an IPv4 peer has IPv4-mapped IPv6
@@ -25,12 +26,19 @@ type Conn struct {
 	Local, Remote netip.AddrPort
 
 	// State is the TCP state. Connections whose handshake is still in
-	// progress on a listener are reported as SynRecv.
+	// progress on a listener are reported as SynRecv. A UDP socket is Close
+	// while unconnected (bound only) and Established once connected.
 	State State
+
+	// V6Only is, for an IPv6 socket, its IPV6_V6ONLY option: false for a
+	// dual-stack socket bound to [::], which also takes IPv4. It is always
+	// false for an IPv4 socket.
+	V6Only bool
 
 	// RxQueue is, for a connected socket, the number of bytes received and
 	// not yet read by the application; for a Listen socket it is the number
-	// of connections in its accept queue.
+	// of connections in its accept queue; for a UDP socket, the bytes of
+	// the datagrams waiting in its receive queue.
 	RxQueue uint32
 
 	// TxQueue is, for a connected socket, the number of bytes written and not

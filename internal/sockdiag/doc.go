@@ -1,6 +1,7 @@
-// Package sockdiag asks the kernel about the TCP sockets on a port, so that
-// the master can tell when every connection an old worker generation accepted
-// or still has queued has had its request bytes read.
+// Package sockdiag asks the kernel about the TCP and UDP sockets on a port,
+// so that the master can tell when every connection an old worker
+// generation accepted or still has queued has had its request bytes read,
+// and which sockets other than its own listen on its addresses.
 //
 // The invariant callers rely on: a [Conn] with RxQueue == 0 and
 // BytesReceived > 0 is a connection whose bytes, as far as they have arrived,
@@ -23,6 +24,11 @@
 // [ListenQueue] reads the accept-queue length of one listening socket with
 // getsockopt(TCP_INFO) through a [syscall.RawConn], which, unlike
 // (*os.File).Fd, leaves the descriptor non-blocking.
+//
+// [UDP] sends the same requests for IPPROTO_UDP (no tcp_info is asked
+// for). Listening TCP sockets and unconnected UDP sockets of AF_INET6 carry
+// INET_DIAG_SKV6ONLY, read into Conn.V6Only, which tells a dual-stack
+// socket on [::] from an IPv6-only one.
 //
 // # Using it to wait for a generation
 //

@@ -42,6 +42,11 @@ const (
 	// tcp_info for TCP sockets. idiag_ext asks for attribute n with bit n-1.
 	inetDiagInfo = 2
 
+	// inetDiagSkV6Only is the INET_DIAG_SKV6ONLY attribute (a u8, the
+	// socket's IPV6_V6ONLY), which the kernel adds to every AF_INET6 socket
+	// unasked (inet_diag_msg_attrs_fill, since Linux 3.12).
+	inetDiagSkV6Only = 11
+
 	// offBytesReceived is the offset of tcpi_bytes_received in struct
 	// tcp_info: 8 bytes of u8 fields, 24 u32 fields (tcpi_rto to
 	// tcpi_total_retrans), then tcpi_pacing_rate, tcpi_max_pacing_rate and
@@ -55,15 +60,20 @@ const (
 
 var native = binary.NativeEndian
 
-// appendDumpRequest appends a SOCK_DIAG_BY_FAMILY dump request for the TCP
-// sockets of one address family, local port and set of states.
-func appendDumpRequest(b []byte, seq uint32, family uint8, port uint16, states StateSet) []byte {
+// appendDumpRequest appends a SOCK_DIAG_BY_FAMILY dump request for the
+// sockets of one address family, protocol (IPPROTO_TCP or IPPROTO_UDP),
+// local port and set of states.
+func appendDumpRequest(b []byte, seq uint32, family, proto uint8, port uint16, states StateSet) []byte {
 	b = native.AppendUint32(b, nlmsgHdrLen+reqV2Len)
 	b = native.AppendUint16(b, unix.SOCK_DIAG_BY_FAMILY)
 	b = native.AppendUint16(b, unix.NLM_F_REQUEST|unix.NLM_F_DUMP)
 	b = native.AppendUint32(b, seq)
 	b = native.AppendUint32(b, 0) // port ID: the kernel fills it in
-	b = append(b, family, unix.IPPROTO_TCP, 1<<(inetDiagInfo-1), 0)
+	var ext uint8
+	if proto == unix.IPPROTO_TCP {
+		ext = 1 << (inetDiagInfo - 1)
+	}
+	b = append(b, family, proto, ext, 0)
 	b = native.AppendUint32(b, uint32(states))
 	b = binary.BigEndian.AppendUint16(b, port) // idiag_sport
 	return append(b, make([]byte, sockIDLen-2)...)
@@ -155,10 +165,15 @@ func parseDiagMsg(b []byte) (Conn, error) {
 		if n < rtattrLen || n > len(attrs) {
 			return c, fmt.Errorf("bad attribute length %d with %d bytes left", n, len(attrs))
 		}
-		if typ == inetDiagInfo {
+		switch typ {
+		case inetDiagInfo:
 			info := attrs[rtattrLen:n]
 			if len(info) >= offBytesReceived+8 {
 				c.BytesReceived = native.Uint64(info[offBytesReceived:])
+			}
+		case inetDiagSkV6Only:
+			if n > rtattrLen {
+				c.V6Only = attrs[rtattrLen] != 0
 			}
 		}
 		attrs = attrs[min(rtaAlign(n), len(attrs)):]

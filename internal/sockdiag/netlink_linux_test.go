@@ -132,6 +132,8 @@ func TestParseDump(t *testing.T) {
 		State:  SynRecv,
 		Cookie: 4,
 	}
+	listen6Only := listen
+	listen6Only.V6Only = true
 	short := est
 	short.BytesReceived = 0
 	otherPort := est
@@ -166,6 +168,15 @@ func TestParseDump(t *testing.T) {
 				msg(unix.SOCK_DIAG_BY_FAMILY, 1, diag(synRecv)),
 			),
 			want: []Conn{listen, est6, synRecv},
+		},
+		{
+			name: "IPV6_V6ONLY of a listener", seq: 1, port: 8080, states: AllStates,
+			in: cat(
+				msg(unix.SOCK_DIAG_BY_FAMILY, 1, diag(listen, attr(inetDiagSkV6Only, []byte{0}), fullInfo(listen))),
+				msg(unix.SOCK_DIAG_BY_FAMILY, 1, diag(listen6Only, attr(inetDiagSkV6Only, []byte{1}), fullInfo(listen))),
+				msg(unix.SOCK_DIAG_BY_FAMILY, 1, diag(listen6Only, attr(inetDiagSkV6Only, nil))),
+			),
+			want: []Conn{listen, listen6Only, listen},
 		},
 		{
 			name: "tcp_info before Linux 4.1 has no bytes_received", seq: 1, port: 8080, states: AllStates,
@@ -309,20 +320,31 @@ func mustHex(s string) []byte {
 }
 
 func TestDumpRequest(t *testing.T) {
-	got := appendDumpRequest(nil, 9, unix.AF_INET6, 0x1f90, States(Established, Listen))
-	want := cat(
+	got := appendDumpRequest(nil, 9, unix.AF_INET6, unix.IPPROTO_TCP, 0x1f90, States(Established, Listen))
+	want := dumpRequest(9, unix.AF_INET6, unix.IPPROTO_TCP, 1<<1, 1<<1|1<<10)
+	if !bytes.Equal(got, want) {
+		t.Fatalf("TCP request\n got %x\nwant %x", got, want)
+	}
+	// UDP sockets carry no tcp_info: nothing extra is asked for.
+	got = appendDumpRequest(nil, 3, unix.AF_INET, unix.IPPROTO_UDP, 0x1f90, States(Close, Established))
+	want = dumpRequest(3, unix.AF_INET, unix.IPPROTO_UDP, 0, 1<<1|1<<7)
+	if !bytes.Equal(got, want) {
+		t.Fatalf("UDP request\n got %x\nwant %x", got, want)
+	}
+}
+
+// dumpRequest spells out a request for port 0x1f90 field by field.
+func dumpRequest(seq uint32, family, proto, ext uint8, states uint32) []byte {
+	return cat(
 		native.AppendUint32(nil, 72),
 		native.AppendUint16(nil, unix.SOCK_DIAG_BY_FAMILY),
 		native.AppendUint16(nil, unix.NLM_F_REQUEST|unix.NLM_F_DUMP),
-		native.AppendUint32(nil, 9),
+		native.AppendUint32(nil, seq),
 		native.AppendUint32(nil, 0),
-		[]byte{unix.AF_INET6, unix.IPPROTO_TCP, 1 << 1, 0},
-		native.AppendUint32(nil, 1<<1|1<<10),
+		[]byte{family, proto, ext, 0},
+		native.AppendUint32(nil, states),
 		[]byte{0x1f, 0x90}, // idiag_sport, big-endian
 		make([]byte, 46))   // dport, src, dst, if, cookie
-	if !bytes.Equal(got, want) {
-		t.Fatalf("request\n got %x\nwant %x", got, want)
-	}
 }
 
 // TestLayout checks the hand-written offsets against the C structs as

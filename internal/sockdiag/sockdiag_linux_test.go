@@ -190,6 +190,8 @@ func testTCP(t *testing.T, network, addr string) {
 	}
 	if lnAddr.Addr().Is4() {
 		want.Remote = netip.AddrPortFrom(netip.IPv4Unspecified(), 0)
+	} else {
+		want.V6Only = true // Go sets IPV6_V6ONLY on tcp6 sockets
 	}
 	if conns[0] != want || want.TxQueue == 0 {
 		t.Fatalf("TCP(%d, LISTEN) = %+v, want %+v with a nonzero backlog", p, conns[0], want)
@@ -333,5 +335,101 @@ func BenchmarkTCP(b *testing.B) {
 		if _, err := TCP(p, states); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+func TestUDP(t *testing.T) {
+	t.Parallel()
+	// An unconnected IPv4 socket and, on the same port, a connected IPv6
+	// one: both are bound to the port and both must show, each with the
+	// inode of its file.
+	var lc net.ListenConfig
+	lc.Control = func(_, _ string, c syscall.RawConn) error {
+		var serr error
+		c.Control(func(fd uintptr) { serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_REUSEPORT, 1) })
+		return serr
+	}
+	bound, err := lc.ListenPacket(context.Background(), "udp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer bound.Close()
+	p := bound.LocalAddr().(*net.UDPAddr).AddrPort().Port()
+	peer, err := net.ListenPacket("udp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer peer.Close()
+	if _, err := peer.WriteTo([]byte("12345"), bound.LocalAddr()); err != nil {
+		t.Fatal(err)
+	}
+	d := net.Dialer{LocalAddr: &net.UDPAddr{IP: net.IPv6loopback, Port: int(p)}}
+	connected, err := d.Dial("udp6", "[::1]:9")
+	if err != nil {
+		t.Skipf("no usable IPv6 loopback: %v", err)
+	}
+	defer connected.Close()
+	boundInode, _ := fdIdentity(t, bound.(*net.UDPConn))
+	connInode, _ := fdIdentity(t, connected.(*net.UDPConn))
+
+	poll(t, func() error {
+		conns, err := UDP(p)
+		if err != nil {
+			return err
+		}
+		if len(conns) != 2 {
+			return fmt.Errorf("UDP(%d) = %+v, want 2 sockets", p, conns)
+		}
+		for _, c := range conns {
+			switch uint64(c.Inode) {
+			case boundInode:
+				if c.State != Close || c.Local != netip.MustParseAddrPort("127.0.0.1:"+fmt.Sprint(p)) || c.RxQueue == 0 || c.V6Only {
+					return fmt.Errorf("bound socket %+v, want CLOSE on 127.0.0.1 with a datagram queued", c)
+				}
+			case connInode:
+				if c.State != Established || c.Remote != netip.MustParseAddrPort("[::1]:9") {
+					return fmt.Errorf("connected socket %+v, want ESTABLISHED to [::1]:9", c)
+				}
+			default:
+				return fmt.Errorf("UDP(%d) lists %+v, which is neither socket", p, c)
+			}
+		}
+		return nil
+	})
+	if conns, err := UDP(peer.LocalAddr().(*net.UDPAddr).AddrPort().Port()); err != nil || len(conns) != 1 {
+		t.Errorf("UDP of the peer's port = %+v, %v; want the peer alone", conns, err)
+	}
+}
+
+func TestListenV6Only(t *testing.T) {
+	t.Parallel()
+	dual := listen(t, "tcp", "[::]:0")
+	p := port(dual.Addr())
+	var lc net.ListenConfig
+	lc.SetMultipathTCP(false)
+	lc.Control = func(_, _ string, c syscall.RawConn) error {
+		var serr error
+		c.Control(func(fd uintptr) { serr = unix.SetsockoptInt(int(fd), unix.IPPROTO_IPV6, unix.IPV6_V6ONLY, 1) })
+		return serr
+	}
+	// [::1] is free on that port: the dual-stack socket is bound to [::].
+	only, err := lc.Listen(context.Background(), "tcp6", fmt.Sprintf("[::1]:%d", p))
+	if err != nil {
+		t.Skipf("cannot bind [::1]: %v", err)
+	}
+	defer only.Close()
+	conns, err := TCP(p, States(Listen))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[netip.Addr]bool{}
+	for _, c := range conns {
+		got[c.Local.Addr()] = c.V6Only
+	}
+	if v6only, ok := got[netip.IPv6Unspecified()]; !ok || v6only {
+		t.Errorf("dual-stack [::]:%d in %+v: want it listed with V6Only false", p, conns)
+	}
+	if v6only, ok := got[netip.IPv6Loopback()]; !ok || !v6only {
+		t.Errorf("[::1]:%d in %+v: want it listed with V6Only true", p, conns)
 	}
 }

@@ -1,0 +1,256 @@
+// Package reuseport decides, by socket identity, which socket of a
+// SO_REUSEPORT group receives each new connection. It is package handoff's
+// alone, and the only importer of github.com/cilium/ebpf.
+//
+// Invariant: the group's program hands a connection to the socket stored
+// under the active key of a REUSEPORT_SOCKARRAY map that only the master
+// fills, or to nobody. It never falls back to the kernel's hash over the
+// whole group, which would include sockets that other processes of the
+// same user joined to it: those get no connection, whatever their place in
+// the group.
+//
+// # Program
+//
+// One SK_REUSEPORT program per group, written with package asm (no clang,
+// no object file):
+//
+//	key := active[0]
+//	if bpf_sk_select_reuseport(ctx, sockets, &key, 0) == 0 { return SK_PASS }
+//	return SK_DROP
+//
+// [Selector.Steer] updates active[0]; a map update is atomic, so traffic
+// moves without re-attaching anything. SK_DROP is not silent: the kernel
+// answers a TCP SYN with a reset and a UDP datagram with ICMP port
+// unreachable (reuseport_select_sock returns ERR_PTR(-ECONNREFUSED) and the
+// listener lookup finds nothing). It happens only when the active key holds
+// no socket, which the caller prevents by storing a socket before it steers
+// to it. The program type and the map arrived in Linux 4.19
+// (https://git.kernel.org/torvalds/c/2dbb9b9e6df6); the behaviour above is
+// that of the kernel's net/core/sock_reuseport.c (reuseport_select_sock),
+// net/core/filter.c (sk_select_reuseport) and kernel/bpf/reuseport_array.c.
+//
+// # Across an upgrade of the master
+//
+// A socket can be in one REUSEPORT_SOCKARRAY at a time (the kernel keeps
+// the map's slot in sk_user_data and refuses a second map with EBUSY), and
+// the old master's map lives as long as its program is attached. So the
+// maps themselves cross the upgrade ([Selector.Files], [Inherit]); the new
+// master loads its own program over them and attaches it, which replaces
+// the old one atomically.
+//
+// # Privileges
+//
+// Loading the program and creating the maps need CAP_BPF (or
+// CAP_SYS_ADMIN): SK_REUSEPORT programs are never allowed to unprivileged
+// users, whatever /proc/sys/kernel/unprivileged_bpf_disabled says. [New]
+// then fails, and package handoff falls back to classic BPF. Updating the
+// maps later needs only their descriptors.
+package reuseport
+
+import (
+	"errors"
+	"fmt"
+	"os"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/asm"
+	"golang.org/x/sys/unix"
+)
+
+// MaxSockets is the number of sockets one group's map can hold.
+const MaxSockets = 64
+
+// Selector is one group's program and maps. Its methods are not safe for
+// concurrent use; package handoff calls them under its lock.
+type Selector struct {
+	sockets *ebpf.Map // REUSEPORT_SOCKARRAY: key k -> the master's socket k
+	active  *ebpf.Map // ARRAY of one u32: the key to select
+	prog    *ebpf.Program
+}
+
+// New creates the maps and loads the program. It fails, among other
+// reasons, without CAP_BPF (see the package comment).
+func New() (*Selector, error) {
+	sockets, err := ebpf.NewMap(&ebpf.MapSpec{
+		Name: "hc_sockets", Type: ebpf.ReusePortSockArray,
+		KeySize: 4, ValueSize: 8, MaxEntries: MaxSockets,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("reuseport: create the socket map: %w", err)
+	}
+	active, err := ebpf.NewMap(&ebpf.MapSpec{Name: "hc_active", Type: ebpf.Array, KeySize: 4, ValueSize: 4, MaxEntries: 1})
+	if err != nil {
+		sockets.Close()
+		return nil, fmt.Errorf("reuseport: create the active-key map: %w", err)
+	}
+	s := &Selector{sockets: sockets, active: active}
+	if err := s.load(); err != nil {
+		s.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+// Inherit takes the maps a previous master stored (see [Selector.Files])
+// and loads a program over them. It duplicates the descriptors; the caller
+// keeps and closes the files.
+func Inherit(sockets, active *os.File) (*Selector, error) {
+	sm, err := mapOf(sockets)
+	if err != nil {
+		return nil, err
+	}
+	am, err := mapOf(active)
+	if err != nil {
+		sm.Close()
+		return nil, err
+	}
+	s := &Selector{sockets: sm, active: am}
+	switch {
+	case sm.Type() != ebpf.ReusePortSockArray || sm.KeySize() != 4 || sm.ValueSize() != 8 || sm.MaxEntries() < MaxSockets:
+		err = fmt.Errorf("reuseport: inherited socket map is a %v of %d entries (%d-byte keys, %d-byte values), not the sockarray this master makes",
+			sm.Type(), sm.MaxEntries(), sm.KeySize(), sm.ValueSize())
+	case am.Type() != ebpf.Array || am.KeySize() != 4 || am.ValueSize() != 4 || am.MaxEntries() != 1:
+		err = fmt.Errorf("reuseport: inherited active-key map is a %v of %d entries, not an array of one u32", am.Type(), am.MaxEntries())
+	default:
+		err = s.load()
+	}
+	if err != nil {
+		s.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+func mapOf(f *os.File) (*ebpf.Map, error) {
+	rc, err := f.SyscallConn()
+	if err != nil {
+		return nil, fmt.Errorf("reuseport: inherited map %s: %w", f.Name(), err)
+	}
+	var nfd int
+	var derr error
+	if err := rc.Control(func(fd uintptr) { nfd, derr = unix.FcntlInt(fd, unix.F_DUPFD_CLOEXEC, 0) }); err != nil {
+		return nil, fmt.Errorf("reuseport: inherited map %s: %w", f.Name(), err)
+	}
+	if derr != nil {
+		return nil, fmt.Errorf("reuseport: inherited map %s: dup: %w", f.Name(), derr)
+	}
+	m, err := ebpf.NewMapFromFD(nfd) // owns nfd from here, also on error
+	if err != nil {
+		return nil, fmt.Errorf("reuseport: inherited map %s: %w", f.Name(), err)
+	}
+	return m, nil
+}
+
+// load loads the program over s's maps (see the package comment).
+func (s *Selector) load() error {
+	const (
+		keyOff    = -4 // the active-map key (0), on the stack
+		activeOff = -8 // the copy of the active key passed to the helper
+		skPass    = 1  // SK_PASS
+		skDrop    = 0  // SK_DROP
+	)
+	insns := asm.Instructions{
+		asm.Mov.Reg(asm.R6, asm.R1), // ctx, kept across the first call
+		asm.StoreImm(asm.RFP, keyOff, 0, asm.Word),
+		asm.LoadMapPtr(asm.R1, s.active.FD()),
+		asm.Mov.Reg(asm.R2, asm.RFP),
+		asm.Add.Imm(asm.R2, keyOff),
+		asm.FnMapLookupElem.Call(),
+		asm.JEq.Imm(asm.R0, 0, "drop"),
+		asm.LoadMem(asm.R3, asm.R0, 0, asm.Word),
+		asm.StoreMem(asm.RFP, activeOff, asm.R3, asm.Word),
+		asm.Mov.Reg(asm.R1, asm.R6),
+		asm.LoadMapPtr(asm.R2, s.sockets.FD()),
+		asm.Mov.Reg(asm.R3, asm.RFP),
+		asm.Add.Imm(asm.R3, activeOff),
+		asm.Mov.Imm(asm.R4, 0),
+		asm.FnSkSelectReuseport.Call(),
+		asm.JNE.Imm(asm.R0, 0, "drop"),
+		asm.Mov.Imm(asm.R0, skPass),
+		asm.Return(),
+		asm.Mov.Imm(asm.R0, skDrop).WithSymbol("drop"),
+		asm.Return(),
+	}
+	// bpf_sk_select_reuseport and bpf_map_lookup_elem are not GPL-only
+	// helpers: the program needs no license string.
+	prog, err := ebpf.NewProgram(&ebpf.ProgramSpec{Name: "hc_select", Type: ebpf.SkReuseport, Instructions: insns})
+	if err != nil {
+		return fmt.Errorf("reuseport: load the SK_REUSEPORT program: %w", err)
+	}
+	s.prog = prog
+	return nil
+}
+
+// Attach makes the program the selector of fd's group
+// (SO_ATTACH_REUSEPORT_EBPF), replacing any program the group had. fd must
+// be bound with SO_REUSEPORT; attach before a second socket joins, or the
+// kernel's hash spreads connections until then.
+func (s *Selector) Attach(fd int) error {
+	if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_ATTACH_REUSEPORT_EBPF, s.prog.FD()); err != nil {
+		return fmt.Errorf("reuseport: attach the program: %w", err)
+	}
+	return nil
+}
+
+// Set stores socket fd (listening, for TCP; bound, for UDP) under key k.
+// A socket already stored, here or in another map, is refused (EBUSY).
+func (s *Selector) Set(k, fd int) error {
+	if k < 0 || k >= MaxSockets {
+		return fmt.Errorf("reuseport: socket %d: the map holds %d", k, MaxSockets)
+	}
+	if err := s.sockets.Update(uint32(k), uint64(fd), ebpf.UpdateAny); err != nil {
+		return fmt.Errorf("reuseport: store socket %d: %w", k, err)
+	}
+	return nil
+}
+
+// Holds reports whether key k holds the socket whose SO_COOKIE is cookie.
+func (s *Selector) Holds(k int, cookie uint64) (bool, error) {
+	var got uint64
+	err := s.sockets.Lookup(uint32(k), &got)
+	if errors.Is(err, ebpf.ErrKeyNotExist) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("reuseport: look up socket %d: %w", k, err)
+	}
+	return got == cookie, nil
+}
+
+// Steer makes the program select the socket under key k from now on.
+func (s *Selector) Steer(k int) error {
+	if err := s.active.Update(uint32(0), uint32(k), ebpf.UpdateAny); err != nil {
+		return fmt.Errorf("reuseport: steer to socket %d: %w", k, err)
+	}
+	return nil
+}
+
+// Files returns close-on-exec duplicates of the two maps, to store for the
+// master an upgrade starts ([Inherit]); the caller closes them.
+func (s *Selector) Files() (sockets, active *os.File, err error) {
+	dup := func(m *ebpf.Map, name string) (*os.File, error) {
+		nfd, err := unix.FcntlInt(uintptr(m.FD()), unix.F_DUPFD_CLOEXEC, 0)
+		if err != nil {
+			return nil, fmt.Errorf("reuseport: dup the %s map: %w", name, err)
+		}
+		return os.NewFile(uintptr(nfd), name), nil
+	}
+	if sockets, err = dup(s.sockets, "sockets"); err != nil {
+		return nil, nil, err
+	}
+	if active, err = dup(s.active, "active"); err != nil {
+		sockets.Close()
+		return nil, nil, err
+	}
+	return sockets, active, nil
+}
+
+// Close releases this process's references. An attached program and its
+// maps stay in the kernel for as long as the group lives.
+func (s *Selector) Close() {
+	if s.prog != nil {
+		s.prog.Close()
+	}
+	s.sockets.Close()
+	s.active.Close()
+}

@@ -1,0 +1,215 @@
+package reuseport
+
+import (
+	"context"
+	"errors"
+	"net"
+	"os"
+	"syscall"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// group is n listening sockets of one SO_REUSEPORT group on a fresh port
+// of 127.0.0.1, the first with sel attached before the others join.
+func group(t *testing.T, sel *Selector, addr string, n int) []*net.TCPListener {
+	t.Helper()
+	lc := net.ListenConfig{Control: func(_, _ string, c syscall.RawConn) error {
+		var serr error
+		c.Control(func(fd uintptr) { serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_REUSEPORT, 1) })
+		return serr
+	}}
+	lc.SetMultipathTCP(false)
+	var lns []*net.TCPListener
+	for i := 0; i < n; i++ {
+		ln, err := lc.Listen(context.Background(), "tcp4", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { ln.Close() })
+		lns = append(lns, ln.(*net.TCPListener))
+		addr = ln.Addr().String()
+		if i == 0 && sel != nil {
+			if err := sel.Attach(fdOf(t, lns[0])); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	return lns
+}
+
+func fdOf(t *testing.T, ln *net.TCPListener) int {
+	t.Helper()
+	rc, err := ln.SyscallConn()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var nfd int
+	rc.Control(func(fd uintptr) { nfd = int(fd) })
+	return nfd
+}
+
+func cookie(t *testing.T, ln *net.TCPListener) uint64 {
+	t.Helper()
+	c, err := unix.GetsockoptUint64(fdOf(t, ln), unix.SOL_SOCKET, unix.SO_COOKIE)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// served dials addr n times and counts which listener accepted each.
+func served(t *testing.T, addr string, n int, lns ...*net.TCPListener) []int {
+	t.Helper()
+	counts := make([]int, len(lns))
+	for i := 0; i < n; i++ {
+		c, err := net.DialTimeout("tcp", addr, 5*time.Second)
+		if err != nil {
+			t.Fatalf("dial %d: %v", i, err)
+		}
+		found := false
+		deadline := time.Now().Add(5 * time.Second)
+		for !found && time.Now().Before(deadline) {
+			for j, ln := range lns {
+				ln.SetDeadline(time.Now().Add(time.Millisecond))
+				if a, err := ln.Accept(); err == nil {
+					found = a.RemoteAddr().String() == c.LocalAddr().String()
+					a.Close()
+					if found {
+						counts[j]++
+						break
+					}
+				}
+			}
+		}
+		c.Close()
+		if !found {
+			t.Fatalf("connection %d: no listener accepted it", i)
+		}
+	}
+	return counts
+}
+
+func newSelector(t *testing.T) *Selector {
+	t.Helper()
+	s, err := New()
+	if err != nil {
+		if os.Geteuid() != 0 {
+			t.Skipf("needs root (CAP_BPF) to load SK_REUSEPORT programs: %v", err)
+		}
+		t.Fatal(err)
+	}
+	t.Cleanup(s.Close)
+	return s
+}
+
+// A socket that joins the group without being stored in the map gets no
+// connection, whichever key is active; a stored one gets them all.
+func TestSelectsByIdentity(t *testing.T) {
+	t.Parallel()
+	s := newSelector(t)
+	lns := group(t, s, "127.0.0.1:0", 3) // 0 and 1 are ours, 2 a stranger
+	addr := lns[0].Addr().String()
+	for k := 0; k < 2; k++ {
+		if err := s.Set(k, fdOf(t, lns[k])); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, k := range []int{0, 1, 0} {
+		if err := s.Steer(k); err != nil {
+			t.Fatal(err)
+		}
+		got := served(t, addr, 20, lns...)
+		if got[k] != 20 {
+			t.Fatalf("steered to %d: connections per socket %v, want all 20 on socket %d", k, got, k)
+		}
+	}
+	if ok, err := s.Holds(1, cookie(t, lns[1])); err != nil || !ok {
+		t.Errorf("Holds(1, cookie of socket 1) = %v, %v", ok, err)
+	}
+	if ok, err := s.Holds(1, cookie(t, lns[0])); err != nil || ok {
+		t.Errorf("Holds(1, cookie of socket 0) = %v, %v; want false", ok, err)
+	}
+	if ok, err := s.Holds(5, 1); err != nil || ok {
+		t.Errorf("Holds on an empty key = %v, %v; want false", ok, err)
+	}
+	// A socket cannot be in two maps: the kernel says EBUSY.
+	other := newSelector(t)
+	if err := other.Set(0, fdOf(t, lns[0])); !errors.Is(err, unix.EBUSY) {
+		t.Errorf("storing a socket in a second map: %v, want EBUSY", err)
+	}
+	// An empty active key refuses the connection, rather than hashing it
+	// over the group (which would reach the stranger).
+	if err := s.Steer(7); err != nil {
+		t.Fatal(err)
+	}
+	c, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	if !errors.Is(err, unix.ECONNREFUSED) {
+		if c != nil {
+			c.Close()
+		}
+		t.Errorf("dial with an empty active key: %v, want connection refused", err)
+	}
+	if err := s.Set(MaxSockets, fdOf(t, lns[2])); err == nil {
+		t.Errorf("Set(%d) succeeded past the map's size", MaxSockets)
+	}
+}
+
+// The maps cross to an inheriting selector, whose own program then steers
+// the same group through them.
+func TestInherit(t *testing.T) {
+	t.Parallel()
+	s := newSelector(t)
+	lns := group(t, s, "127.0.0.1:0", 3)
+	addr := lns[0].Addr().String()
+	for k := 0; k < 2; k++ {
+		if err := s.Set(k, fdOf(t, lns[k])); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.Steer(1); err != nil {
+		t.Fatal(err)
+	}
+	sf, af, err := s.Files()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sf.Close()
+	defer af.Close()
+	s.Close() // the old master's references are gone; the group holds its program
+
+	in, err := Inherit(sf, af)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer in.Close()
+	if got := served(t, addr, 10, lns...); got[1] != 10 {
+		t.Fatalf("after the old selector closed: %v, want all on socket 1", got)
+	}
+	if ok, err := in.Holds(0, cookie(t, lns[0])); err != nil || !ok {
+		t.Errorf("inherited map does not hold socket 0: %v, %v", ok, err)
+	}
+	if err := in.Attach(fdOf(t, lns[0])); err != nil {
+		t.Fatal(err)
+	}
+	if err := in.Steer(0); err != nil {
+		t.Fatal(err)
+	}
+	if got := served(t, addr, 10, lns...); got[0] != 10 {
+		t.Fatalf("steered by the inheriting selector: %v, want all on socket 0", got)
+	}
+
+	// Maps of another kind are refused.
+	wrong := newSelector(t)
+	_, wa, err := wrong.Files()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer wa.Close()
+	if sel, err := Inherit(wa, wa); err == nil {
+		sel.Close()
+		t.Error("Inherit took an array map for the socket map")
+	}
+}
