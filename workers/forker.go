@@ -20,8 +20,8 @@ type forker struct {
 }
 
 type forkRequest struct {
-	cmd *exec.Cmd
-	err chan<- error
+	fork func() error
+	err  chan<- error
 }
 
 func startForker() *forker {
@@ -33,22 +33,22 @@ func startForker() *forker {
 		// any process left.
 		runtime.LockOSThread()
 		for r := range f.reqs {
-			r.err <- r.cmd.Start()
+			r.err <- r.fork()
 		}
 	}()
 	return f
 }
 
-// start starts cmd from the forker's thread; ErrStopped once the forker
-// has stopped.
-func (f *forker) start(cmd *exec.Cmd) error {
+// run calls fork, which starts a process, on the forker's thread;
+// ErrStopped once the forker has stopped.
+func (f *forker) run(fork func() error) error {
 	c := make(chan error, 1)
 	f.mu.Lock()
 	if f.closed {
 		f.mu.Unlock()
 		return ErrStopped
 	}
-	f.reqs <- forkRequest{cmd, c}
+	f.reqs <- forkRequest{fork, c}
 	f.mu.Unlock()
 	return <-c
 }
@@ -68,4 +68,4 @@ func (f *forker) stop() {
 // StartProcess starts cmd from the thread the pool starts its workers from,
 // so that a Pdeathsig set on cmd holds until Run returns (the development
 // loop's builds). After Run has returned it returns ErrStopped.
-func (p *Pool) StartProcess(cmd *exec.Cmd) error { return p.forker.start(cmd) }
+func (p *Pool) StartProcess(cmd *exec.Cmd) error { return p.forker.run(cmd.Start) }

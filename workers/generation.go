@@ -181,6 +181,11 @@ func (p *Pool) activated(g *generation, err error) {
 		p.drainGeneration(old)
 	}
 	p.readyOnce.Do(func() { close(p.readyC) })
+	if p.cfg.Sockets != nil {
+		// A worker taken as ready by --ready-delay may close its socket
+		// only later, at its own pace: look once more.
+		p.after(p.cfg.ReadyDelay, holdCheckEvent{g})
+	}
 	p.reconcile()
 	if p.queued && !p.stopping {
 		p.queued = false
@@ -301,7 +306,7 @@ func (p *Pool) exited(e exitEvent) {
 		delete(g.workers, w.slot)
 	}
 	delete(g.replaced, w)
-	how := exitDescription(e.state, e.err)
+	how := exitDescription(e.status, e.err)
 	p.lastExit[w.slot] = how
 	p.emit(Event{Kind: WorkerExited, Gen: w.gen, Slot: w.slot, PID: w.pid, Err: how, Took: time.Since(w.started)})
 	switch {
@@ -318,7 +323,7 @@ func (p *Pool) exited(e exitEvent) {
 		if w.state == draining {
 			p.log.Printf("%s drained: %s", w, how)
 		}
-	case g.first && p.cfg.FirstGeneration <= 1 && !p.cfg.KeepGoing && time.Since(g.readyAt) < FirstGenerationGrace && !killedFromOutside(e.state):
+	case g.first && p.cfg.FirstGeneration <= 1 && !p.cfg.KeepGoing && time.Since(g.readyAt) < FirstGenerationGrace && !killedFromOutside(e.status):
 		// Taken as ready, but it did not really start.
 		why := fmt.Sprintf("worker %d (pid %d) exited %s after gen %d was taken as ready: %s%s", w.slot, w.pid,
 			time.Since(g.readyAt).Round(time.Millisecond), g.num, how, w.tail.String())

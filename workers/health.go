@@ -114,9 +114,39 @@ func (p *Pool) erroredNow() bool {
 }
 
 type (
-	watchdogEvent struct{ w *worker }
-	abortEvent    struct{ w *worker }
+	watchdogEvent  struct{ w *worker }
+	abortEvent     struct{ w *worker }
+	holdCheckEvent struct{ g *generation }
 )
+
+// handle checks, a moment after g began to serve, that each of its workers
+// still holds a socket. One that does not never gets a connection: in the
+// first generation that is a failed start; later it is killed, and its
+// slot respawned (and given up if it keeps doing so).
+func (e holdCheckEvent) handle(p *Pool) {
+	g := e.g
+	if g != p.current || g.state != genServing || p.stopping {
+		return
+	}
+	for _, slot := range sortedSlots(g.workers) {
+		w := g.workers[slot]
+		if w.state != ready {
+			continue
+		}
+		why := p.notHolding(w)
+		if why == "" {
+			continue
+		}
+		if g.first && p.cfg.FirstGeneration <= 1 && !p.cfg.KeepGoing {
+			p.fatal = fmt.Errorf("first generation failed: %s", why)
+			p.log.Printf("gen %d failed: %s", g.num, why)
+			p.stop(true)
+			return
+		}
+		p.log.Printf("gen %d: %s; killing it", g.num, why)
+		w.signal(syscall.SIGKILL)
+	}
+}
 
 // becameServing notes that w serves from now on, and arms its watchdog.
 func (p *Pool) becameServing(w *worker) {

@@ -141,9 +141,9 @@ func (p *Pool) ForceStop() { p.send(request{kind: reqForceStop}) }
 // Events sent to the loop by the workers' goroutines and timers.
 type (
 	exitEvent struct {
-		w     *worker
-		err   error
-		state *os.ProcessState
+		w      *worker
+		err    error
+		status *syscall.WaitStatus // nil when it could not be had
 	}
 	notifyEvent struct {
 		w   *worker

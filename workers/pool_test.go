@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"slices"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -585,6 +586,28 @@ func TestPoolReplacedWorkerIsKilledAtTheDrainDeadline(t *testing.T) {
 			t.Errorf("the replaced worker got %v, want SIGKILL at the drain deadline", old.signals)
 		}
 		h.stop()
+	})
+}
+
+// A worker taken as ready that closes its socket a moment later (at its
+// own pace, after --ready-delay) is caught by the second look: in the first
+// generation that is a failed start.
+func TestPoolWorkerClosingItsSocketLateFailsFirstGeneration(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h := newHarness(t, Config{Workers: 2, ReadyDelay: time.Second})
+		h.readyAll(1)
+		<-h.p.Ready()
+		h.proc(1, 0).mu.Lock()
+		h.proc(1, 0).holdsNone = true
+		h.proc(1, 0).mu.Unlock()
+		time.Sleep(time.Second)
+		synctest.Wait()
+		h.wg.Wait()
+		synctest.Wait()
+		err := <-h.runErr
+		if err == nil || !strings.Contains(err.Error(), "first generation failed: worker 0") || !strings.Contains(err.Error(), "does not hold web=") {
+			t.Errorf("Run: %v", err)
+		}
 	})
 }
 

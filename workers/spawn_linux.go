@@ -5,7 +5,7 @@ import (
 	"fmt"
 	"net"
 	"os"
-	"os/exec"
+	"runtime"
 	"sync"
 	"syscall"
 	"time"
@@ -74,16 +74,13 @@ func (p *Pool) spawn(s spawnSpec) (*worker, error) {
 	if ipcChild != nil {
 		extra = append(append([]*os.File(nil), s.files...), ipcChild)
 	}
+	argv := append([]string{shimArg0, s.cmd.Path}, s.cmd.Args...)
+	env := p.workerEnv(s, p.notifyDir.Join(ns.name))
 	pidfd := -1
-	cmd := &exec.Cmd{
-		Path:       selfExe,
-		Args:       append([]string{shimArg0, s.cmd.Path}, s.cmd.Args...),
-		Dir:        p.cfg.Dir,
-		Env:        p.workerEnv(s, p.notifyDir.Join(ns.name)),
-		Stdout:     pipes[1],
-		Stderr:     pipes[3],
-		ExtraFiles: extra,
-		SysProcAttr: &syscall.SysProcAttr{
+	attr := &syscall.ProcAttr{
+		Dir: p.cfg.Dir,
+		Env: env,
+		Sys: &syscall.SysProcAttr{
 			// Its own process group: a terminal's Ctrl-C reaches only the
 			// master, which drains workers in order, and a stop signal
 			// reaches the worker's own children too.
@@ -118,7 +115,12 @@ func (p *Pool) spawn(s spawnSpec) (*worker, error) {
 		p.readNotify(w, notify, notifyClosing)
 	}()
 
-	err = p.forker.start(cmd)
+	var pid int
+	err = p.forker.run(func() error {
+		var err error
+		pid, err = startProcess(argv, attr, pipes[1], pipes[3], extra)
+		return err
+	})
 	pipes[1].Close()
 	pipes[3].Close()
 	if ipcChild != nil {
@@ -133,7 +135,7 @@ func (p *Pool) spawn(s spawnSpec) (*worker, error) {
 		pipes[2].Close()
 		return nil, fmt.Errorf("start gen %d worker %d: %w", s.gen, s.slot, err)
 	}
-	w.pid = cmd.Process.Pid
+	w.pid = pid
 	proc := &groupProcess{pid: w.pid}
 	w.proc = proc
 	w.started = time.Now()
@@ -142,12 +144,55 @@ func (p *Pool) spawn(s spawnSpec) (*worker, error) {
 	p.wg.Add(1)
 	go func() {
 		defer p.wg.Done()
-		p.reap(w, proc, cmd, pidfd, ns, notifyClosing, notifyDone, pipes[0], pipes[2], &outputs)
+		p.reap(w, proc, pidfd, ns, notifyClosing, notifyDone, pipes[0], pipes[2], &outputs)
 	}()
 	prefix := p.prefix(s.gen, s.slot)
 	go func() { defer outputs.Done(); copyLines(pipes[0], p.out, prefix, &w.tail) }()
 	go func() { defer outputs.Done(); copyLines(pipes[2], p.out, prefix, &w.tail) }()
 	return w, nil
+}
+
+// startProcess starts the shim with stdin on /dev/null, stdout and stderr
+// on the given pipes' write ends and extra on fds 3…, and returns its PID.
+// It uses syscall.StartProcess rather than os/exec, whose os.Process keeps
+// a pidfd of its own beside the one reap waits on: a descriptor more per
+// worker, 8,192 of them during a reload of 4,096 workers. The caller closes
+// the files once it returns.
+func startProcess(argv []string, attr *syscall.ProcAttr, stdout, stderr *os.File, extra []*os.File) (int, error) {
+	null, err := os.Open(os.DevNull)
+	if err != nil {
+		return 0, err
+	}
+	defer null.Close()
+	// Fd makes the pipes' write ends blocking, as a child's stdout and
+	// stderr must be; the sockets among extra are looked at through
+	// SyscallConn, which leaves their O_NONBLOCK alone (see package
+	// handoff).
+	attr.Files = []uintptr{null.Fd(), stdout.Fd(), stderr.Fd()}
+	for _, f := range extra {
+		fd, err := rawFd(f)
+		if err != nil {
+			return 0, err
+		}
+		attr.Files = append(attr.Files, fd)
+	}
+	pid, _, err := syscall.StartProcess(selfExe, argv, attr)
+	// The files must stay open until the fork has duplicated them.
+	runtime.KeepAlive(extra)
+	return pid, err
+}
+
+// rawFd returns f's descriptor without changing its flags.
+func rawFd(f *os.File) (uintptr, error) {
+	rc, err := f.SyscallConn()
+	if err != nil {
+		return 0, err
+	}
+	var fd uintptr
+	if err := rc.Control(func(d uintptr) { fd = d }); err != nil {
+		return 0, err
+	}
+	return fd, nil
 }
 
 // outputGrace bounds how long a dead worker's output is read: a process
@@ -156,7 +201,7 @@ const outputGrace = 2 * time.Second
 
 // reap waits for the worker to exit, kills what is left of its process
 // group, collects its last output and reports the exit to the pool.
-func (p *Pool) reap(w *worker, proc *groupProcess, cmd *exec.Cmd, pidfd int, ns *notifySock, notifyClosing chan<- struct{}, notifyDone <-chan struct{}, stdout, stderr *os.File, outputs *sync.WaitGroup) {
+func (p *Pool) reap(w *worker, proc *groupProcess, pidfd int, ns *notifySock, notifyClosing chan<- struct{}, notifyDone <-chan struct{}, stdout, stderr *os.File, outputs *sync.WaitGroup) {
 	// Wait without reaping first, so that the worker's PID, and so its
 	// process group ID, cannot be reused while the group is killed.
 	waitExited(w.pid, pidfd)
@@ -166,7 +211,19 @@ func (p *Pool) reap(w *worker, proc *groupProcess, cmd *exec.Cmd, pidfd int, ns 
 	// its output pipes: the "address already in use" orphans.
 	unix.Kill(-w.pid, unix.SIGKILL)
 	proc.mu.Unlock()
-	err := cmd.Wait()
+	var ws syscall.WaitStatus
+	var err error
+	for {
+		_, err = syscall.Wait4(w.pid, &ws, 0, nil)
+		if !errors.Is(err, syscall.EINTR) {
+			break
+		}
+	}
+	status := &ws
+	if err != nil {
+		status = nil
+		err = fmt.Errorf("wait: %w", err)
+	}
 
 	done := make(chan struct{})
 	go func() { outputs.Wait(); close(done) }()
@@ -187,7 +244,7 @@ func (p *Pool) reap(w *worker, proc *groupProcess, cmd *exec.Cmd, pidfd int, ns 
 	ns.conn.Close()
 	<-notifyDone
 	ns.close(p.notifyDir)
-	p.post(exitEvent{w: w, err: err, state: cmd.ProcessState})
+	p.post(exitEvent{w: w, err: err, status: status})
 }
 
 // waitExited returns once process pid has exited, leaving it to be reaped.

@@ -152,12 +152,8 @@ func closeFiles(fs []*os.File) {
 // killedFromOutside reports whether a process was ended by a signal that
 // others send (SIGKILL, SIGTERM, SIGINT) rather than one it brings on
 // itself (SIGSEGV, SIGABRT, …) or an exit.
-func killedFromOutside(ps *os.ProcessState) bool {
-	if ps == nil {
-		return false
-	}
-	ws, ok := ps.Sys().(syscall.WaitStatus)
-	if !ok || !ws.Signaled() {
+func killedFromOutside(ws *syscall.WaitStatus) bool {
+	if ws == nil || !ws.Signaled() {
 		return false
 	}
 	switch ws.Signal() {
@@ -169,20 +165,20 @@ func killedFromOutside(ps *os.ProcessState) bool {
 
 // exitDescription says how a process ended: its exit code or the signal
 // that killed it.
-func exitDescription(ps *os.ProcessState, err error) string {
-	if ps == nil {
-		if err != nil {
-			return err.Error()
-		}
+func exitDescription(ws *syscall.WaitStatus, err error) string {
+	switch {
+	case ws == nil && err != nil:
+		return err.Error()
+	case ws == nil:
 		return "unknown status"
-	}
-	if ws, ok := ps.Sys().(syscall.WaitStatus); ok {
-		switch {
-		case ws.Signaled():
-			return "killed by signal " + unix.SignalName(ws.Signal()) + " (" + ws.Signal().String() + ")"
-		case ws.Exited():
-			return "exit status " + strconv.Itoa(ws.ExitStatus())
+	case ws.Signaled():
+		how := "killed by signal " + unix.SignalName(ws.Signal()) + " (" + ws.Signal().String() + ")"
+		if ws.CoreDump() {
+			how += ", core dumped"
 		}
+		return how
+	case ws.Exited():
+		return "exit status " + strconv.Itoa(ws.ExitStatus())
 	}
-	return ps.String()
+	return fmt.Sprintf("wait status %#x", uint32(*ws))
 }
