@@ -118,20 +118,10 @@ func TestServeEndsStreams(t *testing.T) {
 	var hub Hub
 	streaming := make(chan struct{})
 	srv := NewServer(ln, func(ctx context.Context, req Request, r *Replier) {
-		c, cancel := hub.Subscribe()
-		defer cancel()
-		r.OK(nil)
-		close(streaming)
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-r.Stopping():
-				return
-			case b := <-c:
-				r.Stream(json.RawMessage(b))
-			}
-		}
+		ServeEvents(ctx, r, &hub, func() Event {
+			close(streaming)
+			return Event{Event: "connected"}
+		})
 	})
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
@@ -145,6 +135,9 @@ func TestServeEndsStreams(t *testing.T) {
 		})
 	}()
 	<-streaming
+	if s := <-got; !strings.Contains(s, `"event":"connected"`) {
+		t.Errorf("first line %s, want connected", s)
+	}
 	hub.Publish(map[string]int{"n": 1})
 	if s := <-got; s != `{"n":1}` {
 		t.Errorf("event %s", s)

@@ -1,6 +1,7 @@
 package control
 
 import (
+	"context"
 	"encoding/json"
 	"sync"
 )
@@ -60,3 +61,32 @@ func (h *Hub) Subscribe() (<-chan []byte, func()) {
 
 // ErrBehind is sent to a stream that fell behind.
 const ErrBehind = "events: this client fell behind by more than 1024 events and was dropped; reconnect"
+
+// ServeEvents answers an events request: OK, then the stream's first line
+// (hello, which says what follows is complete: subscribed before it is
+// written), then every event published on h, until ctx ends, the server
+// stops, the client goes, or it falls too far behind (a last line then
+// says so).
+func ServeEvents(ctx context.Context, r *Replier, h *Hub, hello func() Event) {
+	c, cancel := h.Subscribe()
+	defer cancel()
+	if r.OK(nil) != nil || r.Stream(hello()) != nil {
+		return
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-r.Stopping():
+			return
+		case b, ok := <-c:
+			if !ok {
+				r.Stream(map[string]string{"stream_error": ErrBehind})
+				return
+			}
+			if r.Stream(json.RawMessage(b)) != nil {
+				return
+			}
+		}
+	}
+}

@@ -80,7 +80,7 @@ func ReadRequest(r *bufio.Reader) (Request, error) {
 		}
 		if err != nil {
 			if err == io.EOF {
-				return Request{}, fmt.Errorf("%w: no request before the connection closed", ErrRequest)
+				return Request{}, fmt.Errorf("%w: %w", ErrRequest, errNoRequest)
 			}
 			return Request{}, err
 		}
@@ -89,13 +89,17 @@ func ReadRequest(r *bufio.Reader) (Request, error) {
 	return DecodeRequest(line)
 }
 
+// errNoRequest is a connection closed before it sent anything: what
+// Alive does to see whether a master answers.
+var errNoRequest = errors.New("no request before the connection closed")
+
 // DecodeRequest parses and checks one request line.
 func DecodeRequest(line []byte) (Request, error) {
 	var req Request
 	d := json.NewDecoder(bytes.NewReader(line))
 	d.DisallowUnknownFields()
 	if err := d.Decode(&req); err != nil {
-		return Request{}, fmt.Errorf("%w: %v", ErrRequest, err)
+		return Request{}, fmt.Errorf("%w: %w", ErrRequest, err)
 	}
 	if d.More() {
 		return Request{}, fmt.Errorf("%w: more than one JSON value on the line", ErrRequest)
@@ -117,7 +121,7 @@ func (r Request) Check() error {
 	}
 	if r.Cmd == CmdScale {
 		if _, _, err := ParseScale(r.Scale); err != nil {
-			return fmt.Errorf("%w: %v", ErrRequest, err)
+			return fmt.Errorf("%w: %w", ErrRequest, err)
 		}
 	} else if r.Scale != "" {
 		return fmt.Errorf("%w: scale is only for the scale command", ErrRequest)

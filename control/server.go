@@ -125,7 +125,11 @@ func (s *Server) serveConn(ctx context.Context, stopping <-chan struct{}, c *net
 		if ne, ok := err.(net.Error); ok && ne.Timeout() && ctx.Err() == nil {
 			err = fmt.Errorf("%w: incomplete after %s", ErrRequest, timeout)
 		}
-		s.logf("control: %v", err)
+		// A connection closed before it sent anything is a probe (Alive),
+		// or a client that gave up: not worth a line in the master's log.
+		if !errors.Is(err, errNoRequest) {
+			s.logf("%v", err) // it says "control: bad request: …"
+		}
 		r.Fail(err)
 		return
 	}

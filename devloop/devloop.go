@@ -20,7 +20,7 @@ import (
 	"context"
 	"fmt"
 	"io/fs"
-	"log"
+	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -39,6 +39,11 @@ const Placeholder = "{out}"
 // Pool is the worker group: package workers' Pool implements it.
 type Pool interface {
 	Reload(workers.Update)
+	// StartProcess starts cmd from the thread the pool forks its workers
+	// from: a build's Pdeathsig then fires when the master ends, not when
+	// the runtime retires the thread a goroutine happened to run on
+	// (go.dev/issue/27505).
+	StartProcess(cmd *exec.Cmd) error
 }
 
 // Config describes the loop.
@@ -58,7 +63,7 @@ type Config struct {
 	// of another user, 0711 lets them run the outputs without listing or
 	// changing the directory.
 	OutDirMode fs.FileMode
-	Log        *log.Logger
+	Log        *slog.Logger
 	Color      bool
 	// OnBuild, when set, is told of each build that ran to its end: err
 	// is nil when it succeeded. It is called from Run's goroutine and must
@@ -125,7 +130,7 @@ func New(cfg Config, pool Pool) (*Loop, error) {
 		return nil, fmt.Errorf("--build %q does not write %s, which the worker command runs", cfg.Build, Placeholder)
 	}
 	if cfg.Log == nil {
-		cfg.Log = log.New(os.Stderr, "hotcluster: ", 0)
+		cfg.Log = slog.New(slog.NewTextHandler(os.Stderr, nil))
 	}
 	if cfg.OutDirMode == 0 {
 		cfg.OutDirMode = 0o700
@@ -200,7 +205,7 @@ func (l *Loop) handle(m any) {
 	case changed:
 		if l.cfg.Build == "" {
 			if len(m.files) > 0 || m.forced {
-				l.cfg.Log.Printf("%s: reloading", describeFiles(m.files))
+				l.cfg.Log.Info(fmt.Sprintf("%s: reloading", describeFiles(m.files)))
 				l.reload(&build{files: m.files, trigger: m.at})
 			}
 			return
@@ -230,9 +235,9 @@ func (l *Loop) startBuild(at time.Time) {
 	b.cmd.Stdout = &b.output
 	b.cmd.Stderr = &b.output
 	b.cmd.SysProcAttr = buildProcAttr()
-	l.cfg.Log.Printf("building (%s)", describeFiles(b.files))
+	l.cfg.Log.Info(fmt.Sprintf("building (%s)", describeFiles(b.files)))
 	b.start = time.Now()
-	if err := b.cmd.Start(); err != nil {
+	if err := l.pool.StartProcess(b.cmd); err != nil {
 		b.err = err
 		close(b.done)
 		l.building = b
@@ -260,15 +265,15 @@ func (l *Loop) finished(b *build) {
 		os.Remove(b.out)
 	case b.err != nil:
 		os.Remove(b.out)
-		l.cfg.Log.Printf("%s", l.paint("31", fmt.Sprintf("build failed after %s: %v (%s); the running generation keeps serving%s",
+		l.cfg.Log.Error(l.paint("31", fmt.Sprintf("build failed after %s: %v (%s); the running generation keeps serving%s",
 			b.took.Round(time.Millisecond), b.err, describeFiles(b.files), indent(b.output.String()))))
 		l.built(b.took, b.err)
 	default:
 		if out := strings.TrimSpace(b.output.String()); out != "" {
-			l.cfg.Log.Printf("build output:%s", indent(out))
+			l.cfg.Log.Error(fmt.Sprintf("build output:%s", indent(out)))
 		}
 		if _, err := os.Stat(b.out); err != nil && l.usesOut() {
-			l.cfg.Log.Printf("%s", l.paint("31", fmt.Sprintf("build succeeded but wrote no %s (%v); check that --build writes to {out}", b.out, err)))
+			l.cfg.Log.Error(l.paint("31", fmt.Sprintf("build succeeded but wrote no %s (%v); check that --build writes to {out}", b.out, err)))
 			l.built(b.took, fmt.Errorf("wrote no %s", b.out))
 			break
 		}
@@ -303,7 +308,7 @@ func (l *Loop) reload(b *build) {
 	}
 	path, err := workers.ResolveCommand(argv[0], l.cfg.Dir)
 	if err != nil {
-		l.cfg.Log.Printf("%s", l.paint("31", err.Error()))
+		l.cfg.Log.Error(l.paint("31", err.Error()))
 		return
 	}
 	cmd := workers.Command{Path: path, Args: argv}
@@ -341,10 +346,10 @@ func (l *Loop) poolEvent(e workers.Event) {
 		if b.cmd != nil {
 			what = fmt.Sprintf("build %s, %s", b.took.Round(time.Millisecond), what)
 		}
-		l.cfg.Log.Printf("%s", l.paint("32", fmt.Sprintf("gen %d ready in %s (%s)", e.Gen, time.Since(b.trigger).Round(time.Millisecond), what)))
+		l.cfg.Log.Info(l.paint("32", fmt.Sprintf("gen %d ready in %s (%s)", e.Gen, time.Since(b.trigger).Round(time.Millisecond), what)))
 	case workers.GenFailed:
 		l.started[e.Gen] = b
-		l.cfg.Log.Printf("%s", l.paint("31", fmt.Sprintf("gen %d failed to start; fix the code and save again", e.Gen)))
+		l.cfg.Log.Error(l.paint("31", fmt.Sprintf("gen %d failed to start; fix the code and save again", e.Gen)))
 	case workers.GenDone:
 		delete(l.started, e.Gen)
 		for _, other := range l.started {

@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -628,4 +629,43 @@ func closeAll(files []*os.File) {
 	for _, f := range files {
 		f.Close()
 	}
+}
+
+// String encodes p for the master an upgrade starts, as ParsePrevious
+// reads it: "active=1;held=0,1".
+func (p Previous) String() string {
+	held := make([]string, len(p.Held))
+	for i, k := range p.Held {
+		held[i] = strconv.Itoa(k)
+	}
+	return fmt.Sprintf("active=%d;held=%s", p.Active, strings.Join(held, ","))
+}
+
+// ParsePrevious reads what Previous.String wrote; keys it does not know
+// are skipped, so that a newer master's state is read by an older one.
+func ParsePrevious(s string) (Previous, error) {
+	var p Previous
+	for _, kv := range strings.Split(s, ";") {
+		k, v, _ := strings.Cut(kv, "=")
+		switch k {
+		case "active":
+			n, err := strconv.Atoi(v)
+			if err != nil {
+				return p, fmt.Errorf("handoff: previous master's sockets %q: active: %w", s, err)
+			}
+			p.Active = n
+		case "held":
+			for _, h := range strings.Split(v, ",") {
+				if h == "" {
+					continue
+				}
+				n, err := strconv.Atoi(h)
+				if err != nil {
+					return p, fmt.Errorf("handoff: previous master's sockets %q: held: %w", s, err)
+				}
+				p.Held = append(p.Held, n)
+			}
+		}
+	}
+	return p, nil
 }

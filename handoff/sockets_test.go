@@ -286,3 +286,19 @@ func TestOpenErrorsNameTheAddress(t *testing.T) {
 		}
 	}
 }
+
+func TestPreviousRoundTrip(t *testing.T) {
+	t.Parallel()
+	for _, p := range []Previous{{}, {Active: 2, Held: []int{0, 2, 3}}} {
+		got, err := ParsePrevious(p.String())
+		if err != nil || got.Active != p.Active || len(got.Held) != len(p.Held) {
+			t.Errorf("%+v -> %q -> %+v, %v", p, p.String(), got, err)
+		}
+	}
+	if _, err := ParsePrevious("active=x"); err == nil {
+		t.Error("a bad index was read")
+	}
+	if got, err := ParsePrevious("active=1;future=9"); err != nil || got.Active != 1 {
+		t.Errorf("an unknown key: %+v, %v", got, err)
+	}
+}

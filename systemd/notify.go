@@ -82,8 +82,10 @@ func (n *Notifier) MainPID(pid int) error {
 
 // Watchdog sends WATCHDOG=1 at half the interval systemd asked for
 // (WATCHDOG_USEC, when WATCHDOG_PID is unset or names this process), until
-// ctx ends. It returns at once when no watchdog is asked for.
-func (n *Notifier) Watchdog(ctx context.Context) error {
+// ctx ends, each time alive, given at most that half interval, says the
+// service works: a ticker alone would prove only that a ticker runs. It
+// returns at once when no watchdog is asked for.
+func (n *Notifier) Watchdog(ctx context.Context, alive func(context.Context) bool) error {
 	if !n.enabled {
 		return nil
 	}
@@ -97,8 +99,13 @@ func (n *Notifier) Watchdog(ctx context.Context) error {
 	t := time.NewTicker(every / 2)
 	defer t.Stop()
 	for {
-		if err := n.send(daemon.SdNotifyWatchdog); err != nil {
-			return err
+		actx, cancel := context.WithTimeout(ctx, every/2)
+		ok := alive(actx)
+		cancel()
+		if ok {
+			if err := n.send(daemon.SdNotifyWatchdog); err != nil {
+				return err
+			}
 		}
 		select {
 		case <-ctx.Done():

@@ -19,6 +19,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"net"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -171,4 +172,43 @@ func (u *Upgrader) Upgrade() error {
 // upgrade has exited, or ctx ends.
 func (u *Upgrader) WaitForParent(ctx context.Context) error {
 	return u.tf.WaitForParent(ctx)
+}
+
+// InheritOrListen returns the listener a previous master passed under name,
+// or the one listen makes, and stores it for the next upgrade: the control
+// socket and the metrics port cross upgrades without a moment in which
+// nothing listens.
+func InheritOrListen(u *Upgrader, name string, listen func() (net.Listener, error)) (net.Listener, error) {
+	f, err := u.File(name)
+	if err != nil {
+		return nil, err
+	}
+	var ln net.Listener
+	if f != nil {
+		ln, err = net.FileListener(f)
+		f.Close()
+		if err != nil {
+			return nil, fmt.Errorf("%s from the previous master: %w", name, err)
+		}
+	} else if ln, err = listen(); err != nil {
+		return nil, err
+	}
+	if ul, ok := ln.(*net.UnixListener); ok {
+		ul.SetUnlinkOnClose(false)
+	}
+	sc, ok := ln.(interface{ File() (*os.File, error) })
+	if !ok {
+		ln.Close()
+		return nil, fmt.Errorf("%s: cannot be passed on", name)
+	}
+	lf, err := sc.File()
+	if err == nil {
+		err = u.AddFile(name, lf)
+		lf.Close()
+	}
+	if err != nil {
+		ln.Close()
+		return nil, err
+	}
+	return ln, nil
 }

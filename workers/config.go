@@ -5,18 +5,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log"
+	"log/slog"
 	"os"
 	"runtime"
 	"slices"
 	"syscall"
 	"time"
-
-	"github.com/hotcluster/hotcluster/internal/logfmt"
 )
-
-// logPrefix starts each of the pool's own lines in text format.
-const logPrefix = "hotcluster: "
 
 // ReadyMode says when a worker counts as ready.
 type ReadyMode int
@@ -163,16 +158,15 @@ type Config struct {
 	// development loop waits for the next build); by default Run returns
 	// the failure.
 	KeepGoing bool
-	// Color prefixes each worker's lines with a colour of its slot.
-	Color bool
 	// IPC says which workers get a message channel (see IPCMode).
 	IPC IPCMode
-	// QuietReady leaves the "gen N ready" line to the caller, which says
-	// more (the development loop: build time, files changed).
-	QuietReady bool
-	// JSONLog writes the pool's own lines (not the workers') as JSON
-	// objects, one per line (see package internal/logfmt).
-	JSONLog bool
+	// LinePrefix, when set, makes the prefix of a worker's output lines
+	// (default "[gN wS] "): presentation is the caller's (colours).
+	LinePrefix func(gen uint64, slot int) string
+	// Log receives the pool's own lines, at the level of each (error for
+	// failures, warn for what an operator should look at, info for the
+	// rest); default a text logger on Output.
+	Log *slog.Logger
 	// OnEvent, when set, is called from the pool's goroutine for each
 	// Event. It must not block.
 	OnEvent func(Event)
@@ -225,15 +219,14 @@ func New(cfg Config) (*Pool, error) {
 		cfg.RuntimeDir = os.TempDir()
 	}
 	out := &lineWriter{w: cfg.Output}
-	var logOut io.Writer = out
-	if cfg.JSONLog {
-		logOut = logfmt.JSON(out, logPrefix)
+	if cfg.Log == nil {
+		cfg.Log = slog.New(slog.NewTextHandler(out, nil))
 	}
 	p := &Pool{
 		cfg:         cfg,
 		baseEnv:     os.Environ(),
 		out:         out,
-		log:         log.New(logOut, logPrefix, 0),
+		log:         cfg.Log,
 		reqs:        make(chan request),
 		events:      make(chan loopEvent, 64),
 		forker:      startForker(),
@@ -278,7 +271,7 @@ func (p *Pool) apply(u *Update) {
 		p.env = slices.Clone(u.Env)
 	}
 	if u.Workers > 0 && u.Workers != p.size {
-		p.log.Printf("workers: %d from the next generation on (was %d)", u.Workers, p.size)
+		p.logf(slog.LevelInfo, nil, "workers: %d from the next generation on (was %d)", u.Workers, p.size)
 		p.size = u.Workers
 	}
 	if u.ReadyDelay > 0 {

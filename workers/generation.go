@@ -3,6 +3,7 @@ package workers
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"syscall"
 	"time"
 )
@@ -53,7 +54,7 @@ func (p *Pool) startGeneration() {
 	p.gens[g.num] = g
 	p.pending = g
 	if !first {
-		p.log.Printf("gen %d: starting %s", g.num, workersN(g.size))
+		p.genf(slog.LevelInfo, g.num, "gen %d: starting %s", g.num, workersN(g.size))
 	}
 	p.emit(Event{Kind: GenStarting, Gen: g.num, Command: g.cmd, Workers: g.size})
 	for slot := 0; slot < g.size; slot++ {
@@ -162,7 +163,7 @@ func (p *Pool) activated(g *generation, err error) {
 		return
 	}
 	if err != nil {
-		p.log.Printf("gen %d: %v; moving on", g.num, err)
+		p.genf(slog.LevelWarn, g.num, "gen %d: %v; moving on", g.num, err)
 	}
 	g.state = genServing
 	old := p.current
@@ -172,10 +173,9 @@ func (p *Pool) activated(g *generation, err error) {
 	// and restart counts start afresh.
 	clear(p.errored)
 	clear(p.restartLog)
+	// The caller logs the GenReady event: it may say more (the
+	// development loop: the build's time, the files changed).
 	took := time.Since(g.started)
-	if !p.cfg.QuietReady {
-		p.log.Printf("gen %d ready in %s (%s)", g.num, took.Round(time.Millisecond), workersN(len(g.workers)))
-	}
 	p.outcome(g, Event{Kind: GenReady, Gen: g.num, Command: g.cmd, Workers: len(g.workers), Took: took})
 	if old != nil {
 		p.drainGeneration(old)
@@ -210,7 +210,7 @@ func (p *Pool) reconcile() {
 		}
 		w, err := p.startWorker(g, slot, false)
 		if err != nil {
-			p.log.Printf("gen %d worker %d: %v", g.num, slot, err)
+			p.genf(slog.LevelError, g.num, "gen %d worker %d: %v", g.num, slot, err)
 			p.after(p.cfg.BackoffMin, respawnEvent{g.num, slot})
 			continue
 		}
@@ -278,12 +278,12 @@ func (p *Pool) failGeneration(g *generation, why string) {
 	p.outcome(g, Event{Kind: GenFailed, Gen: g.num, Command: g.cmd, Err: why, Took: time.Since(g.started)})
 	if p.current == nil && !p.stopping && !p.cfg.KeepGoing {
 		p.fatal = fmt.Errorf("first generation failed: %s", why)
-		p.log.Printf("gen %d failed: %s", g.num, why)
+		p.genf(slog.LevelError, g.num, "gen %d failed: %s", g.num, why)
 		p.stop(true)
 	} else if p.current == nil && !p.stopping {
-		p.log.Printf("gen %d failed: %s", g.num, why)
+		p.genf(slog.LevelError, g.num, "gen %d failed: %s", g.num, why)
 	} else if !p.stopping {
-		p.log.Printf("reload failed: gen %d %s; gen %d keeps serving", g.num, why, p.current.num)
+		p.genf(slog.LevelError, g.num, "reload failed: gen %d %s; gen %d keeps serving", g.num, why, p.current.num)
 	}
 	if len(g.workers) == 0 {
 		p.released(g)
@@ -312,7 +312,7 @@ func (p *Pool) exited(e exitEvent) {
 	switch {
 	case standby:
 		if !p.stopping && g.state == genServing && w.state != draining {
-			p.log.Printf("%s, the replacement for worker %d, exited before it was ready: %s; the worker keeps serving%s", w, w.slot, how, w.tail.String())
+			p.logf(slog.LevelWarn, w, "%s, the replacement for worker %d, exited before it was ready: %s; the worker keeps serving%s", w, w.slot, how, w.tail.String())
 			p.standbyFailed(g, w.slot)
 		}
 	case g.state == genStarting:
@@ -321,14 +321,14 @@ func (p *Pool) exited(e exitEvent) {
 		p.failActivation(g, fmt.Sprintf("worker %d (pid %d) exited as the traffic moved to its generation: %s%s", w.slot, w.pid, how, w.tail.String()))
 	case w.state == draining || p.stopping || g.state == genFailed || g.state == genDraining:
 		if w.state == draining {
-			p.log.Printf("%s drained: %s", w, how)
+			p.logf(slog.LevelInfo, w, "%s drained: %s", w, how)
 		}
 	case g.first && p.cfg.FirstGeneration <= 1 && !p.cfg.KeepGoing && time.Since(g.readyAt) < FirstGenerationGrace && !killedFromOutside(e.status):
 		// Taken as ready, but it did not really start.
 		why := fmt.Sprintf("worker %d (pid %d) exited %s after gen %d was taken as ready: %s%s", w.slot, w.pid,
 			time.Since(g.readyAt).Round(time.Millisecond), g.num, how, w.tail.String())
 		p.fatal = fmt.Errorf("first generation failed: %s", why)
-		p.log.Printf("gen %d failed: %s", g.num, why)
+		p.genf(slog.LevelError, g.num, "gen %d failed: %s", g.num, why)
 		p.stop(true)
 	default:
 		// A serving worker died.
@@ -346,7 +346,7 @@ func (p *Pool) exited(e exitEvent) {
 		if n >= crashLoopAt {
 			loop = fmt.Sprintf(" (crash loop: %d crashes in a row)", n)
 		}
-		p.log.Printf("%s exited: %s; respawning in %s%s%s", w, how, d.Round(time.Millisecond), loop, w.tail.String())
+		p.logf(slog.LevelError, w, "%s exited: %s; respawning in %s%s%s", w, how, d.Round(time.Millisecond), loop, w.tail.String())
 		p.restarts[w.slot]++
 		p.emit(Event{Kind: WorkerRespawn, Gen: g.num, Slot: w.slot, PID: w.pid, Took: d, Err: how})
 		p.after(d, respawnEvent{g.num, w.slot})
@@ -367,7 +367,7 @@ func (p *Pool) released(g *generation) {
 	}
 	p.emit(Event{Kind: GenDone, Gen: g.num, Command: g.cmd})
 	if g.state == genDraining {
-		p.log.Printf("gen %d drained", g.num)
+		p.genf(slog.LevelInfo, g.num, "gen %d drained", g.num)
 	}
 }
 

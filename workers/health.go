@@ -2,6 +2,7 @@ package workers
 
 import (
 	"fmt"
+	"log/slog"
 	"slices"
 	"strings"
 	"syscall"
@@ -33,7 +34,7 @@ func (p *Pool) notHolding(w *worker) string {
 	if !ok {
 		if !p.unreadable && !w.proc.gone() {
 			p.unreadable = true
-			p.log.Printf("cannot read /proc/%d/fd: not checking that workers hold their sockets", w.pid)
+			p.logf(slog.LevelWarn, w, "cannot read /proc/%d/fd: not checking that workers hold their sockets", w.pid)
 		}
 		return ""
 	}
@@ -58,7 +59,7 @@ func (p *Pool) notServing(w *worker, why string) {
 		return
 	}
 	if g.standby[w.slot] == w {
-		p.log.Printf("the replacement for worker %d of gen %d: %s; the worker keeps serving", w.slot, g.num, why)
+		p.logf(slog.LevelWarn, w, "the replacement for worker %d of gen %d: %s; the worker keeps serving", w.slot, g.num, why)
 		p.dropStandby(w)
 		p.standbyFailed(g, w.slot)
 		return
@@ -89,11 +90,11 @@ func (p *Pool) restarted(slot int, now time.Time) (exhausted bool, recent int) {
 func (p *Pool) giveUp(g *generation, w *worker, how string, recent int) {
 	why := fmt.Sprintf("%d restarts within %s, then %s", recent, p.cfg.RestartWindow, how)
 	p.errored[w.slot] = erroredSlot{why: why, since: time.Now()}
-	p.log.Printf("%s exited: %s; given up after %d restarts within %s (--max-restarts %d --restart-window %s): the slot stays empty until the next reload%s",
+	p.logf(slog.LevelError, w, "%s exited: %s; given up after %d restarts within %s (--max-restarts %d --restart-window %s): the slot stays empty until the next reload%s",
 		w, how, recent, p.cfg.RestartWindow, p.cfg.MaxRestarts, p.cfg.RestartWindow, w.tail.String())
 	p.emit(Event{Kind: WorkerErrored, Gen: g.num, Slot: w.slot, PID: w.pid, Err: why})
 	if p.erroredNow() {
-		p.log.Printf("errored: no worker of gen %d is left; the sockets stay open and connections wait for the next reload (hotcluster reload, SIGHUP)", g.num)
+		p.genf(slog.LevelError, g.num, "errored: no worker of gen %d is left; the sockets stay open and connections wait for the next reload (hotcluster reload, SIGHUP)", g.num)
 		p.emit(Event{Kind: GenErrored, Gen: g.num, Err: why})
 	}
 }
@@ -139,11 +140,11 @@ func (e holdCheckEvent) handle(p *Pool) {
 		}
 		if g.first && p.cfg.FirstGeneration <= 1 && !p.cfg.KeepGoing {
 			p.fatal = fmt.Errorf("first generation failed: %s", why)
-			p.log.Printf("gen %d failed: %s", g.num, why)
+			p.genf(slog.LevelError, g.num, "gen %d failed: %s", g.num, why)
 			p.stop(true)
 			return
 		}
-		p.log.Printf("gen %d: %s; killing it", g.num, why)
+		p.logf(slog.LevelError, w, "gen %d: %s; killing it", g.num, why)
 		w.signal(syscall.SIGKILL)
 	}
 }
@@ -178,7 +179,7 @@ func (p *Pool) hangs(w *worker, why string) {
 	p.emit(Event{Kind: WorkerHung, Gen: w.gen, Slot: w.slot, PID: w.pid, Err: why})
 	g := p.gens[w.gen]
 	if p.stopping || g == nil || g != p.current || g.state != genServing || g.workers[w.slot] != w {
-		p.log.Printf("%s %s: hung; aborting it", w, why)
+		p.logf(slog.LevelError, w, "%s %s: hung; aborting it", w, why)
 		p.abort(w)
 		return
 	}
@@ -203,7 +204,7 @@ func (p *Pool) abort(w *worker) {
 // is then respawned as after a crash); any other keeps serving.
 func (p *Pool) standbyFailed(g *generation, slot int) {
 	if old := g.workers[slot]; old != nil && old.hung && old.state == ready {
-		p.log.Printf("%s is hung and its replacement failed: aborting it; its slot is respawned", old)
+		p.logf(slog.LevelError, old, "%s is hung and its replacement failed: aborting it; its slot is respawned", old)
 		p.abort(old)
 	}
 }

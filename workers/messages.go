@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"time"
 )
 
@@ -132,7 +133,7 @@ func (p *Pool) received(e messageEvent) {
 	p.emit(Event{Kind: WorkerMessage, Gen: w.gen, Slot: w.slot, PID: w.pid, Message: e.msg.value})
 	if e.msg.broadcast {
 		if _, err := p.deliverTo(Target{Gen: w.gen, Slot: -1}, e.msg.value); err != nil {
-			p.log.Printf("%s: broadcast: %v", w, err)
+			p.logf(slog.LevelWarn, w, "%s: broadcast: %v", w, err)
 		}
 	}
 }

@@ -3,9 +3,11 @@ package workers
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"strings"
 	"sync"
 )
@@ -88,14 +90,32 @@ func copyLines(r io.Reader, out *lineWriter, prefix string, t *tail) {
 	}
 }
 
-// slotColors are the ANSI colours of worker prefixes, by slot, so that a
-// slot keeps its colour across generations.
-var slotColors = []string{"36", "35", "33", "32", "34", "96", "95", "93", "92", "94"}
-
 // prefix is what starts each output line of a worker.
 func (p *Pool) prefix(gen uint64, slot int) string {
-	if !p.cfg.Color {
-		return fmt.Sprintf("[g%d w%d] ", gen, slot)
+	if p.cfg.LinePrefix != nil {
+		return p.cfg.LinePrefix(gen, slot)
 	}
-	return fmt.Sprintf("\x1b[%sm[g%d w%d]\x1b[0m ", slotColors[slot%len(slotColors)], gen, slot)
+	return fmt.Sprintf("[g%d w%d] ", gen, slot)
+}
+
+// logf logs a line at level, with the attributes of w (gen, slot, pid)
+// when w is not nil.
+func (p *Pool) logf(level slog.Level, w *worker, format string, args ...any) {
+	ctx := context.Background()
+	if !p.log.Enabled(ctx, level) {
+		return
+	}
+	var attrs []any
+	if w != nil {
+		attrs = []any{"gen", w.gen, "slot", w.slot, "pid", w.pid}
+	}
+	p.log.Log(ctx, level, fmt.Sprintf(format, args...), attrs...)
+}
+
+// genf logs a line at level about generation gen.
+func (p *Pool) genf(level slog.Level, gen uint64, format string, args ...any) {
+	ctx := context.Background()
+	if p.log.Enabled(ctx, level) {
+		p.log.Log(ctx, level, fmt.Sprintf(format, args...), "gen", gen)
+	}
 }

@@ -5,10 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"log"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -29,7 +30,7 @@ type Pool struct {
 	cfg     Config
 	baseEnv []string
 	out     *lineWriter
-	log     *log.Logger
+	log     *slog.Logger
 
 	reqs   chan request
 	events chan loopEvent
@@ -72,10 +73,6 @@ type Pool struct {
 	started    time.Time
 }
 
-// Logger returns the logger that writes the pool's lines, so that other
-// parts of the master write to the same place without interleaving.
-func (p *Pool) Logger() *log.Logger { return p.log }
-
 // Ready is closed once the first generation serves.
 func (p *Pool) Ready() <-chan struct{} { return p.readyC }
 
@@ -89,14 +86,26 @@ type request struct {
 	status  chan<- Status
 	message *message
 	recycle recycle
+	scale   scaleRequest
+}
+
+// scaleRequest sets the size (relative: changes it by n).
+type scaleRequest struct {
+	n        int
+	relative bool
+	result   chan<- scaleResult // nil for a signal's request
+}
+
+type scaleResult struct {
+	size int
+	err  error
 }
 
 type requestKind int
 
 const (
 	reqReload requestKind = iota
-	reqScaleUp
-	reqScaleDown
+	reqScale
 	reqStop
 	reqForceStop
 	reqStatus
@@ -124,11 +133,23 @@ func (p *Pool) Reload(u Update) { p.send(request{kind: reqReload, update: &u}) }
 
 // Scale adds (delta > 0) or removes workers, one slot at a time.
 func (p *Pool) Scale(delta int) {
-	for ; delta > 0; delta-- {
-		p.send(request{kind: reqScaleUp})
+	p.send(request{kind: reqScale, scale: scaleRequest{n: delta, relative: true}})
+}
+
+// ScaleTo sets the group's size to n, or with relative changes it by n,
+// and returns the new size; a size below 1 or above the most a group may
+// have is refused with an error saying so. The arithmetic is the loop's:
+// concurrent calls each see the size the one before left.
+func (p *Pool) ScaleTo(ctx context.Context, n int, relative bool) (int, error) {
+	c := make(chan scaleResult, 1)
+	if !p.send(request{kind: reqScale, scale: scaleRequest{n: n, relative: relative, result: c}}) {
+		return 0, ErrStopped
 	}
-	for ; delta < 0; delta++ {
-		p.send(request{kind: reqScaleDown})
+	select {
+	case r := <-c:
+		return r.size, r.err
+	case <-ctx.Done():
+		return 0, ctx.Err()
 	}
 }
 
@@ -262,30 +283,13 @@ func (p *Pool) handleRequest(r request) {
 				}
 			}
 		}
-	case reqScaleUp:
-		if p.stopping {
-			return
+	case reqScale:
+		size, err := p.rescale(r.scale)
+		if r.scale.result != nil {
+			r.scale.result <- scaleResult{size, err}
+		} else if err != nil {
+			p.logf(slog.LevelWarn, nil, "%v", err)
 		}
-		if p.size >= protocol.MaxWorkers {
-			p.log.Printf("scale up ignored: already at %d workers, the most a group may have", p.size)
-			return
-		}
-		p.size++
-		p.log.Printf("scale up to %s", workersN(p.size))
-		p.emit(Event{Kind: Scaled, Gen: p.gen, Workers: p.size})
-		p.reconcile()
-	case reqScaleDown:
-		if p.stopping {
-			return
-		}
-		if p.size <= 1 {
-			p.log.Printf("scale down ignored: already at 1 worker")
-			return
-		}
-		p.size--
-		p.log.Printf("scale down to %s", workersN(p.size))
-		p.emit(Event{Kind: Scaled, Gen: p.gen, Workers: p.size})
-		p.reconcile()
 	case reqStop:
 		p.stop(false)
 	case reqForceStop:
@@ -324,14 +328,14 @@ func (e delayEvent) handle(p *Pool) {
 
 func (e drainEvent) handle(p *Pool) {
 	if p.alive(e.w) {
-		p.log.Printf("%s still running %s after the stop signal (--drain-timeout); killing it", e.w, p.cfg.DrainTimeout)
+		p.logf(slog.LevelWarn, e.w, "%s still running %s after the stop signal (--drain-timeout); killing it", e.w, p.cfg.DrainTimeout)
 		e.w.signal(syscall.SIGKILL)
 	}
 }
 
 func (e abortEvent) handle(p *Pool) {
 	if p.alive(e.w) {
-		p.log.Printf("%s still running %s after SIGABRT; killing it", e.w, hungKillAfter)
+		p.logf(slog.LevelWarn, e.w, "%s still running %s after SIGABRT; killing it", e.w, hungKillAfter)
 		e.w.signal(syscall.SIGKILL)
 	}
 }
@@ -362,7 +366,7 @@ func (e respawnEvent) handle(p *Pool) {
 	if err != nil {
 		p.crashes[e.slot]++
 		d := backoff(p.crashes[e.slot], p.cfg.BackoffMin, p.cfg.BackoffMax)
-		p.log.Printf("gen %d worker %d: %v; retrying in %s", g.num, e.slot, err, d.Round(time.Millisecond))
+		p.genf(slog.LevelError, g.num, "gen %d worker %d: %v; retrying in %s", g.num, e.slot, err, d.Round(time.Millisecond))
 		p.after(d, respawnEvent{g.num, e.slot})
 		return
 	}
@@ -408,7 +412,7 @@ func (p *Pool) stop(force bool) {
 	if !p.stopping {
 		p.stopping = true
 		if !force {
-			p.log.Printf("stopping: draining %s (--drain-timeout %s)", workersN(p.live()), p.cfg.DrainTimeout)
+			p.logf(slog.LevelInfo, nil, "stopping: draining %s (--drain-timeout %s)", workersN(p.live()), p.cfg.DrainTimeout)
 		}
 	}
 	for _, cancel := range p.activations {
@@ -438,8 +442,44 @@ func (p *Pool) stop(force bool) {
 		}
 	}
 	if force {
-		p.log.Printf("stopping now: killed %s", workersN(p.live()))
+		p.logf(slog.LevelInfo, nil, "stopping now: killed %s", workersN(p.live()))
 	}
+}
+
+// rescale applies a scale request and returns the size.
+func (p *Pool) rescale(r scaleRequest) (int, error) {
+	if p.stopping {
+		return p.size, errors.New("the master is stopping")
+	}
+	to := r.n
+	if r.relative {
+		to = p.size + r.n
+	}
+	asked := strconv.Itoa(r.n)
+	if r.relative && r.n > 0 {
+		asked = "+" + asked
+	}
+	switch {
+	case to < 1 && r.result == nil: // TTOU
+		return p.size, errors.New("scale down ignored: already at 1 worker")
+	case to > protocol.MaxWorkers && r.result == nil: // TTIN
+		return p.size, fmt.Errorf("scale up ignored: already at %d workers, the most a group may have", p.size)
+	case to < 1:
+		return p.size, fmt.Errorf("scale %s: the group has %d workers; it keeps at least 1", asked, p.size)
+	case to > protocol.MaxWorkers:
+		return p.size, fmt.Errorf("scale %s: the group has %d workers; it keeps at most %d", asked, p.size, protocol.MaxWorkers)
+	case to == p.size:
+		return p.size, nil
+	}
+	dir := "up"
+	if to < p.size {
+		dir = "down"
+	}
+	p.size = to
+	p.logf(slog.LevelInfo, nil, "scale %s to %s", dir, workersN(p.size))
+	p.emit(Event{Kind: Scaled, Gen: p.gen, Workers: p.size})
+	p.reconcile()
+	return p.size, nil
 }
 
 func sortedSlots(m map[int]*worker) []int {

@@ -3,6 +3,7 @@ package workers
 import (
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"os"
 	"runtime"
@@ -381,7 +382,7 @@ func (p *Pool) readIPC(w *worker, c *os.File) {
 		}
 		if !lim.take(time.Now()) {
 			if !dropping {
-				p.log.Printf("%s: message channel: more than %d messages a second; dropping until it slows down", w, ipcRate)
+				p.logf(slog.LevelWarn, w, "%s: message channel: more than %d messages a second; dropping until it slows down", w, ipcRate)
 				dropping = true
 			}
 			return
@@ -389,7 +390,7 @@ func (p *Pool) readIPC(w *worker, c *os.File) {
 		dropping = false
 		p.post(messageEvent{w: w, msg: m})
 	}, func(err error) {
-		p.log.Printf("%s: message channel: %v", w, err)
+		p.logf(slog.LevelWarn, w, "%s: message channel: %v", w, err)
 	})
 	p.post(disconnectEvent{w})
 }
@@ -410,7 +411,7 @@ func (p *Pool) writeIPC(w *worker, c *os.File, stop <-chan struct{}) {
 					return
 				default:
 				}
-				p.log.Printf("%s: message channel: %v; message dropped", w, err)
+				p.logf(slog.LevelWarn, w, "%s: message channel: %v; message dropped", w, err)
 			}
 		}
 	}

@@ -2,6 +2,7 @@ package workers
 
 import (
 	"fmt"
+	"log/slog"
 	"syscall"
 )
 
@@ -38,11 +39,11 @@ func (p *Pool) replace(g *generation, old *worker, why string) bool {
 	}
 	w, err := p.startWorker(g, old.slot, true)
 	if err != nil {
-		p.log.Printf("%s: %s, but its replacement did not start: %v", old, why, err)
+		p.logf(slog.LevelError, old, "%s: %s, but its replacement did not start: %v", old, why, err)
 		return false
 	}
 	g.standby[old.slot] = w
-	p.log.Printf("%s: %s; replacing it with pid %d", old, why, w.pid)
+	p.logf(slog.LevelInfo, old, "%s: %s; replacing it with pid %d", old, why, w.pid)
 	p.emit(Event{Kind: WorkerRecycle, Gen: g.num, Slot: old.slot, PID: old.pid, Err: why})
 	w.timeout = p.after(p.cfg.ReadyTimeout, standbyTimeoutEvent{w})
 	return true
@@ -81,7 +82,7 @@ func (p *Pool) standbyTimedOut(w *worker) {
 	if g == nil || g.standby[w.slot] != w || w.state != starting {
 		return
 	}
-	p.log.Printf("%s, the replacement for worker %d, not ready within --ready-timeout %s; the worker keeps serving%s", w, w.slot, p.cfg.ReadyTimeout, w.tail.String())
+	p.logf(slog.LevelWarn, w, "%s, the replacement for worker %d, not ready within --ready-timeout %s; the worker keeps serving%s", w, w.slot, p.cfg.ReadyTimeout, w.tail.String())
 	p.dropStandby(w)
 	p.standbyFailed(g, w.slot)
 }

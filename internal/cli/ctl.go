@@ -1,0 +1,438 @@
+package cli
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/hotcluster/hotcluster/control"
+	"github.com/hotcluster/hotcluster/signals"
+	"github.com/urfave/cli/v2"
+)
+
+// The commands that talk to a running master over its control socket.
+
+func ctlFlags() []cli.Flag {
+	return []cli.Flag{
+		&cli.StringFlag{Name: "name", Usage: "the instance's `NAME` (as given to run --name; default: the only one running)"},
+		&cli.StringFlag{Name: "control", Usage: "the instance's control socket `PATH` (as given to run --control)"},
+		&cli.BoolFlag{Name: "json", Usage: "print JSON instead of text"},
+	}
+}
+
+func ctlCommand(name, usage, argsUsage string, action cli.ActionFunc, extra ...cli.Flag) *cli.Command {
+	return &cli.Command{
+		Name:      name,
+		Usage:     usage,
+		ArgsUsage: argsUsage,
+		Category:  "operating a running instance",
+		Flags:     append(ctlFlags(), extra...),
+		Action:    action,
+		OnUsageError: func(_ *cli.Context, err error, _ bool) error {
+			return &usageError{err}
+		},
+	}
+}
+
+func ctlCommands() []*cli.Command {
+	return []*cli.Command{
+		ctlCommand("status", "show the master, its generation and each worker (PID, state, uptime, restarts, RSS, CPU)", "", statusAction),
+		ctlCommand("reload", "start a new generation and wait: exit 0 once it serves, 1 with the reason if it failed (the old one keeps serving)", "", reloadAction),
+		ctlCommand("upgrade", "replace the master by a new start of its binary, keeping the sockets; exit 0 once the new master serves", "", upgradeAction),
+		ctlCommand("scale", "set the number of workers (N), or change it (+N, -N)", "N|+N|-N", scaleAction),
+		ctlCommand("stop", "drain the workers and stop the master; returns once it has exited", "", stopAction,
+			&cli.BoolFlag{Name: "force", Usage: "kill the workers at once instead of draining them"}),
+		ctlCommand("events", "print the instance's events as JSON lines as they happen (fork, ready, exit, reload-start, reload-done, ...)", "", eventsAction),
+		ctlCommand("send", "send a JSON value to the workers' message channel (--ipc)", "JSON", sendAction,
+			&cli.IntFlag{Name: "worker", Value: -1, Usage: "the worker `SLOT` to send to"},
+			&cli.BoolFlag{Name: "all", Usage: "send to every worker of the serving generation (the default)"}),
+		{
+			Name:     "ls",
+			Usage:    "list this user's running instances",
+			Category: "operating a running instance",
+			Flags:    []cli.Flag{&cli.BoolFlag{Name: "json", Usage: "print JSON instead of text"}},
+			Action:   lsAction,
+			OnUsageError: func(_ *cli.Context, err error, _ bool) error {
+				return &usageError{err}
+			},
+		},
+	}
+}
+
+// socketOf resolves the control socket a command talks to.
+func socketOf(c *cli.Context) (string, error) {
+	if p := c.String("control"); p != "" {
+		return p, nil
+	}
+	dir := control.DefaultDir()
+	n := c.String("name")
+	if n != "" {
+		if err := control.CheckName(n); err != nil {
+			return "", usagef("--name: %v", err)
+		}
+	}
+	// Sockets left by masters that were killed do not count. Without a
+	// name, only this user's instances; a name is also looked for among
+	// the other users' instances that root may control.
+	if n != "" && control.Alive(c.Context, control.SocketPath(dir, n)) {
+		return control.SocketPath(dir, n), nil
+	}
+	dirs := []string{dir}
+	if n != "" {
+		dirs = control.Dirs()[1:]
+	}
+	var found []control.Instance
+	for _, in := range control.Running(c.Context, dirs) {
+		if n == "" || in.Name == n {
+			found = append(found, in)
+		}
+	}
+	switch {
+	case len(found) == 1:
+		return found[0].Socket, nil
+	case len(found) == 0 && n != "":
+		// Its error says that no master answers there.
+		return control.SocketPath(dir, n), nil
+	case len(found) == 0:
+		return "", fmt.Errorf("no hotcluster instance is running for this user (no socket in %s); start one with hotcluster run, or give --control", dir)
+	}
+	var names []string
+	for _, in := range found {
+		names = append(names, in.Name)
+	}
+	if n != "" {
+		var socks []string
+		for _, in := range found {
+			socks = append(socks, in.Socket)
+		}
+		return "", usagef("%d instances are named %s (%s): pick one with --control", len(found), n, strings.Join(socks, ", "))
+	}
+	return "", usagef("%d instances are running (%s): pick one with --name", len(found), strings.Join(names, ", "))
+}
+
+// ctlContext ends on Ctrl-C, so that a waiting command stops cleanly.
+func ctlContext(c *cli.Context) (context.Context, context.CancelFunc) {
+	return signals.Interrupted(c.Context)
+}
+
+func call(c *cli.Context, req control.Request, result any) error {
+	if c.Args().Len() > 0 && req.Cmd != control.CmdScale && req.Cmd != control.CmdSend {
+		return usagef("%s takes no arguments, got %q", req.Cmd, c.Args().Slice())
+	}
+	path, err := socketOf(c)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := ctlContext(c)
+	defer cancel()
+	return control.Call(ctx, path, req, result)
+}
+
+func printJSON(w io.Writer, v any) error {
+	e := json.NewEncoder(w)
+	e.SetIndent("", "  ")
+	return e.Encode(v)
+}
+
+func statusAction(c *cli.Context) error {
+	var st control.Status
+	if err := call(c, control.Request{Cmd: control.CmdStatus}, &st); err != nil {
+		return err
+	}
+	if c.Bool("json") {
+		return printJSON(c.App.Writer, st)
+	}
+	return printStatus(c.App.Writer, st)
+}
+
+func printStatus(out io.Writer, st control.Status) error {
+	fmt.Fprintf(out, "%s: master pid %d, hotcluster %s, up %s\n", st.Name, st.PID, st.Version, roundDuration(st.Uptime.D()))
+	fmt.Fprintf(out, "command: %s\n", strings.Join(st.Command, " "))
+	for _, l := range st.Listeners {
+		mode := l.Mode
+		if l.Selector != "" {
+			mode += ", " + l.Selector
+		}
+		fmt.Fprintf(out, "listening: %s on %s (%s)\n", l.Name, l.Addr, mode)
+	}
+	for _, f := range st.ForeignSockets {
+		var owners []string
+		for _, o := range f.Owners {
+			owners = append(owners, fmt.Sprintf("pid %d (%s)", o.PID, o.Command))
+		}
+		if len(owners) == 0 {
+			owners = []string{"an owner this user cannot see"}
+		}
+		effect := "it gets no connections"
+		if f.TakesConnections {
+			effect = "it TAKES CONNECTIONS meant for the workers"
+		}
+		fmt.Fprintf(out, "FOREIGN SOCKET on %s (listener %s) since %s: %s; %s\n", f.Addr, f.Listener,
+			f.Since.Format(time.RFC3339), strings.Join(owners, ", "), effect)
+	}
+	state := st.State
+	switch {
+	case state == "":
+		// A master from before states: serving or stopping.
+		state = "serving"
+		if st.Stopping {
+			state = "stopping"
+		}
+	case state == "errored":
+		state = "ERRORED: no worker serves; waiting for a reload"
+	}
+	line := fmt.Sprintf("generation %d %s, %d workers", st.Generation, state, st.Size)
+	if st.Pending != 0 {
+		line += fmt.Sprintf("; generation %d starting", st.Pending)
+	}
+	fmt.Fprintln(out, line)
+	if r := st.LastReload; r != nil {
+		if r.OK {
+			fmt.Fprintf(out, "last reload: generation %d ready in %s\n", r.Generation, roundDuration(r.Took.D()))
+		} else {
+			fmt.Fprintf(out, "last reload: generation %d FAILED after %s: %s\n", r.Generation, roundDuration(r.Took.D()), r.Error)
+		}
+	}
+	for _, e := range st.Errored {
+		fmt.Fprintf(out, "slot %d given up %s ago: %s\n", e.Slot, roundDuration(time.Since(e.Since)), e.Why)
+	}
+	if st.LogDropped > 0 {
+		fmt.Fprintf(out, "log: %d lines dropped (the master's output was not read fast enough, or has gone)\n", st.LogDropped)
+	}
+	fmt.Fprintln(out)
+	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "SLOT\tGEN\tPID\tSTATE\tUPTIME\tRESTARTS\tLAST EXIT\tRSS\tCPU")
+	for _, w := range st.Workers {
+		state := w.State
+		if w.Replacing {
+			state += " (replacement)"
+		}
+		last := w.LastExit
+		if last == "" {
+			last = "-"
+		}
+		fmt.Fprintf(tw, "%d\t%d\t%d\t%s\t%s\t%d\t%s\t%s\t%.1f%%\n", w.Slot, w.Generation, w.PID, state,
+			roundDuration(w.Uptime.D()), w.Restarts, last, formatSize(w.RSS), w.CPUPercent)
+	}
+	return tw.Flush()
+}
+
+func roundDuration(d time.Duration) time.Duration {
+	switch {
+	case d >= time.Hour:
+		return d.Round(time.Minute)
+	case d >= time.Minute:
+		return d.Round(time.Second)
+	case d >= time.Second:
+		return d.Round(100 * time.Millisecond)
+	}
+	return d.Round(time.Millisecond)
+}
+
+func reloadAction(c *cli.Context) error {
+	var r control.Reload
+	if err := call(c, control.Request{Cmd: control.CmdReload}, &r); err != nil {
+		return err
+	}
+	if c.Bool("json") {
+		return printJSON(c.App.Writer, r)
+	}
+	fmt.Fprintf(c.App.Writer, "generation %d ready in %s\n", r.Generation, roundDuration(r.Took.D()))
+	return nil
+}
+
+func upgradeAction(c *cli.Context) error {
+	var r control.Upgraded
+	if err := call(c, control.Request{Cmd: control.CmdUpgrade}, &r); err != nil {
+		return err
+	}
+	if c.Bool("json") {
+		return printJSON(c.App.Writer, r)
+	}
+	fmt.Fprintf(c.App.Writer, "upgraded: master pid %d serves\n", r.PID)
+	return nil
+}
+
+func scaleAction(c *cli.Context) error {
+	if c.Args().Len() != 1 {
+		return usagef("scale: want one argument, N, +N or -N")
+	}
+	if _, _, err := control.ParseScale(c.Args().First()); err != nil {
+		return &usageError{err}
+	}
+	var r control.Scaled
+	if err := call(c, control.Request{Cmd: control.CmdScale, Scale: c.Args().First()}, &r); err != nil {
+		return err
+	}
+	if c.Bool("json") {
+		return printJSON(c.App.Writer, r)
+	}
+	fmt.Fprintf(c.App.Writer, "scaling to %d workers\n", r.Size)
+	return nil
+}
+
+func stopAction(c *cli.Context) error {
+	if c.Args().Len() > 0 {
+		return usagef("stop takes no arguments, got %q", c.Args().Slice())
+	}
+	path, err := socketOf(c)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := ctlContext(c)
+	defer cancel()
+	start := time.Now()
+	if err := control.Stop(ctx, path, c.Bool("force")); err != nil {
+		return err
+	}
+	if c.Bool("json") {
+		return printJSON(c.App.Writer, map[string]any{"stopped": true, "took_seconds": control.Duration(time.Since(start))})
+	}
+	fmt.Fprintf(c.App.Writer, "stopped in %s\n", roundDuration(time.Since(start)))
+	return nil
+}
+
+func eventsAction(c *cli.Context) error {
+	if c.Args().Len() > 0 {
+		return usagef("events takes no arguments, got %q", c.Args().Slice())
+	}
+	path, err := socketOf(c)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := ctlContext(c)
+	defer cancel()
+	out := c.App.Writer
+	print := func(line json.RawMessage) error {
+		_, err := fmt.Fprintf(out, "%s\n", line)
+		return err
+	}
+	// A master that upgrades hands the socket to its successor: the stream
+	// ends, and goes on from the new master (whose first line is another
+	// "connected"). It ends for good when no master answers any more.
+	const maxStreams = 1000 // upgrades followed in one run
+	for streams := 0; streams < maxStreams; streams++ {
+		err = control.Events(ctx, path, print)
+		switch {
+		case ctx.Err() != nil:
+			return nil
+		case err != nil && streams > 0 && (errors.Is(err, control.ErrNoMaster) || errors.Is(err, control.ErrNoAnswer)):
+			return nil // the master stopped
+		case err != nil:
+			return err
+		}
+	}
+	return fmt.Errorf("events: the stream ended %d times; giving up", maxStreams)
+}
+
+func sendAction(c *cli.Context) error {
+	if c.Args().Len() != 1 {
+		return usagef(`send: want one JSON value, e.g. hotcluster send '{"cmd":"flush"}'`)
+	}
+	msg := json.RawMessage(c.Args().First())
+	if !json.Valid(msg) {
+		return usagef("send: %q is not JSON; quote strings: '\"hello\"'", c.Args().First())
+	}
+	req := control.Request{Cmd: control.CmdSend, Message: msg}
+	if w := c.Int("worker"); c.IsSet("worker") {
+		if c.Bool("all") {
+			return usagef("send: --worker and --all exclude each other")
+		}
+		if w < 0 {
+			return usagef("send: --worker %d: want a slot, 0 or more", w)
+		}
+		req.Slot = &w
+	}
+	var r control.Sent
+	if err := call(c, req, &r); err != nil {
+		return err
+	}
+	if c.Bool("json") {
+		return printJSON(c.App.Writer, r)
+	}
+	fmt.Fprintf(c.App.Writer, "delivered to %d worker(s)\n", r.Delivered)
+	return nil
+}
+
+func lsAction(c *cli.Context) error {
+	dir := control.DefaultDir()
+	ctx, cancel := context.WithTimeout(c.Context, 5*time.Second)
+	defer cancel()
+	type row struct {
+		Name   string          `json:"name"`
+		Socket string          `json:"socket"`
+		Status *control.Status `json:"status,omitempty"`
+		Error  string          `json:"error,omitempty"`
+	}
+	rows := []row{}
+	for _, in := range control.Running(ctx, control.Dirs()) {
+		r := row{Name: in.Name, Socket: in.Socket}
+		var st control.Status
+		if err := control.Call(ctx, r.Socket, control.Request{Cmd: control.CmdStatus}, &st); err != nil {
+			if errors.Is(err, control.ErrNoMaster) {
+				continue // a socket left by a master that was killed
+			}
+			r.Error = err.Error()
+		} else {
+			r.Status = &st
+		}
+		rows = append(rows, r)
+	}
+	if c.Bool("json") {
+		return printJSON(c.App.Writer, rows)
+	}
+	if len(rows) == 0 {
+		fmt.Fprintf(c.App.Writer, "no instance running (sockets in %s)\n", dir)
+		return nil
+	}
+	tw := tabwriter.NewWriter(c.App.Writer, 0, 0, 2, ' ', 0)
+	// Root also sees other users' instances: then say where each is.
+	other := false
+	for _, r := range rows {
+		other = other || filepath.Dir(r.Socket) != dir
+	}
+	head := "NAME\tPID\tGEN\tWORKERS\tUPTIME\tLISTEN\tCOMMAND"
+	if other {
+		head += "\tSOCKET"
+	}
+	fmt.Fprintln(tw, head)
+	for _, r := range rows {
+		cols := []string{r.Name, "-", "-", "-", "-", "-", r.Error}
+		if st := r.Status; st != nil {
+			var addrs []string
+			for _, l := range st.Listeners {
+				addrs = append(addrs, l.Addr)
+			}
+			cols = []string{r.Name, strconv.Itoa(st.PID), strconv.FormatUint(st.Generation, 10), strconv.Itoa(len(st.Workers)),
+				roundDuration(st.Uptime.D()).String(), strings.Join(addrs, ","), strings.Join(st.Command, " ")}
+		}
+		if other {
+			cols = append(cols, r.Socket)
+		}
+		fmt.Fprintln(tw, strings.Join(cols, "\t"))
+	}
+	return tw.Flush()
+}
+
+// scaleArgs lets `hotcluster scale -1` mean a worker less, not a flag: a
+// negative count moves behind "--".
+func scaleArgs(args []string) []string {
+	if len(args) < 3 || args[1] != "scale" || slices.Contains(args, "--") {
+		return args
+	}
+	for i := len(args) - 1; i >= 2; i-- {
+		if a := args[i]; len(a) > 1 && a[0] == '-' && strings.Trim(a[1:], "0123456789") == "" {
+			out := append(slices.Clone(args[:i]), args[i+1:]...)
+			return append(out, "--", a)
+		}
+	}
+	return args
+}

@@ -1,0 +1,419 @@
+// Package cli is hotcluster's command line: the urfave/cli application,
+// its commands, and the config file of `hotcluster run`. It is the only
+// importer of github.com/urfave/cli and github.com/BurntSushi/toml.
+//
+// Usage mistakes are *usageError values, mapped to exit code 2 once, by
+// Main; every other failure is exit code 1.
+package cli
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"runtime"
+	"runtime/debug"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/hotcluster/hotcluster/control"
+	"github.com/hotcluster/hotcluster/devloop"
+	"github.com/hotcluster/hotcluster/handoff"
+	"github.com/hotcluster/hotcluster/internal/logsink"
+	"github.com/hotcluster/hotcluster/internal/master"
+	"github.com/hotcluster/hotcluster/internal/safedir"
+	"github.com/hotcluster/hotcluster/signals"
+	"github.com/hotcluster/hotcluster/watch"
+	"github.com/hotcluster/hotcluster/workers"
+	"github.com/urfave/cli/v2"
+	"golang.org/x/sys/unix"
+)
+
+// version is set at build time with -ldflags "-X main.version=…".
+var version = "dev"
+
+// fullVersion is version, or without -X the module version or commit the
+// binary was built from, so that `hotcluster status` tells which binary
+// serves after an upgrade.
+func fullVersion() string {
+	v := version
+	if v != "dev" {
+		return v
+	}
+	bi, ok := debug.ReadBuildInfo()
+	if !ok {
+		return v
+	}
+	if bi.Main.Version != "" && bi.Main.Version != "(devel)" {
+		return bi.Main.Version
+	}
+	var rev, dirty string
+	for _, s := range bi.Settings {
+		switch {
+		case s.Key == "vcs.revision" && len(s.Value) >= 12:
+			rev = s.Value[:12]
+		case s.Key == "vcs.modified" && s.Value == "true":
+			dirty = "-dirty"
+		}
+	}
+	if rev == "" {
+		return v
+	}
+	return v + "-" + rev + dirty
+}
+
+// usageError marks a mistake in the command line: exit code 2.
+type usageError struct{ err error }
+
+func (e *usageError) Error() string { return e.err.Error() }
+func (e *usageError) Unwrap() error { return e.err }
+
+func usagef(format string, args ...any) error {
+	return &usageError{fmt.Errorf(format, args...)}
+}
+
+// reportedError is an error already written to the master's log; run only
+// maps it to an exit code.
+type reportedError struct{ err error }
+
+func (e *reportedError) Error() string { return e.err.Error() }
+func (e *reportedError) Unwrap() error { return e.err }
+
+// Main runs the command line args (os.Args) and returns the exit code.
+func Main(args []string) int {
+	return runApp(args, os.Stdout, os.Stderr)
+}
+
+// runApp is Main with its outputs given, for in-process tests of the
+// commands that start no master.
+func runApp(args []string, stdout, stderr io.Writer) int {
+	app := newApp()
+	app.Writer, app.ErrWriter = stdout, stderr
+	app.Metadata = map[string]any{argsKey: args}
+	err := app.RunContext(context.Background(), scaleArgs(args))
+	if err == nil {
+		return 0
+	}
+	var re *reportedError
+	if !errors.As(err, &re) {
+		fmt.Fprintf(stderr, "hotcluster: %v\n", err)
+	}
+	var ue *usageError
+	if errors.As(err, &ue) {
+		return 2
+	}
+	return 1
+}
+
+// argsKey is where Main keeps the command line in the app's Metadata: a
+// reload parses it again, with the config file as it is now.
+const argsKey = "args"
+
+func newApp() *cli.App {
+	return &cli.App{
+		Name:                      "hotcluster",
+		Usage:                     "run a server program on every core and replace it without dropping a connection",
+		Version:                   fullVersion(),
+		DisableSliceFlagSeparator: true,
+		HideHelpCommand:           true,
+		ExitErrHandler:            func(*cli.Context, error) {}, // Main maps errors to exit codes
+		OnUsageError: func(_ *cli.Context, err error, _ bool) error {
+			return &usageError{err}
+		},
+		Commands: append([]*cli.Command{runCommand(), unitCommand(), initCommand()}, ctlCommands()...),
+	}
+}
+
+func runCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "run",
+		Usage:     "run a worker group on shared sockets; SIGHUP replaces it, SIGTERM drains it",
+		ArgsUsage: "-- COMMAND [ARG...]",
+		Description: `Starts --workers copies of COMMAND. Each inherits the listening sockets as
+fds 3, 4, … with LISTEN_FDS, LISTEN_FDNAMES and LISTEN_PID (systemd's socket
+activation), a NOTIFY_SOCKET for READY=1, and HOTCLUSTER_WORKER_ID,
+HOTCLUSTER_GENERATION and HOTCLUSTER_WORKERS.
+
+Signals: HUP reloads (new generation, old one drains once the new one is
+ready), USR2 upgrades hotcluster's own binary in place, TERM/INT drain and exit
+(a second one, 500ms or more later, kills at once), TTIN/TTOU add or remove a
+worker.`,
+		OnUsageError: func(_ *cli.Context, err error, _ bool) error {
+			return &usageError{err}
+		},
+		Flags: withConfigFile([]cli.Flag{
+			&cli.StringSliceFlag{Name: "listen", Aliases: []string{"l"}, Usage: "`[NAME=]ADDR` to listen on, repeatable: :8080, 127.0.0.1:8080, [::1]:8080, tcp4://…, tcp6://…, udp://:5353, unix:///run/app.sock"},
+			&cli.IntFlag{Name: "workers", Aliases: []string{"n"}, Value: runtime.NumCPU(), Usage: "workers per generation"},
+			&cli.StringFlag{Name: "ready", Value: "auto", Usage: "when a worker is ready: notify (READY=1 on NOTIFY_SOCKET), delay (alive for --ready-delay), auto (READY=1 from programs that speak the protocol, else the delay)"},
+			&cli.DurationFlag{Name: "ready-delay", Value: workers.DefaultReadyDelay, Usage: "how long a worker that reports nothing must stay alive to count as ready"},
+			&cli.DurationFlag{Name: "ready-timeout", Value: workers.DefaultReadyTimeout, Usage: "a new generation not ready by then fails, and the old one keeps serving"},
+			&cli.DurationFlag{Name: "drain-timeout", Value: workers.DefaultDrainTimeout, Usage: "how long a stopping worker may take before it is killed"},
+			&cli.StringFlag{Name: "stop-signal", Value: "TERM", Usage: "signal that asks a worker to drain and exit"},
+			&cli.IntFlag{Name: "max-restarts", Value: workers.DefaultMaxRestarts, Usage: "respawns of one worker slot allowed within --restart-window; the next crash gives the slot up until the next reload (errored in status when no slot is left); 0: no limit"},
+			&cli.DurationFlag{Name: "restart-window", Value: workers.DefaultRestartWindow, Usage: "the window --max-restarts counts in"},
+			&cli.DurationFlag{Name: "watchdog", Usage: "each ready worker must send WATCHDOG=1 on NOTIFY_SOCKET within this interval (it gets WATCHDOG_USEC); one that misses it is hung: replaced, then aborted (default: no watchdog)"},
+			&cli.StringSliceFlag{Name: "env", Aliases: []string{"e"}, Usage: "`K=V` added to the workers' environment, repeatable"},
+			&cli.StringFlag{Name: "dir", Usage: "working directory of the workers"},
+			&cli.StringFlag{Name: "user", Usage: "run the workers as `USER[:GROUP]` (name or number) while the master keeps the sockets, e.g. bind :80 as root and serve as www-data"},
+			&cli.StringFlag{Name: "ipc", Value: "auto", Usage: "message channel per worker (JSON lines; \"ready\" counts as READY=1): auto (for node, as NODE_CHANNEL_FD: process.send works), on (HOTCLUSTER_IPC_FD for any program), node (both, for any command), off"},
+			&cli.StringFlag{Name: "handoff", Value: "auto", Usage: "how traffic moves between generations: auto (steer TCP/UDP listeners with SO_REUSEPORT and BPF, share what cannot be steered) or shared (one socket for every generation)"},
+			&cli.DurationFlag{Name: "quiet-timeout", Value: handoff.DefaultQuietTimeout, Usage: "after the traffic moved to a new generation, how long to wait for the old sockets to be quiet (handshakes done, accept queue empty, every accepted request read) before the old generation is told to stop; connections still queued once it is gone are reset"},
+			&cli.BoolFlag{Name: "nodelay", Value: true, Usage: "set TCP_NODELAY on the TCP sockets hotcluster binds, which accepted connections inherit (--nodelay=false leaves Nagle's algorithm on; sockets from systemd keep its NoDelay=)"},
+			&cli.StringFlag{Name: "pidfile", Usage: "file that always holds the PID of the live master (written once it serves, also after an upgrade)"},
+			&cli.DurationFlag{Name: "upgrade-timeout", DefaultText: "--ready-timeout + --quiet-timeout", Usage: "a new master (SIGUSR2) not serving by then is killed and the old one keeps serving"},
+			&cli.StringSliceFlag{Name: "watch", Aliases: []string{"w"}, Category: "development", Usage: "`PATH` to watch (recursively) for changes that rebuild and reload, repeatable"},
+			&cli.StringSliceFlag{Name: "ignore", Category: "development", Usage: "`GLOB` of paths not to watch, repeatable (.git, node_modules, editor swap files are always ignored)"},
+			&cli.StringFlag{Name: "ext", Category: "development", Usage: "comma-separated extensions that count as changes, e.g. .go,.html (default: every file)"},
+			&cli.DurationFlag{Name: "debounce", Category: "development", Value: watch.DefaultDebounce, Usage: "quiet time that ends a burst of changes"},
+			&cli.StringFlag{Name: "build", Category: "development", Usage: "shell `COMMAND` run at start and after each burst of changes; {out} is a fresh output path per build, also usable in the worker command"},
+			&cli.StringFlag{Name: "name", Category: "operations", Usage: "`NAME` of this instance for hotcluster status/reload/...; default: the program's name"},
+			&cli.StringFlag{Name: "control", Category: "operations", Usage: "control socket `PATH` (default: $XDG_RUNTIME_DIR/hotcluster/NAME.sock, /run/hotcluster/NAME.sock for root)"},
+			&cli.StringFlag{Name: "max-memory", Category: "operations", Usage: "replace a worker whose RSS stays above `SIZE` (e.g. 512M, 1G) for 3 checks a second apart; its replacement is ready before it drains"},
+			&cli.StringFlag{Name: "metrics", Category: "operations", Usage: "serve Prometheus metrics at http://`ADDR`/metrics, e.g. 127.0.0.1:9100"},
+			&cli.StringFlag{Name: "config", Usage: "TOML `FILE` setting any of these flags by name (workers = 4, listen = [\":8080\"], ready-timeout = \"30s\") and command = [...] for the worker command; the command line wins (default: ./hotcluster.toml when it exists; --config '' reads none; hotcluster init writes an example)"},
+			&cli.StringFlag{Name: "log-format", Value: "text", Usage: "format of hotcluster's own log lines: text, or json (one object per line: time, level, msg)"},
+			&cli.StringFlag{Name: "log-level", Value: "info", Usage: "info, or debug to also log every message a worker sends on its channel"},
+		}),
+		Before: loadConfigFile,
+		Action: runAction,
+	}
+}
+
+func parseRun(c *cli.Context) (*master.Config, error) {
+	argv := c.Args().Slice()
+	if len(argv) == 0 {
+		return nil, usagef("no worker command: give it after --, e.g. hotcluster run --listen :8080 -- ./server")
+	}
+	var rc master.Config
+	p := &rc.Pool
+	p.Command.Args = argv
+	p.Workers = c.Int("workers")
+	if p.Workers < 1 {
+		return nil, usagef("--workers %d: want 1 or more", p.Workers)
+	}
+	if p.Workers > control.MaxWorkers {
+		return nil, usagef("--workers %d: more than %d; a typo would fork that many processes", p.Workers, control.MaxWorkers)
+	}
+	var err error
+	if p.Ready, err = workers.ParseReadyMode(c.String("ready")); err != nil {
+		return nil, usagef("--ready: %v", err)
+	}
+	p.ReadyDelay, p.ReadyTimeout, p.DrainTimeout = c.Duration("ready-delay"), c.Duration("ready-timeout"), c.Duration("drain-timeout")
+	for name, d := range map[string]time.Duration{"--ready-delay": p.ReadyDelay, "--ready-timeout": p.ReadyTimeout, "--drain-timeout": p.DrainTimeout} {
+		if d <= 0 {
+			return nil, usagef("%s %s: want a positive duration such as 30s", name, d)
+		}
+	}
+	if p.StopSignal, err = parseSignal(c.String("stop-signal")); err != nil {
+		return nil, usagef("--stop-signal: %v", err)
+	}
+	switch n := c.Int("max-restarts"); {
+	case n < 0:
+		return nil, usagef("--max-restarts %d: want 0 (no limit) or more", n)
+	case n == 0:
+		p.MaxRestarts = -1
+	default:
+		p.MaxRestarts = n
+	}
+	if p.RestartWindow = c.Duration("restart-window"); p.RestartWindow <= 0 {
+		return nil, usagef("--restart-window %s: want a positive duration such as 1m", p.RestartWindow)
+	}
+	if p.Watchdog = c.Duration("watchdog"); p.Watchdog < 0 || p.Watchdog > 0 && p.Watchdog < 10*time.Millisecond {
+		return nil, usagef("--watchdog %s: want an interval of 10ms or more, such as 10s", p.Watchdog)
+	}
+	for _, kv := range c.StringSlice("env") {
+		if k, _, ok := strings.Cut(kv, "="); !ok || k == "" {
+			return nil, usagef("--env %q: want K=V", kv)
+		}
+		p.Env = append(p.Env, kv)
+	}
+	if dir := c.String("dir"); dir != "" {
+		if fi, err := os.Stat(dir); err != nil || !fi.IsDir() {
+			return nil, usagef("--dir %s: not a directory", dir)
+		}
+		if p.Dir, err = filepath.Abs(dir); err != nil {
+			return nil, usagef("--dir %s: %v", dir, err)
+		}
+	}
+	if p.IPC, err = workers.ParseIPCMode(c.String("ipc")); err != nil {
+		return nil, usagef("--%v", err)
+	}
+	switch h := c.String("handoff"); h {
+	case "auto":
+	case "shared":
+		rc.Sockets.Shared = true
+	default:
+		return nil, usagef("--handoff %q: want auto or shared", h)
+	}
+	rc.Sockets.QuietTimeout = c.Duration("quiet-timeout")
+	if rc.Sockets.QuietTimeout <= 0 {
+		return nil, usagef("--quiet-timeout %s: want a positive duration such as 5s", rc.Sockets.QuietTimeout)
+	}
+	rc.Sockets.Nagle = !c.Bool("nodelay")
+	for _, l := range c.StringSlice("listen") {
+		spec, err := handoff.ParseSpec(l)
+		if err != nil {
+			return nil, usagef("--%v", err)
+		}
+		rc.Sockets.Specs = append(rc.Sockets.Specs, spec)
+	}
+	if u := c.String("user"); u != "" {
+		if p.Credential, err = lookupCredential(u); err != nil {
+			return nil, err
+		}
+	}
+	f := c.String("log-format")
+	if f != "text" && f != "json" {
+		return nil, usagef("--log-format %q: want text or json", f)
+	}
+	rc.JSONLog = f == "json"
+	switch l := c.String("log-level"); l {
+	case "info":
+	case "debug":
+		rc.Debug = true
+	default:
+		return nil, usagef("--log-level %q: want info or debug", l)
+	}
+	rc.Name = c.String("name")
+	if rc.Name == "" {
+		rc.Name = defaultName(argv)
+	} else if err := control.CheckName(rc.Name); err != nil {
+		return nil, usagef("--name: %v", err)
+	}
+	rc.Control = controlPath(rc.Name, c.String("control"))
+	if m := c.String("max-memory"); m != "" {
+		if rc.MaxMemory, err = parseSize(m); err != nil {
+			return nil, usagef("--max-memory: %v", err)
+		}
+	}
+	if a := c.String("metrics"); a != "" {
+		if _, _, err := net.SplitHostPort(a); err != nil {
+			return nil, usagef("--metrics %q: want HOST:PORT, e.g. 127.0.0.1:9100", a)
+		}
+		rc.Metrics = a
+	}
+	rc.PIDFile = c.String("pidfile")
+	rc.UpgradeTimeout = c.Duration("upgrade-timeout")
+	if rc.UpgradeTimeout < 0 {
+		return nil, usagef("--upgrade-timeout %s: want a positive duration", rc.UpgradeTimeout)
+	}
+	if rc.UpgradeTimeout == 0 {
+		rc.UpgradeTimeout = p.ReadyTimeout + rc.Sockets.QuietTimeout
+	}
+	if c.IsSet("watch") || c.IsSet("build") {
+		rc.Dev = &devloop.Config{Build: c.String("build"), Command: argv, Dir: p.Dir}
+		rc.Watch = watch.Config{Paths: c.StringSlice("watch"), Ignore: c.StringSlice("ignore"), Debounce: c.Duration("debounce")}
+		if len(rc.Watch.Paths) == 0 {
+			rc.Watch.Paths = []string{"."}
+		}
+		if p.Dir != "" {
+			for i, w := range rc.Watch.Paths {
+				if !filepath.IsAbs(w) {
+					rc.Watch.Paths[i] = filepath.Join(p.Dir, w)
+				}
+			}
+		}
+		if e := c.String("ext"); e != "" {
+			rc.Watch.Exts = strings.Split(e, ",")
+		}
+		if c.Duration("debounce") <= 0 {
+			return nil, usagef("--debounce %s: want a positive duration such as 100ms", c.Duration("debounce"))
+		}
+		// A dev server that cannot start yet waits for the next change.
+		p.KeepGoing = true
+		if strings.Contains(argv[0], devloop.Placeholder) {
+			return &rc, nil // resolved after each build
+		}
+	} else if c.IsSet("ignore") || c.IsSet("ext") {
+		return nil, usagef("--ignore and --ext need --watch")
+	}
+	// Before anything is bound: a typo in the command must not cost a port.
+	if p.Command.Path, err = workers.ResolveCommand(argv[0], p.Dir); err != nil {
+		return nil, err
+	}
+	return &rc, nil
+}
+
+// useColor: colours on a terminal, unless NO_COLOR is set (no-color.org).
+func useColor() bool {
+	_, set := os.LookupEnv("NO_COLOR")
+	return !set && devloop.IsTerminal(2)
+}
+
+// parseSignal accepts TERM, SIGTERM or 15.
+func parseSignal(s string) (syscall.Signal, error) {
+	if n, err := strconv.Atoi(s); err == nil && n > 0 && n < 65 {
+		return syscall.Signal(n), nil
+	}
+	name := strings.ToUpper(s)
+	if !strings.HasPrefix(name, "SIG") {
+		name = "SIG" + name
+	}
+	if sig := unix.SignalNum(name); sig != 0 {
+		return sig, nil
+	}
+	return 0, fmt.Errorf("unknown signal %q; use a name such as TERM, INT, QUIT or a number", s)
+}
+
+// logFlushTimeout bounds how long an exiting master waits for its last log
+// lines to be written to an output that nobody reads.
+const logFlushTimeout = 2 * time.Second
+
+func runAction(c *cli.Context) error {
+	cfg, err := parseRun(c)
+	if err != nil {
+		return err
+	}
+	// From here on the master writes its log: a reader that goes away or
+	// stops reading must neither kill it (SIGPIPE) nor stall it.
+	signals.SurviveBrokenPipe()
+	sink := logsink.New(os.Stderr, logsink.Config{Notice: dropNotice(cfg.JSONLog)})
+	cfg.Out, cfg.Dropped = sink, sink.Dropped
+	cfg.Version = fullVersion()
+	cfg.Color = useColor() && !cfg.JSONLog
+	if args, _ := c.App.Metadata[argsKey].([]string); len(args) > 0 {
+		cfg.Reparse = func() (*master.Config, error) { return reparseRun(args) }
+	}
+	err = serve(c.Context, cfg)
+	if err != nil {
+		// Through the sink: a plain write to a stalled stderr would keep
+		// the master from exiting.
+		fmt.Fprintf(sink, "hotcluster: %v\n", err)
+		err = &reportedError{err}
+	}
+	sink.Close(logFlushTimeout)
+	return err
+}
+
+// serve makes and runs the master; what New refuses because of the command
+// line (an address in use, a path another user could change, an instance
+// of the same name) is a usage error.
+func serve(ctx context.Context, cfg *master.Config) error {
+	m, err := master.New(*cfg)
+	if err != nil {
+		var ue *safedir.UnsafeError
+		switch {
+		case errors.Is(err, control.ErrInUse), errors.As(err, &ue):
+			return &usageError{err}
+		}
+		return occupiedError(ctx, err, cfg.Control)
+	}
+	return m.Run(ctx)
+}
+
+// dropNotice makes the line that says how many log lines were dropped, in
+// the master's log format.
+func dropNotice(json bool) func(uint64) []byte {
+	return func(n uint64) []byte {
+		var b bytes.Buffer
+		master.NewLogger(&b, json, slog.LevelInfo).Warn(fmt.Sprintf("dropped %d log lines: the master's output was not read fast enough (see hotcluster status)", n))
+		return b.Bytes()
+	}
+}

@@ -1,0 +1,176 @@
+package master
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"time"
+
+	"github.com/hotcluster/hotcluster/control"
+	"github.com/hotcluster/hotcluster/handoff"
+	"github.com/hotcluster/hotcluster/internal/procstat"
+	"github.com/hotcluster/hotcluster/upgrade"
+	"github.com/hotcluster/hotcluster/workers"
+)
+
+// handle answers one request on the control socket (see package control).
+func (m *Master) handle(ctx context.Context, req control.Request, r *control.Replier) {
+	switch req.Cmd {
+	case control.CmdStatus:
+		st, err := m.status(ctx)
+		if err != nil {
+			r.Fail(err)
+			return
+		}
+		r.OK(st)
+	case control.CmdReload:
+		e, err := m.reloadWait(ctx)
+		if err != nil {
+			r.Fail(err)
+			return
+		}
+		switch {
+		case e.Kind == workers.GenReady:
+			r.OK(control.Reload{Generation: e.Gen, OK: true, Took: control.Duration(e.Took)})
+		case e.Gen == 0:
+			r.Fail(fmt.Errorf("reload failed: %s", e.Err))
+		default:
+			r.Fail(fmt.Errorf("reload failed: gen %d: %s", e.Gen, e.Err))
+		}
+	case control.CmdUpgrade:
+		pid, err := m.coord.RequestWait(ctx)
+		if err != nil {
+			r.Fail(fmt.Errorf("upgrade failed: %s; this master (pid %d) keeps serving", upgrade.Reason(err), os.Getpid()))
+			return
+		}
+		r.OK(control.Upgraded{PID: pid})
+	case control.CmdScale:
+		n, relative, _ := control.ParseScale(req.Scale)
+		size, err := m.pool.ScaleTo(ctx, n, relative)
+		if err != nil {
+			r.Fail(err)
+			return
+		}
+		r.OK(control.Scaled{Size: size})
+	case control.CmdStop:
+		m.stop(req.Force)
+		if r.OK(nil) != nil {
+			return
+		}
+		// The client learns that the master has stopped when the
+		// connection closes, as the master exits.
+		select {
+		case <-ctx.Done():
+		case <-r.Stopping():
+		}
+	case control.CmdSend:
+		to := workers.Target{Slot: -1}
+		if req.Slot != nil {
+			to.Slot = *req.Slot
+		}
+		n, err := m.pool.Send(ctx, to, req.Message)
+		if err != nil && n == 0 {
+			r.Fail(err)
+			return
+		}
+		if err != nil {
+			m.log.Warn(fmt.Sprintf("send: %v", err))
+		}
+		r.OK(control.Sent{Delivered: n})
+	case control.CmdEvents:
+		control.ServeEvents(ctx, r, &m.hub, func() control.Event {
+			hello := control.Event{Time: time.Now(), Event: "connected", PID: os.Getpid()}
+			if st, err := m.pool.Status(ctx); err == nil {
+				hello.Generation, hello.Workers = st.Current, st.Size
+			}
+			return hello
+		})
+	default:
+		r.Fail(fmt.Errorf("%s: not supported by this master", req.Cmd))
+	}
+}
+
+// reloadWait is `hotcluster reload`: the outcome of the generation that
+// carries it. In development mode a reload is a build, then a generation.
+func (m *Master) reloadWait(ctx context.Context) (workers.Event, error) {
+	if m.loop != nil {
+		return m.rebuild(ctx)
+	}
+	u, err := m.reload.update()
+	if err != nil {
+		return m.refused(err), nil
+	}
+	return m.pool.ReloadWait(ctx, u)
+}
+
+// rebuild triggers a build and returns the outcome of the first build to
+// end after it asked: its failure, or its generation's.
+func (m *Master) rebuild(ctx context.Context) (workers.Event, error) {
+	c := m.outcomes.wait()
+	m.loop.Trigger()
+	select {
+	case e := <-c:
+		return e, nil
+	case <-ctx.Done():
+		m.outcomes.forget(c)
+		return workers.Event{}, ctx.Err()
+	case <-m.pool.Done():
+		m.outcomes.forget(c)
+		return workers.Event{}, errors.New("reload: the master is stopping")
+	}
+}
+
+// status gathers the pool's snapshot and each worker's figures from /proc.
+func (m *Master) status(ctx context.Context) (control.Status, error) {
+	ps, err := m.pool.Status(ctx)
+	if err != nil {
+		return control.Status{}, err
+	}
+	now := time.Now()
+	st := control.Status{
+		Name: m.cfg.Name, PID: os.Getpid(), Version: m.cfg.Version, Started: m.started, Uptime: control.Duration(now.Sub(m.started)),
+		State: ps.State, Generation: ps.Current, Pending: ps.Pending, Size: ps.Size, Stopping: ps.Stopping, Command: ps.Command.Args,
+		Listeners: []control.Listener{}, Workers: []control.Worker{}, ForeignSockets: []control.ForeignSocket{},
+		LogDropped: m.cfg.Dropped(),
+	}
+	if m.socks != nil {
+		for _, l := range m.socks.Listeners() {
+			st.Listeners = append(st.Listeners, control.Listener{Name: l.Spec.Name, Addr: l.Addr, Mode: l.Mode.String(), Selector: l.Selector})
+		}
+		for _, f := range m.socks.Foreign() {
+			st.ForeignSockets = append(st.ForeignSockets, control.ForeignSocket{Listener: f.Listener, Addr: f.Addr,
+				Joined: f.Joined, TakesConnections: f.TakesConnections, Owners: foreignOwners(f), Since: f.Since})
+		}
+	}
+	if e := ps.LastReload; e != nil {
+		st.LastReload = &control.Reload{Generation: e.Gen, OK: e.Kind == workers.GenReady, Error: e.Err, Took: control.Duration(e.Took)}
+	}
+	for _, e := range ps.Errored {
+		st.Errored = append(st.Errored, control.ErroredSlot{Slot: e.Slot, Why: e.Why, Since: e.Since})
+	}
+	for _, w := range ps.Workers {
+		cw := control.Worker{
+			Slot: w.Slot, Generation: w.Gen, PID: w.PID, State: w.State, Replacing: w.Replacing,
+			Uptime: control.Duration(now.Sub(w.Started)), Restarts: w.Restarts, LastExit: w.LastExit,
+		}
+		if s, err := procstat.Read(w.PID); err == nil {
+			cw.RSS = s.RSS
+			cw.CPUPercent = m.cpu.CPUPercent(w.PID, s)
+			if s.Stopped && cw.State == "ready" {
+				cw.State = "stopped"
+			}
+		}
+		st.Workers = append(st.Workers, cw)
+	}
+	return st, nil
+}
+
+// foreignOwners describes who holds a foreign socket, for status.
+func foreignOwners(f handoff.Foreign) []control.SocketOwner {
+	out := []control.SocketOwner{}
+	for _, o := range f.Owners {
+		out = append(out, control.SocketOwner{PID: o.PID, Command: o.Command})
+	}
+	return out
+}

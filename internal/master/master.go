@@ -1,0 +1,579 @@
+package master
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/hotcluster/hotcluster/control"
+	"github.com/hotcluster/hotcluster/devloop"
+	"github.com/hotcluster/hotcluster/handoff"
+	"github.com/hotcluster/hotcluster/internal/procstat"
+	"github.com/hotcluster/hotcluster/metrics"
+	"github.com/hotcluster/hotcluster/signals"
+	"github.com/hotcluster/hotcluster/systemd"
+	"github.com/hotcluster/hotcluster/upgrade"
+	"github.com/hotcluster/hotcluster/watch"
+	"github.com/hotcluster/hotcluster/workers"
+	"github.com/oklog/run"
+)
+
+// Config is a validated `hotcluster run` command line. Zero fields take
+// the defaults of the packages they go to.
+type Config struct {
+	// Pool configures the worker group. The master sets its Sockets,
+	// Output, Log, LinePrefix, OnEvent and FirstGeneration.
+	Pool workers.Config
+	// Sockets configures the listeners. The master sets Store, Inherited,
+	// Previous and Log.
+	Sockets handoff.Config
+	// PIDFile, when set, always holds the PID of the live master.
+	PIDFile string
+	// UpgradeTimeout bounds a binary upgrade.
+	UpgradeTimeout time.Duration
+	// Dev, when set, is development mode: Watch says what to watch.
+	Dev   *devloop.Config
+	Watch watch.Config
+	// Name and Control say where the control socket is.
+	Name, Control string
+	// MaxMemory (bytes, 0: none) recycles the workers above it.
+	MaxMemory uint64
+	// Metrics is the address of the metrics server, "" for none.
+	Metrics string
+	// JSONLog writes the master's lines as JSON; Debug logs at debug level
+	// too (the workers' messages); Color paints the workers' line prefixes.
+	JSONLog, Debug, Color bool
+	// Version is what status reports.
+	Version string
+	// Out receives the master's log and the workers' output lines
+	// (default os.Stderr); Dropped, when set, counts the lines Out had to
+	// drop, for status and metrics.
+	Out     io.Writer
+	Dropped func() uint64
+	// Reparse reads the command line and its config file again, at each
+	// reload; nil keeps the configuration.
+	Reparse func() (*Config, error)
+}
+
+// controlFile and metricsFile name the control socket and the metrics
+// listener among the sockets an upgrade passes on.
+const (
+	controlFile = "hotcluster-control"
+	metricsFile = "hotcluster-metrics"
+)
+
+// Master is one running `hotcluster run`. Create it with New, run it with
+// Run; its methods are for Run's own actors and the control socket.
+type Master struct {
+	cfg     Config
+	log     *slog.Logger
+	started time.Time
+
+	upg       *upgrade.Upgrader
+	coord     *upgrade.Coordinator
+	ctlLn     *net.UnixListener
+	ctlFile   *control.SocketFile // nil when it could not be told
+	ctlErr    error
+	metricsLn net.Listener
+	socks     *handoff.Sockets // nil without listeners
+	pool      *workers.Pool
+	loop      *devloop.Loop // nil in production
+	watcher   *watch.Watcher
+	sd        *serviceState
+	mt        *metrics.Metrics // nil without --metrics
+	hub       control.Hub
+	trim      *trimmer
+	reload    *reloader
+	cpu       procstat.Sampler
+
+	// gen is the newest generation started, for an upgrade's state.
+	gen atomic.Uint64
+	// handedOver is set once a new master took over.
+	handedOver atomic.Bool
+	firstReady atomic.Bool // the first GenReady is not a reload
+	devCancel  context.CancelFunc
+	outcomes   outcomes
+}
+
+// New opens everything the master serves with: the upgrader (taking over
+// what a previous master passed), the control socket, the metrics port,
+// the listening sockets, the pool, and in development mode the build loop
+// and the watcher. It starts no process. On error nothing is left open;
+// the error is a *handoff.InUseError when an address is taken, a
+// *safedir.UnsafeError for a path another user could change, and wraps
+// control.ErrInUse when another master has the same name.
+func New(config Config) (_ *Master, err error) {
+	m := &Master{cfg: config, started: time.Now(), trim: newTrimmer()}
+	cfg := &m.cfg // takeOver adds to it
+	if cfg.Out == nil {
+		cfg.Out = os.Stderr
+	}
+	if cfg.Dropped == nil {
+		cfg.Dropped = func() uint64 { return 0 }
+	}
+	level := slog.LevelInfo
+	if cfg.Debug {
+		level = slog.LevelDebug
+	}
+	m.log = NewLogger(cfg.Out, cfg.JSONLog, level)
+	m.firstReady.Store(true)
+	var undo []func()
+	defer func() {
+		if err != nil {
+			for i := len(undo) - 1; i >= 0; i-- {
+				undo[i]()
+			}
+		}
+	}()
+	closeOnExecInherited()
+
+	m.upg, err = upgrade.New(upgrade.Config{PIDFile: cfg.PIDFile, UpgradeTimeout: cfg.UpgradeTimeout})
+	if err != nil {
+		return nil, err
+	}
+	undo = append(undo, m.upg.Stop)
+	m.coord, err = upgrade.NewCoordinator(m.upg, upgrade.CoordinatorConfig{
+		Prepare:      m.prepareUpgrade,
+		Failed:       m.upgradeFailed,
+		OnEvent:      m.upgradeEvent,
+		ParentExited: m.parentExited,
+		Log:          m.log,
+	})
+	if err != nil {
+		return nil, err
+	}
+	if err := m.takeOver(); err != nil {
+		return nil, err
+	}
+
+	// The control socket before the ports: a second instance of the same
+	// name must fail before it takes anything.
+	ln, err := upgrade.InheritOrListen(m.upg, controlFile, func() (net.Listener, error) { return control.Listen(cfg.Control) })
+	if err != nil {
+		return nil, err
+	}
+	m.ctlLn = ln.(*net.UnixListener)
+	undo = append(undo, func() { m.ctlLn.Close() })
+	// The file this master removes when it stops: the socket it just bound
+	// or, after an upgrade, the one the previous master still serves.
+	m.ctlFile, m.ctlErr = control.IdentifySocket(cfg.Control)
+	if cfg.Metrics != "" {
+		m.metricsLn, err = upgrade.InheritOrListen(m.upg, metricsFile, func() (net.Listener, error) {
+			ln, err := net.Listen("tcp", cfg.Metrics)
+			if err != nil {
+				return nil, fmt.Errorf("--metrics: %w", err)
+			}
+			return ln, nil
+		})
+		if err != nil {
+			return nil, err
+		}
+		undo = append(undo, func() { m.metricsLn.Close() })
+	}
+
+	cfg.Sockets.Store = m.upg
+	cfg.Sockets.Inherited = systemd.Listeners()
+	cfg.Sockets.Log = func(format string, args ...any) { m.log.Warn(fmt.Sprintf(format, args...)) }
+	if len(cfg.Sockets.Specs) > 0 || len(cfg.Sockets.Inherited) > 0 {
+		if m.socks, err = handoff.Open(cfg.Sockets); err != nil {
+			return nil, err
+		}
+		undo = append(undo, func() { m.socks.Close(true) })
+		cfg.Pool.Sockets = m.socks
+	}
+
+	p := &cfg.Pool
+	p.Output = cfg.Out
+	p.Log = m.log
+	p.OnEvent = m.event
+	if cfg.Color {
+		p.LinePrefix = colorPrefix
+	}
+	if cfg.Dev != nil {
+		// The first generation comes from the first build.
+		p.Command = workers.Command{}
+	}
+	if m.pool, err = workers.New(*p); err != nil {
+		return nil, err
+	}
+	m.sd = newServiceState(systemd.NewNotifier(), m.log, func(ctx context.Context) bool {
+		_, err := m.pool.Status(ctx)
+		return err == nil
+	})
+	m.reload = newReloader(cfg, m.log)
+	if cfg.Dev != nil {
+		d := *cfg.Dev
+		d.Log = m.log
+		d.Color = cfg.Color
+		d.OnBuild = m.built
+		if p.Credential != nil {
+			// The workers' user runs the build outputs: it may enter, not
+			// list, and never add or replace one.
+			d.OutDirMode = 0o711
+		}
+		if m.loop, err = devloop.New(d, m.pool); err != nil {
+			return nil, err
+		}
+		undo = append(undo, func() { m.loop.Close() })
+		w := cfg.Watch
+		w.IgnorePaths = append(w.IgnorePaths, m.loop.OutDir())
+		if m.watcher, err = watch.New(w); err != nil {
+			return nil, err
+		}
+		undo = append(undo, func() { m.watcher.Close() })
+	}
+	if m.metricsLn != nil {
+		m.mt = newMetrics(m)
+	}
+	return m, nil
+}
+
+// upgradeState is what a master passes to the one its upgrade starts,
+// beside the sockets: its newest generation and which sockets its
+// generations hold.
+func (m *Master) prepareUpgrade() (string, error) {
+	state := "gen=" + strconv.FormatUint(m.gen.Load(), 10)
+	if m.socks != nil {
+		if err := m.socks.Persist(); err != nil {
+			return "", err
+		}
+		state += ";" + m.socks.Handover().String()
+	}
+	return state, nil
+}
+
+// takeOver reads the state a previous master passed, if this master was
+// started by an upgrade.
+func (m *Master) takeOver() error {
+	s := m.coord.Inherited()
+	if s == "" {
+		return nil
+	}
+	// WATCHDOG_PID names the previous master; this one becomes the main
+	// process and must keep the watchdog fed once it is.
+	os.Unsetenv("WATCHDOG_PID")
+	gen, rest, _ := strings.Cut(s, ";")
+	n, err := strconv.ParseUint(strings.TrimPrefix(gen, "gen="), 10, 64)
+	if err != nil {
+		return fmt.Errorf("state from the previous master %q: %w", s, err)
+	}
+	prev, err := handoff.ParsePrevious(rest)
+	if err != nil {
+		return err
+	}
+	m.cfg.Sockets.Previous = &prev
+	m.cfg.Pool.FirstGeneration = n + 1
+	return nil
+}
+
+// upgradeFailed takes the traffic back: the new master may have steered to
+// its own generation before it failed.
+func (m *Master) upgradeFailed() {
+	if m.socks == nil {
+		return
+	}
+	if err := m.socks.Reclaim(); err != nil {
+		m.log.Error(fmt.Sprintf("upgrade failed: %v", err))
+	}
+}
+
+func (m *Master) upgradeEvent(name string, pid int, err error) {
+	e := control.Event{Time: time.Now(), Event: name, PID: pid}
+	if err != nil {
+		e.Error = err.Error()
+	}
+	m.hub.Publish(e)
+}
+
+// parentExited frees the sockets of the master that started this one,
+// once it is gone, and repeats READY=1 to systemd, which ignored it while
+// MAINPID still named the old master.
+func (m *Master) parentExited() {
+	if m.socks != nil {
+		m.socks.ReleasePrevious()
+	}
+	m.sd.becameMain()
+}
+
+// Run serves until the master stops (see the package doc for its phases)
+// and returns the pool's failure, if any: a first generation that could
+// not start.
+func (m *Master) Run(ctx context.Context) error {
+	m.logStart()
+	ops := m.startOps()
+
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	devCtx, devCancel := context.WithCancel(ctx)
+	m.devCancel = devCancel
+	defer devCancel()
+
+	var g run.Group
+	var poolErr error
+	g.Add(func() error {
+		poolErr = m.pool.Run(ctx)
+		return poolErr
+	}, func(error) { m.pool.Stop() })
+	// Every other actor returns only once interrupted: the pool ends the
+	// phase.
+	m.actor(&g, ctx, func(ctx context.Context) { signals.Run(ctx, m.intent) })
+	m.actor(&g, ctx, m.coord.Run)
+	m.actor(&g, ctx, func(ctx context.Context) { m.awaitHandover(ctx, ops) })
+	m.actor(&g, ctx, m.sd.run)
+	m.actor(&g, ctx, m.trim.run)
+	m.actor(&g, ctx, func(ctx context.Context) { watchWorkers(ctx, m.pool, &m.cpu, m.cfg.MaxMemory) })
+	m.actor(&g, ctx, m.announce)
+	if m.socks != nil {
+		m.actor(&g, ctx, func(ctx context.Context) { m.socks.Watch(ctx, handoff.DefaultWatchInterval) })
+	}
+	if m.loop != nil {
+		m.devActors(&g, devCtx)
+	}
+	g.Run()
+
+	ops.stop()
+	m.release()
+	if poolErr == nil {
+		m.log.Info("stopped")
+	}
+	return poolErr
+}
+
+// actor adds fn to g: it runs with a context that the group's interrupt
+// cancels, and returns only then.
+func (m *Master) actor(g *run.Group, parent context.Context, fn func(context.Context)) {
+	ctx, cancel := context.WithCancel(parent)
+	g.Add(func() error {
+		fn(ctx)
+		<-ctx.Done()
+		return nil
+	}, func(error) { cancel() })
+}
+
+// devActors adds the development loop's actors, on ctx: the watcher, what
+// hands its changes to the build loop, the loop, and the keyboard.
+func (m *Master) devActors(g *run.Group, ctx context.Context) {
+	m.actor(g, ctx, func(ctx context.Context) {
+		if err := m.watcher.Run(ctx); err != nil {
+			m.log.Error(fmt.Sprintf("watcher stopped: %v", err))
+		}
+	})
+	m.actor(g, ctx, func(ctx context.Context) {
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case ch, ok := <-m.watcher.Changes():
+				if !ok {
+					return
+				}
+				m.loop.Changed(ch.Files)
+			}
+		}
+	})
+	m.actor(g, ctx, func(ctx context.Context) { m.loop.Run(ctx) })
+	if devloop.IsTerminal(0) {
+		m.log.Info("watching for changes; type r + Enter to rebuild")
+		m.actor(g, ctx, func(ctx context.Context) { devloop.ReadKeys(ctx, 0, m.loop.Trigger) })
+	}
+}
+
+// logStart says what the master listens on.
+func (m *Master) logStart() {
+	if m.socks != nil {
+		for _, l := range m.socks.Listeners() {
+			m.log.Info(fmt.Sprintf("listening on %s as %s (%s)", l.Addr, l.Spec.Name, ListenerMode(l)), "listener", l.Spec.Name, "addr", l.Addr)
+		}
+		for _, name := range m.socks.Unused() {
+			m.log.Warn(fmt.Sprintf("closed socket %q from the service manager: no --listen matches its name or address", name))
+		}
+	}
+	m.log.Info(fmt.Sprintf("control socket %s (hotcluster status --name %s)", m.cfg.Control, m.cfg.Name))
+	if m.ctlErr != nil {
+		m.log.Warn(fmt.Sprintf("%v; it will be left when this master stops", m.ctlErr))
+	}
+	if m.metricsLn != nil {
+		m.log.Info(fmt.Sprintf("metrics on http://%s/metrics", m.metricsLn.Addr()))
+	}
+}
+
+// slotColors are the ANSI colours of worker line prefixes, by slot, so that
+// a slot keeps its colour across generations.
+var slotColors = []string{"36", "35", "33", "32", "34", "96", "95", "93", "92", "94"}
+
+// colorPrefix starts a worker's lines on a terminal: "[gN wS] " in the
+// colour of the slot.
+func colorPrefix(gen uint64, slot int) string {
+	return fmt.Sprintf("\x1b[%sm[g%d w%d]\x1b[0m ", slotColors[slot%len(slotColors)], gen, slot)
+}
+
+// ListenerMode says how a listener moves traffic, for the log: "steered,
+// ebpf", "steered, cbpf: why", "shared: why".
+func ListenerMode(l handoff.Listener) string {
+	mode := l.Mode.String()
+	if l.Selector != "" {
+		mode += ", " + l.Selector
+	}
+	if l.Why != "" {
+		mode += ": " + l.Why
+	}
+	return mode
+}
+
+// announce waits for the first generation to serve, then tells the
+// previous master (after an upgrade) and systemd.
+func (m *Master) announce(ctx context.Context) {
+	select {
+	case <-m.pool.Ready():
+		if err := m.coord.Announce(); err != nil {
+			m.log.Error(err.Error())
+		}
+		m.sd.started()
+		m.log.Info(fmt.Sprintf("serving (master pid %d)", os.Getpid()))
+	case <-m.pool.Done():
+	case <-ctx.Done():
+	}
+}
+
+// awaitHandover drains this master once a new one took over: systemd
+// learns the new main PID, the control socket and the metrics port are
+// the new master's to answer, and the workers drain.
+func (m *Master) awaitHandover(ctx context.Context, ops *opsServers) {
+	select {
+	case pid := <-m.coord.HandedOver():
+		m.handedOver.Store(true)
+		m.sd.handedOver(pid)
+		ops.stop()
+		m.devCancel()
+		m.pool.Stop()
+	case <-ctx.Done():
+	}
+}
+
+// intent acts on a signal.
+func (m *Master) intent(in signals.Intent) {
+	switch in {
+	case signals.Reload:
+		if m.loop != nil {
+			m.log.Info("SIGHUP: rebuild and reload")
+			m.loop.Trigger()
+			return
+		}
+		m.log.Info("SIGHUP: reload")
+		u, err := m.reload.update()
+		if err != nil {
+			m.refused(err)
+			return
+		}
+		m.pool.Reload(*u)
+	case signals.Stop:
+		m.stop(false)
+	case signals.ForceStop:
+		m.stop(true)
+	case signals.ScaleUp:
+		m.pool.Scale(+1)
+	case signals.ScaleDown:
+		m.pool.Scale(-1)
+	case signals.Upgrade:
+		m.coord.Request()
+	}
+}
+
+// stop ends the development loop, then drains (or with force kills) the
+// workers; Run then returns.
+func (m *Master) stop(force bool) {
+	m.devCancel()
+	if force {
+		m.pool.ForceStop()
+		return
+	}
+	m.sd.stopping(m.cfg.Pool.DrainTimeout)
+	m.pool.Stop()
+}
+
+// refused reports a reload that the config file stopped.
+func (m *Master) refused(err error) workers.Event {
+	m.log.Error(fmt.Sprintf("reload failed: %v", err))
+	m.sd.refused(err)
+	e := workers.Event{Kind: workers.GenFailed, Err: err.Error()}
+	m.publish(e)
+	if m.mt != nil {
+		m.mt.Reload(metrics.OutcomeFailed, 0)
+	}
+	return e
+}
+
+// release closes what New opened, once the pool has stopped and the
+// operations have: after a hand-over the new master serves the unix socket
+// files, the control socket and the PID file, which stay.
+func (m *Master) release() {
+	handed := m.handedOver.Load()
+	if m.watcher != nil {
+		m.watcher.Close()
+	}
+	if m.loop != nil {
+		m.loop.Close()
+	}
+	if m.socks != nil {
+		m.socks.Close(!handed)
+	}
+	if m.metricsLn != nil {
+		m.metricsLn.Close()
+	}
+	m.ctlLn.Close()
+	if !handed {
+		if m.ctlFile != nil {
+			m.ctlFile.Remove()
+		}
+		if err := m.upg.RemovePIDFile(); err != nil {
+			m.log.Warn(err.Error())
+		}
+	}
+	m.upg.Stop()
+}
+
+// opsServers are the control socket and the metrics port: served from
+// before the pool starts until after it has stopped (or a hand-over).
+type opsServers struct {
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+	once   sync.Once
+}
+
+func (m *Master) startOps() *opsServers {
+	ctx, cancel := context.WithCancel(context.Background())
+	o := &opsServers{cancel: cancel}
+	srv := control.NewServer(m.ctlLn, m.handle)
+	srv.Log = func(format string, args ...any) { m.log.Warn(fmt.Sprintf(format, args...)) }
+	o.wg.Go(func() {
+		if err := srv.Serve(ctx); err != nil {
+			m.log.Error(fmt.Sprintf("control socket stopped: %v", err))
+		}
+	})
+	if m.mt != nil {
+		o.wg.Go(func() {
+			if err := metrics.Serve(ctx, m.metricsLn, m.mt.Handler()); err != nil && !errors.Is(err, net.ErrClosed) {
+				m.log.Error(fmt.Sprintf("metrics server stopped: %v", err))
+			}
+		})
+	}
+	return o
+}
+
+// stop ends the servers and waits for them (each bounds its own grace).
+// Safe to call twice.
+func (o *opsServers) stop() {
+	o.once.Do(func() {
+		o.cancel()
+		o.wg.Wait()
+	})
+}
