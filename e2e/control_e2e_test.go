@@ -16,7 +16,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/hotcluster/hotcluster/control"
+	"github.com/hotcluster/hotcluster/internal/control"
 	"github.com/hotcluster/hotcluster/internal/loadgen"
 )
 

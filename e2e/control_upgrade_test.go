@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/hotcluster/hotcluster/control"
+	"github.com/hotcluster/hotcluster/internal/control"
 )
 
 // The control socket and the metrics port survive an upgrade of the

@@ -15,7 +15,7 @@ import (
 	"time"
 
 	"github.com/hotcluster/hotcluster/child"
-	"github.com/hotcluster/hotcluster/control"
+	"github.com/hotcluster/hotcluster/internal/control"
 	"github.com/hotcluster/hotcluster/internal/loadgen"
 )
 

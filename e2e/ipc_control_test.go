@@ -9,7 +9,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/hotcluster/hotcluster/control"
+	"github.com/hotcluster/hotcluster/internal/control"
 )
 
 // Round trips over the message channel: hotcluster send to one worker and

@@ -13,7 +13,7 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/hotcluster/hotcluster/control"
+	"github.com/hotcluster/hotcluster/internal/control"
 	"github.com/hotcluster/hotcluster/signals"
 	"github.com/urfave/cli/v2"
 )

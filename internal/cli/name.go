@@ -5,8 +5,8 @@ import (
 	"path/filepath"
 	"strings"
 
-	"github.com/hotcluster/hotcluster/control"
-	"github.com/hotcluster/hotcluster/devloop"
+	"github.com/hotcluster/hotcluster/internal/control"
+	"github.com/hotcluster/hotcluster/internal/devloop"
 )
 
 // defaultName names an instance after its program: the command's base

@@ -5,8 +5,8 @@ import (
 	"errors"
 	"time"
 
-	"github.com/hotcluster/hotcluster/control"
-	"github.com/hotcluster/hotcluster/handoff"
+	"github.com/hotcluster/hotcluster/internal/control"
+	"github.com/hotcluster/hotcluster/internal/handoff"
 	"github.com/hotcluster/hotcluster/internal/sockowner"
 )
 

@@ -23,9 +23,9 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/hotcluster/hotcluster/control"
-	"github.com/hotcluster/hotcluster/devloop"
-	"github.com/hotcluster/hotcluster/handoff"
+	"github.com/hotcluster/hotcluster/internal/control"
+	"github.com/hotcluster/hotcluster/internal/devloop"
+	"github.com/hotcluster/hotcluster/internal/handoff"
 	"github.com/hotcluster/hotcluster/internal/logsink"
 	"github.com/hotcluster/hotcluster/internal/master"
 	"github.com/hotcluster/hotcluster/internal/safedir"

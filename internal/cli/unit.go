@@ -7,9 +7,9 @@ import (
 	"path/filepath"
 	"strings"
 
-	"github.com/hotcluster/hotcluster/control"
+	"github.com/hotcluster/hotcluster/internal/control"
 	"github.com/hotcluster/hotcluster/internal/master"
-	"github.com/hotcluster/hotcluster/unitfile"
+	"github.com/hotcluster/hotcluster/internal/unitfile"
 	"github.com/urfave/cli/v2"
 )
 

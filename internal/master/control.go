@@ -7,8 +7,8 @@ import (
 	"os"
 	"time"
 
-	"github.com/hotcluster/hotcluster/control"
-	"github.com/hotcluster/hotcluster/handoff"
+	"github.com/hotcluster/hotcluster/internal/control"
+	"github.com/hotcluster/hotcluster/internal/handoff"
 	"github.com/hotcluster/hotcluster/internal/procstat"
 	"github.com/hotcluster/hotcluster/upgrade"
 	"github.com/hotcluster/hotcluster/workers"

@@ -5,7 +5,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/hotcluster/hotcluster/control"
+	"github.com/hotcluster/hotcluster/internal/control"
 	"github.com/hotcluster/hotcluster/workers"
 )
 

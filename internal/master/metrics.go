@@ -4,9 +4,9 @@ import (
 	"context"
 	"time"
 
-	"github.com/hotcluster/hotcluster/handoff"
+	"github.com/hotcluster/hotcluster/internal/handoff"
+	"github.com/hotcluster/hotcluster/internal/metrics"
 	"github.com/hotcluster/hotcluster/internal/procstat"
-	"github.com/hotcluster/hotcluster/metrics"
 	"github.com/hotcluster/hotcluster/workers"
 )
 

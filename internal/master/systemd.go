@@ -8,7 +8,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/hotcluster/hotcluster/systemd"
+	"github.com/hotcluster/hotcluster/internal/systemd"
 	"github.com/hotcluster/hotcluster/workers"
 )
 

@@ -3,7 +3,7 @@ package unitfile_test
 import (
 	"fmt"
 
-	"github.com/hotcluster/hotcluster/unitfile"
+	"github.com/hotcluster/hotcluster/internal/unitfile"
 )
 
 // Example renders the units of
