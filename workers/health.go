@@ -139,7 +139,7 @@ func (e holdCheckEvent) handle(p *Pool) {
 			continue
 		}
 		if g.first && p.cfg.FirstGeneration <= 1 && !p.cfg.KeepGoing {
-			p.fatal = fmt.Errorf("first generation failed: %s", why)
+			p.fatal = &FirstGenerationError{Gen: g.num, Reason: why}
 			p.genf(slog.LevelError, g.num, "gen %d failed: %s", g.num, why)
 			p.stop(true)
 			return

@@ -35,8 +35,10 @@ type Pool struct {
 	reqs   chan request
 	events chan loopEvent
 	forker *forker // while Run runs
-	// spawnFn starts a worker: spawn, but for the pool's own tests.
+	// spawnFn starts a worker: spawn, but for the pool's own tests, which
+	// also set strict (see move).
 	spawnFn   func(spawnSpec) (*worker, error)
+	strict    bool
 	readyC    chan struct{}
 	readyOnce sync.Once
 	done      chan struct{}
@@ -438,7 +440,7 @@ func (p *Pool) stop(force bool) {
 			}
 		}
 		if g.state == genStarting {
-			g.state = genFailed
+			p.move(g, genFailed)
 		}
 	}
 	if force {
@@ -519,6 +521,19 @@ func reachable(dir string, uid uint32) error {
 		}
 	}
 }
+
+// FirstGenerationError is what Run returns when the first generation could
+// not start: why (a worker's exit status and last lines, a timeout), and
+// the error behind it when there is one (fork/exec failed: errors.Is then
+// finds fs.ErrPermission, fs.ErrNotExist…).
+type FirstGenerationError struct {
+	Gen    uint64
+	Reason string
+	Err    error
+}
+
+func (e *FirstGenerationError) Error() string { return "first generation failed: " + e.Reason }
+func (e *FirstGenerationError) Unwrap() error { return e.Err }
 
 // ErrStopped is returned by the methods that wait for the loop once Run
 // has returned.

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"slices"
 	"strings"
@@ -163,6 +164,7 @@ func newHarness(t *testing.T, cfg Config) *harness {
 	}
 	h.p = p
 	p.spawnFn = h.spawn
+	p.strict = true
 	go func() { h.runErr <- p.Run(context.Background()) }()
 	synctest.Wait()
 	return h
@@ -624,6 +626,27 @@ func TestPoolWorkerWithoutSocketFailsFirstGeneration(t *testing.T) {
 		want := fmt.Sprintf("first generation failed: worker 1 (pid %d) does not hold web=127.0.0.1:8080: it closed fd 3", h.proc(1, 1).w.pid)
 		if err == nil || len(err.Error()) < len(want) || err.Error()[:len(want)] != want {
 			t.Errorf("Run: %v, want %q…", err, want)
+		}
+	})
+}
+
+// A first generation whose workers cannot be started at all: Run's error
+// says why and keeps the cause, for errors.Is.
+func TestPoolFirstGenerationErrorKeepsTheCause(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		p, err := New(Config{Command: Command{Path: "/bin/app", Args: []string{"app"}}, Workers: 1,
+			Output: io.Discard, RuntimeDir: t.TempDir()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		p.strict = true
+		p.spawnFn = func(spawnSpec) (*worker, error) {
+			return nil, fmt.Errorf("start gen 1 worker 0: fork/exec /bin/app: %w", fs.ErrPermission)
+		}
+		err = p.Run(context.Background())
+		var fe *FirstGenerationError
+		if !errors.As(err, &fe) || fe.Gen != 1 || !errors.Is(err, fs.ErrPermission) {
+			t.Fatalf("Run: %v (%T), want a *FirstGenerationError wrapping fs.ErrPermission", err, err)
 		}
 	})
 }

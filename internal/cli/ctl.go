@@ -76,7 +76,7 @@ func socketOf(c *cli.Context) (string, error) {
 	n := c.String("name")
 	if n != "" {
 		if err := control.CheckName(n); err != nil {
-			return "", usagef("--name: %v", err)
+			return "", usagef("--name: %w", err)
 		}
 	}
 	// Sockets left by masters that were killed do not count. Without a

@@ -203,7 +203,7 @@ func parseRun(c *cli.Context) (*master.Config, error) {
 	}
 	var err error
 	if p.Ready, err = workers.ParseReadyMode(c.String("ready")); err != nil {
-		return nil, usagef("--ready: %v", err)
+		return nil, usagef("--ready: %w", err)
 	}
 	p.ReadyDelay, p.ReadyTimeout, p.DrainTimeout = c.Duration("ready-delay"), c.Duration("ready-timeout"), c.Duration("drain-timeout")
 	for name, d := range map[string]time.Duration{"--ready-delay": p.ReadyDelay, "--ready-timeout": p.ReadyTimeout, "--drain-timeout": p.DrainTimeout} {
@@ -212,7 +212,7 @@ func parseRun(c *cli.Context) (*master.Config, error) {
 		}
 	}
 	if p.StopSignal, err = parseSignal(c.String("stop-signal")); err != nil {
-		return nil, usagef("--stop-signal: %v", err)
+		return nil, usagef("--stop-signal: %w", err)
 	}
 	switch n := c.Int("max-restarts"); {
 	case n < 0:
@@ -239,11 +239,11 @@ func parseRun(c *cli.Context) (*master.Config, error) {
 			return nil, usagef("--dir %s: not a directory", dir)
 		}
 		if p.Dir, err = filepath.Abs(dir); err != nil {
-			return nil, usagef("--dir %s: %v", dir, err)
+			return nil, usagef("--dir %s: %w", dir, err)
 		}
 	}
 	if p.IPC, err = workers.ParseIPCMode(c.String("ipc")); err != nil {
-		return nil, usagef("--%v", err)
+		return nil, usagef("--%w", err)
 	}
 	switch h := c.String("handoff"); h {
 	case "auto":
@@ -260,7 +260,7 @@ func parseRun(c *cli.Context) (*master.Config, error) {
 	for _, l := range c.StringSlice("listen") {
 		spec, err := handoff.ParseSpec(l)
 		if err != nil {
-			return nil, usagef("--%v", err)
+			return nil, usagef("--%w", err)
 		}
 		rc.Sockets.Specs = append(rc.Sockets.Specs, spec)
 	}
@@ -285,12 +285,12 @@ func parseRun(c *cli.Context) (*master.Config, error) {
 	if rc.Name == "" {
 		rc.Name = defaultName(argv)
 	} else if err := control.CheckName(rc.Name); err != nil {
-		return nil, usagef("--name: %v", err)
+		return nil, usagef("--name: %w", err)
 	}
 	rc.Control = controlPath(rc.Name, c.String("control"))
 	if m := c.String("max-memory"); m != "" {
 		if rc.MaxMemory, err = parseSize(m); err != nil {
-			return nil, usagef("--max-memory: %v", err)
+			return nil, usagef("--max-memory: %w", err)
 		}
 	}
 	if a := c.String("metrics"); a != "" {
