@@ -65,7 +65,9 @@ func TestServeHTTPHandoff(t *testing.T) {
 		tr := &http.Transport{DisableKeepAlives: i >= keepAlive, MaxIdleConnsPerHost: 1}
 		defer tr.CloseIdleConnections()
 		client := &http.Client{Transport: tr, Timeout: 10 * time.Second}
-		wg.Go(func() {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
 			for range 200000 {
 				if ctx.Err() != nil {
 					return
@@ -90,7 +92,7 @@ func TestServeHTTPHandoff(t *testing.T) {
 					firstErr.CompareAndSwap(nil, err)
 				}
 			}
-		})
+		}()
 	}
 
 	within(t, warm, "A to serve 200 requests")

@@ -8,7 +8,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/hotcluster/hotcluster/internal/protocol"
+	"github.com/hotcluster/hotcluster/child/internal/protocol"
 )
 
 // unnamed is the name of an inherited socket that LISTEN_FDNAMES does not

@@ -93,7 +93,9 @@ func roleWorker() int {
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	defer pc.Close()
-	wg.Go(func() {
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
 		buf := make([]byte, 512)
 		for {
 			n, from, err := pc.ReadFrom(buf)
@@ -102,7 +104,7 @@ func roleWorker() int {
 			}
 			pc.WriteTo(buf[:n], from)
 		}
-	})
+	}()
 	mux := http.NewServeMux()
 	mux.HandleFunc("/report", func(w http.ResponseWriter, _ *http.Request) {
 		json.NewEncoder(w).Encode(r)

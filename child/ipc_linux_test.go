@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/hotcluster/hotcluster/internal/protocol"
+	"github.com/hotcluster/hotcluster/child/internal/protocol"
 	"golang.org/x/sys/unix"
 )
 

@@ -7,7 +7,7 @@ import (
 	"os"
 	"strings"
 
-	"github.com/hotcluster/hotcluster/internal/protocol"
+	"github.com/hotcluster/hotcluster/child/internal/protocol"
 )
 
 // kind is what an inherited descriptor turned out to be.

@@ -4,8 +4,8 @@ import (
 	"os"
 	"testing"
 
-	"github.com/hotcluster/hotcluster/internal/protocol"
-	"github.com/hotcluster/hotcluster/internal/testroles"
+	"github.com/hotcluster/hotcluster/child/internal/protocol"
+	"github.com/hotcluster/hotcluster/child/internal/testroles"
 )
 
 // envRole names the helper role a re-executed test binary plays.

@@ -5,7 +5,7 @@ import (
 	"fmt"
 	"net"
 
-	"github.com/hotcluster/hotcluster/internal/protocol"
+	"github.com/hotcluster/hotcluster/child/internal/protocol"
 )
 
 // Notify sends state, one or more newline-separated "KEY=VALUE" assignments

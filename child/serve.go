@@ -14,7 +14,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/hotcluster/hotcluster/internal/protocol"
+	"github.com/hotcluster/hotcluster/child/internal/protocol"
 )
 
 // Defaults of [Options].

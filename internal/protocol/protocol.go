@@ -1,6 +1,8 @@
 // Package protocol fixes the names and numbers that the master (package
 // workers) and the worker library (package child) both depend on. It holds no
 // logic: changing a value here changes the worker contract in DESIGN.md.
+// The worker library, a module of its own, keeps a copy of the names it
+// needs (child/internal/protocol); the e2e tests check that they agree.
 package protocol
 
 // ListenFdsStart is the first inherited listening descriptor, as in systemd's

@@ -84,10 +84,10 @@ func runTests(m *testing.M) int {
 	return code
 }
 
-// buildHotcluster builds the module root (the directory above this
-// package's, where go test runs the tests) into out.
+// buildHotcluster builds the hotcluster module (the repository's root, two
+// directories above this package's, where go test runs the tests) into out.
 func buildHotcluster(out string) error {
-	root, err := filepath.Abs("..")
+	root, err := filepath.Abs("../..")
 	if err != nil {
 		return err
 	}

@@ -7,8 +7,8 @@
 // this file is all the package holds without it); see scripts/chaos and
 // docs/reliability.md:
 //
-//	go test -race -tags chaos ./chaos
-//	go test -tags chaos ./chaos -args -chaos.kill-for 10s -chaos.reloads 100
+//	go test -race -tags chaos ./e2e/chaos
+//	go test -tags chaos ./e2e/chaos -args -chaos.kill-for 10s -chaos.reloads 100
 //
 // Each test builds the real hotcluster binary (go build of the module root)
 // and uses the test binary itself, re-executed in a worker role, as the

@@ -1,0 +1,5 @@
+module github.com/hotcluster/hotcluster/child
+
+go 1.22
+
+require golang.org/x/sys v0.30.0
