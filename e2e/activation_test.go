@@ -81,7 +81,7 @@ func TestSocketActivationWithReusePortIsSteered(t *testing.T) {
 	m := startMasterCmd(t, cmd)
 	// Matched by name although the address differs.
 	m.waitLine(0, `listening on `+regexpQuote(addr)+` as web \(steered, (ebpf|cbpf)`)
-	m.waitLine(0, `gen 1 ready in`)
+	m.waitReady(1)
 	stop := load(t, loadgen.Config{Addr: addr, Clients: 8})
 	for gen := 2; gen <= 6; gen++ {
 		m.reload(gen)

@@ -126,7 +126,7 @@ func main() {
 	m := startCommand(t, []string{"--workers", "2", "--listen", "web=127.0.0.1:0", "--watch", dir, "--dir", dir,
 		"--ext", ".go", "--ready-delay", "200ms", "--build", "go build -o {out} ."}, "{out}")
 	addr := m.listenAddr("web")
-	m.waitLine(0, `gen 1 ready in`)
+	m.waitReady(1)
 	if got := servedMsg(t, addr); got != "v1" {
 		t.Fatalf("served %q", got)
 	}
@@ -153,7 +153,7 @@ func TestDevIgnoredAndBurstChanges(t *testing.T) {
 	writeAtomic(t, msg, "one")
 	m, _ := startDev(t, dir, "cp msg.txt {out}", "--ext", ".txt")
 	addr := m.listenAddr("web")
-	m.waitLine(0, `gen 1 ready in`)
+	m.waitReady(1)
 	// Ignored: a filtered extension, .git, node_modules, an editor swap file.
 	for _, p := range []string{"notes.md", ".git/index.txt", "node_modules/x/y.txt", ".msg.txt.swp"} {
 		path := filepath.Join(dir, p)
@@ -195,7 +195,7 @@ func TestDevChangeDuringSlowBuildServesNewest(t *testing.T) {
 	// that time supersedes it.
 	m, _ := startDev(t, dir, `cp msg.txt {out} && if [ "$(cat {out})" = slow ]; then sleep 30; fi`)
 	addr := m.listenAddr("web")
-	m.waitLine(0, `gen 1 ready in`)
+	m.waitReady(1)
 	writeAtomic(t, msg, "slow")
 	_, next := m.waitLine(0, `building \(1 file changed: msg.txt\)`)
 	writeAtomic(t, msg, "newest")
@@ -214,7 +214,7 @@ func TestDevInterruptLeavesNothingBehind(t *testing.T) {
 	msg := filepath.Join(dir, "msg.txt")
 	writeAtomic(t, msg, "one")
 	m, tmp := startDev(t, dir, `cp msg.txt {out} && if [ "$(cat {out})" = slow ]; then sleep 300; fi`)
-	m.waitLine(0, `gen 1 ready in`)
+	m.waitReady(1)
 	writeAtomic(t, msg, "slow")
 	m.waitLine(0, `building \(1 file changed: msg.txt\)`)
 	var kids []int
@@ -255,7 +255,7 @@ func TestDevReloadWaitsForTheBuild(t *testing.T) {
 	msg := filepath.Join(dir, "msg.txt")
 	writeAtomic(t, msg, "one")
 	m, tmp := startDev(t, dir, `grep -qv broken msg.txt && cp msg.txt {out}`, "--name", "dev")
-	m.waitLine(0, `gen 1 ready in`)
+	m.waitReady(1)
 	env := []string{"XDG_RUNTIME_DIR=" + tmp}
 	if out := mustCtl(t, env, "reload"); !strings.Contains(out, "generation 2 ready in") {
 		t.Errorf("reload: %q", out)

@@ -32,7 +32,7 @@ func TestKilledWorkerIsRespawned(t *testing.T) {
 	t.Parallel()
 	m := startMaster(t, "lib", "--workers", "2", "--listen", "web=127.0.0.1:0")
 	addr := m.listenAddr("web")
-	m.waitLine(0, `gen 1 ready in`)
+	m.waitReady(1)
 	victim := workerPIDs(m, 1)["1"]
 	if err := syscall.Kill(victim, syscall.SIGKILL); err != nil {
 		t.Fatal(err)
@@ -61,7 +61,7 @@ func TestKilledMasterLeavesNoWorkerAndFreesThePort(t *testing.T) {
 	t.Parallel()
 	m := startMaster(t, "lib", "--workers", "3", "--listen", "web=127.0.0.1:0")
 	addr := m.listenAddr("web")
-	m.waitLine(0, `gen 1 ready in`)
+	m.waitReady(1)
 	m.reload(2)
 	pids := workerPIDs(m, 2)
 	if len(pids) != 3 {
@@ -87,7 +87,7 @@ func TestKilledMasterLeavesNoWorkerAndFreesThePort(t *testing.T) {
 func TestReloadsDoNotLeakDescriptors(t *testing.T) {
 	t.Parallel()
 	m := startMaster(t, "lib", "--workers", "2", "--listen", "web=127.0.0.1:0")
-	m.waitLine(0, `gen 1 ready in`)
+	m.waitReady(1)
 	// Gen 2 creates the group's second socket; count from there.
 	m.reload(2)
 	before := fdCount(t, m.pid)
@@ -105,7 +105,7 @@ func TestReloadBurstCoalesces(t *testing.T) {
 	const n = 3
 	m := startMaster(t, "lib", "--workers", strconv.Itoa(n), "--listen", "web=127.0.0.1:0")
 	addr := m.listenAddr("web")
-	m.waitLine(0, `gen 1 ready in`)
+	m.waitReady(1)
 	for i := 0; i < 50; i++ {
 		m.signal(syscall.SIGHUP)
 	}
@@ -184,7 +184,7 @@ func TestStopDrainsInFlightRequest(t *testing.T) {
 	t.Parallel()
 	m := startMaster(t, "lib", "--workers", "1", "--listen", "web=127.0.0.1:0")
 	addr := m.listenAddr("web")
-	m.waitLine(0, `gen 1 ready in`)
+	m.waitReady(1)
 	type result struct {
 		body string
 		err  error
@@ -210,7 +210,7 @@ func TestSecondStopSignalKillsAtOnce(t *testing.T) {
 	t.Parallel()
 	m := startMaster(t, "lib", "--workers", "1", "--listen", "web=127.0.0.1:0")
 	addr := m.listenAddr("web")
-	m.waitLine(0, `gen 1 ready in`)
+	m.waitReady(1)
 	go get("tcp", addr, "/slow?ms=600000")
 	m.waitLine(0, `SLOW START`)
 	m.signal(syscall.SIGTERM)
@@ -232,7 +232,7 @@ func TestQuickRepeatedStopStillDrains(t *testing.T) {
 	t.Parallel()
 	m := startMaster(t, "lib", "--workers", "1", "--listen", "web=127.0.0.1:0")
 	addr := m.listenAddr("web")
-	m.waitLine(0, `gen 1 ready in`)
+	m.waitReady(1)
 	answered := make(chan error, 1)
 	go func() { _, err := get("tcp", addr, "/slow?ms=300"); answered <- err }()
 	m.waitLine(0, `SLOW START`)
@@ -253,7 +253,7 @@ func TestQuickRepeatedStopStillDrains(t *testing.T) {
 func TestScaleUpAndDown(t *testing.T) {
 	t.Parallel()
 	m := startMaster(t, "lib", "--workers", "2", "--listen", "web=127.0.0.1:0")
-	m.waitLine(0, `gen 1 ready in`)
+	m.waitReady(1)
 	m.signal(syscall.SIGTTIN)
 	m.waitLine(0, `^\[g1 w2\] CONTRACT`)
 	eventually(t, "3 workers", func() bool { return len(children(m.pid)) == 3 })

@@ -14,7 +14,7 @@ func TestSilentWorkerReadyAfterDelay(t *testing.T) {
 	t.Parallel()
 	m := startMaster(t, "silent", "--workers", "2", "--listen", "web=127.0.0.1:0", "--ready-delay", "300ms")
 	addr := m.listenAddr("web")
-	m.waitLine(0, `gen 1 ready in`)
+	m.waitReady(1)
 	stop := load(t, loadgen.Config{Addr: addr, Clients: 4})
 	for gen := 2; gen <= 4; gen++ {
 		m.reload(gen)

@@ -33,7 +33,7 @@ func TestWorkerContract(t *testing.T) {
 	m := startMaster(t, "lib", "--workers", "2", "--listen", "web=127.0.0.1:0",
 		"--listen", "api=tcp4://127.0.0.1:0", "--env", "EXTRA=a,b=c", "--dir", dir)
 	web, api := m.listenAddr("web"), m.listenAddr("api")
-	m.waitLine(0, `gen 1 ready in`)
+	m.waitReady(1)
 	seen := map[string]bool{}
 	for _, l := range m.output() {
 		i := strings.Index(l, "CONTRACT ")
@@ -173,7 +173,7 @@ func TestReloadLosesNothingWithPlainShutdown(t *testing.T) {
 	t.Parallel()
 	m := startMaster(t, "plain", "--workers", "2", "--listen", "web=127.0.0.1:0")
 	addr := m.listenAddr("web")
-	m.waitLine(0, `gen 1 ready in`)
+	m.waitReady(1)
 	stop := load(t, loadgen.Config{Addr: addr, Clients: 8})
 	for gen := 2; gen <= 11; gen++ {
 		m.reload(gen)
@@ -186,7 +186,7 @@ func TestReloadKeepAliveWithLibrary(t *testing.T) {
 	t.Parallel()
 	m := startMaster(t, "lib", "--workers", "2", "--listen", "web=127.0.0.1:0")
 	addr := m.listenAddr("web")
-	m.waitLine(0, `gen 1 ready in`)
+	m.waitReady(1)
 	stop := load(t, loadgen.Config{Addr: addr, Clients: 8, KeepAlive: true})
 	for gen := 2; gen <= 11; gen++ {
 		m.reload(gen)
@@ -200,7 +200,7 @@ func TestSharedUnixSocketReload(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "app.sock")
 	m := startMaster(t, "lib", "--workers", "2", "--listen", "unix://"+path)
 	m.waitLine(0, `listening on .* \(shared: unix socket\)`)
-	m.waitLine(0, `gen 1 ready in`)
+	m.waitReady(1)
 	stop := load(t, loadgen.Config{Network: "unix", Addr: path, Clients: 8})
 	for gen := 2; gen <= 6; gen++ {
 		m.reload(gen)
@@ -230,7 +230,7 @@ func TestFailedReloadKeepsOldGeneration(t *testing.T) {
 			args := append([]string{"--workers", "2", "--listen", "web=127.0.0.1:0"}, tc.args...)
 			m := startMaster(t, tc.role, args...)
 			addr := m.listenAddr("web")
-			m.waitLine(0, `gen 1 ready in`)
+			m.waitReady(1)
 			stop := load(t, loadgen.Config{Addr: addr, Clients: 4})
 			m.signal(syscall.SIGHUP)
 			m.waitLine(0, tc.want)

@@ -38,7 +38,7 @@ func TestExamples(t *testing.T) {
 			// library's READY=1, Python's READY=1, Node's process.send('ready')).
 			m := startCommand(t, []string{"--workers", "2", "--listen", "web=127.0.0.1:0", "--ready", "notify", "--ready-timeout", "30s"}, tc.command...)
 			addr := m.listenAddr("web")
-			m.waitLine(0, `gen 1 ready in`)
+			m.waitReady(1)
 			stop := load(t, loadgen.Config{Addr: addr, Clients: 4, KeepAlive: tc.keepAlive})
 			for gen := 2; gen <= 4; gen++ {
 				m.reload(gen)

@@ -67,7 +67,7 @@ func TestSocketHeldByADescendantCounts(t *testing.T) {
 		"/bin/sh", "-c", `"$0" & exec 3>&-; wait`, self)
 	roles.Use("silent")
 	addr := m.listenAddr("web")
-	m.waitLine(0, `gen 1 ready in`)
+	m.waitReady(1)
 	if _, err := get("tcp", addr, "/"); err != nil {
 		t.Fatal(err)
 	}
@@ -88,7 +88,7 @@ func TestCrashLoopIsErrored(t *testing.T) {
 	m.waitLine(0, `serving \(master pid`)
 	addr := m.listenAddr("web")
 	m.signal(syscall.SIGHUP)
-	m.waitLine(0, `gen 2 ready in`)
+	m.waitReady(2)
 	// Each request kills the gen 2 worker that takes it.
 	stop := make(chan struct{})
 	hammered := make(chan struct{})

@@ -289,7 +289,7 @@ func testStranger(t *testing.T, sel string) {
 	if sel == "cbpf" {
 		m.waitLine(0, `as web \(steered, cbpf: eBPF not permitted \(it needs CAP_BPF\)`)
 	}
-	m.waitLine(0, `gen 1 ready in`)
+	m.waitReady(1)
 	_, port, _ := net.SplitHostPort(addr)
 	p, _ := strconv.Atoi(port)
 	s := startStranger(t, python, cred, "127.0.0.1", p, true)
@@ -380,7 +380,7 @@ func TestSecondInstanceOnTheSameAddress(t *testing.T) {
 	env := []string{"XDG_RUNTIME_DIR=" + dir}
 	first := startCommandEnv(t, env, []string{"--name", "first", "--env", roleEnv + "=lib", "--workers", "2", "--listen", "web=127.0.0.1:0"}, self)
 	addr := first.listenAddr("web")
-	first.waitLine(0, `gen 1 ready in`)
+	first.waitReady(1)
 	code, out := hotclusterEnv(t, env, "run", "--name", "second", "--env", roleEnv+"=lib", "--listen", "web="+addr, "--", self)
 	want := fmt.Sprintf(`listen web=%s: in use by hotcluster instance "first" (pid %d: `, addr, first.pid)
 	if code != 2 || !strings.Contains(out, want) || strings.Count(out, "hotcluster instance") != 1 {
@@ -429,11 +429,11 @@ func TestStrandedQueueIsReset(t *testing.T) {
 	m := startMaster(t, "never-accept-gen1", "--workers", "1", "--quiet-timeout", "200ms", "--listen", "web=127.0.0.1:0")
 	addr := m.listenAddr("web")
 	m.waitLine(0, `NOT ACCEPTING`)
-	m.waitLine(0, `gen 1 ready in`)
+	m.waitReady(1)
 	cs := dialQueued(t, addr, 16)
 	m.signal(syscall.SIGHUP)
 	m.waitLine(0, `gen 2: listen .*: old socket not quiet: accept queue: context deadline exceeded; moving on`)
-	m.waitLine(0, `gen 2 ready in`)
+	m.waitReady(2)
 	m.waitLine(0, `gen 1 drained`)
 	assertReset(t, cs)
 	m.waitLine(0, `listen web: reset 16 connections left in the accept queue of socket 0, which no generation serves any more`)
@@ -448,7 +448,7 @@ func TestStrandedQueueOfAKilledPreviousMaster(t *testing.T) {
 	m, _ := startCopiedMaster(t, "never-accept-gen1", "--workers", "1", "--quiet-timeout", "200ms",
 		"--drain-timeout", "60s", "--env", "IGNORE_TERM=1", "--listen", "web=127.0.0.1:0")
 	addr := m.listenAddr("web")
-	m.waitLine(0, `gen 1 ready in`)
+	m.waitReady(1)
 	cs := dialQueued(t, addr, 16)
 	m.signal(syscall.SIGUSR2)
 	sm, _ := m.waitLine(0, `upgraded: master pid (\d+) took over`)

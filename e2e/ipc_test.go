@@ -50,7 +50,7 @@ func TestNodeWorkerReadyOverIPC(t *testing.T) {
 	// "ready", 400 ms after it listens.
 	m := startCommand(t, []string{"--workers", "2", "--listen", "web=127.0.0.1:0", "--ready", "notify"}, node, script)
 	addr := m.listenAddr("web")
-	m.waitLine(0, `gen 1 ready in`)
+	m.waitReady(1)
 	if n := m.count(`CHILD_HAS_CHANNEL=false CONNECTED=true gen=1`); n != 2 {
 		t.Fatalf("%d of 2 workers connected with a channel their children do not see", n)
 	}
@@ -78,7 +78,7 @@ func TestIPCBadInput(t *testing.T) {
 	t.Parallel()
 	m := startMaster(t, "ipc-flood", "--workers", "1", "--listen", "web=127.0.0.1:0", "--ipc", "on", "--ready", "notify")
 	addr := m.listenAddr("web")
-	m.waitLine(0, `gen 1 ready in`)
+	m.waitReady(1)
 	m.waitLine(0, `message channel: workers: malformed message`)
 	m.waitLine(0, `message channel: message over 1048576 bytes dropped`)
 	stop := load(t, loadgen.Config{Addr: addr, Clients: 4, MaxRequests: 200, Duration: testTimeout})
@@ -97,7 +97,7 @@ func TestGoWorkerReadyOverIPC(t *testing.T) {
 	t.Parallel()
 	m := startMaster(t, "ipc-ready", "--workers", "2", "--listen", "web=127.0.0.1:0", "--ipc", "on", "--ready", "notify")
 	addr := m.listenAddr("web")
-	m.waitLine(0, `gen 1 ready in`)
+	m.waitReady(1)
 	stop := load(t, loadgen.Config{Addr: addr, Clients: 4})
 	m.reload(2)
 	assertNoFailures(t, stop())

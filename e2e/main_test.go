@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"bufio"
 	"fmt"
 	"io"
 	"net"
@@ -9,11 +8,11 @@ import (
 	"os/exec"
 	"regexp"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/hotcluster/hotcluster/e2e/internal/testkit"
 	"github.com/hotcluster/hotcluster/internal/cli"
 	"github.com/hotcluster/hotcluster/internal/testroles"
 	"github.com/hotcluster/hotcluster/workers"
@@ -45,23 +44,21 @@ func TestMain(m *testing.M) {
 }
 
 // testTimeout bounds every wait in these tests.
-const testTimeout = 60 * time.Second
+const testTimeout = testkit.DefaultTimeout
 
-// master is a hotcluster master started by a test.
+// master is a hotcluster master started by a test (see package testkit),
+// with the names these tests use.
 type master struct {
-	t    *testing.T
-	cmd  *exec.Cmd
-	pid  int
-	done chan struct{} // closed when the process was waited for
-	// eof is closed when every process holding the master's stderr (after an
-	// upgrade, the masters that followed it) has exited.
-	eof chan struct{}
-	err error // its exit, once done
-
-	mu    sync.Mutex
-	lines []string
-	cond  chan struct{} // closed and replaced on each new line
+	*testkit.Master
+	t   *testing.T
+	pid int
+	// done is closed once the master was waited for; err() is its exit.
+	done <-chan struct{}
+	// eof is closed when every process holding the master's stderr (after
+	// an upgrade, the masters that followed it) has exited.
+	eof <-chan struct{}
 }
+
 
 // startMaster runs `hotcluster run ARGS` with the test binary as master and
 // as the worker command (role given by workerRole).
@@ -98,9 +95,10 @@ func startCommandEnv(t *testing.T, env []string, args []string, command ...strin
 }
 
 // masterEnv is what every test master gets: its role, and a private
-// temporary directory for what it makes (notify sockets, build outputs),
-// gone with the test even when the master was killed. The race detector
-// would sleep a second at each exit, delaying every drained worker.
+// temporary directory for what it makes (notify sockets, build outputs,
+// its control socket), gone with the test even when the master was killed.
+// The race detector would sleep a second at each exit, delaying every
+// drained worker.
 func masterEnv(t *testing.T) []string {
 	tmp := t.TempDir()
 	return []string{roleEnv + "=master", "GORACE=atexit_sleep_ms=0", "TMPDIR=" + tmp, "XDG_RUNTIME_DIR=" + tmp}
@@ -121,117 +119,21 @@ func noteRoles(args, env []string) {
 func startMasterCmd(t *testing.T, cmd *exec.Cmd) *master {
 	t.Helper()
 	noteRoles(cmd.Args, cmd.Env)
-	// Its own process group, which the masters that an upgrade starts
-	// share: cleanup stops them all.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	// A pipe of our own rather than StderrPipe, so that the master is
-	// waited for (and reaped) when it exits, not when the last process
-	// holding its stderr does.
-	r, w, err := os.Pipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd.Stderr = w
-	cmd.Stdout = os.Stdout
-	err = cmd.Start()
-	w.Close()
-	if err != nil {
-		r.Close()
-		t.Fatal(err)
-	}
-	m := &master{t: t, cmd: cmd, pid: cmd.Process.Pid, done: make(chan struct{}), eof: make(chan struct{}), cond: make(chan struct{})}
-	go func() {
-		m.err = cmd.Wait()
-		close(m.done)
-	}()
-	go func() {
-		defer close(m.eof)
-		defer r.Close()
-		sc := bufio.NewScanner(r)
-		sc.Buffer(make([]byte, 1<<20), 1<<20)
-		for sc.Scan() {
-			m.mu.Lock()
-			m.lines = append(m.lines, sc.Text())
-			close(m.cond)
-			m.cond = make(chan struct{})
-			m.mu.Unlock()
-		}
-	}()
-	t.Cleanup(func() {
-		// A graceful stop first, so that the masters clean up as a user's
-		// would; killed only if they do not exit in time.
-		select {
-		case <-m.eof:
-		default:
-			syscall.Kill(-m.pid, syscall.SIGTERM)
-			select {
-			case <-m.eof:
-			case <-time.After(testTimeout / 2):
-				t.Errorf("master still running %s after SIGTERM; killing it", testTimeout/2)
-				syscall.Kill(-m.pid, syscall.SIGKILL)
-				<-m.eof
-			}
-		}
-		<-m.done
-		if t.Failed() {
-			t.Logf("master output:\n%s", strings.Join(m.output(), "\n"))
-		}
-	})
-	return m
+	km := testkit.Start(t, cmd, testkit.Options{})
+	return &master{Master: km, t: t, pid: km.PID, done: km.Done, eof: km.EOF}
 }
 
-func (m *master) output() []string {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	return append([]string(nil), m.lines...)
-}
+func (m *master) output() []string { return m.Output() }
 
 // waitLine waits for an output line matching re, searching from line
 // index from, and returns its submatches and the index after it.
 func (m *master) waitLine(from int, re string) ([]string, int) {
 	m.t.Helper()
-	rx := regexp.MustCompile(re)
-	deadline := time.NewTimer(testTimeout)
-	defer deadline.Stop()
-	for {
-		m.mu.Lock()
-		for i := from; i < len(m.lines); i++ {
-			if sm := rx.FindStringSubmatch(m.lines[i]); sm != nil {
-				m.mu.Unlock()
-				return sm, i + 1
-			}
-		}
-		cond := m.cond
-		m.mu.Unlock()
-		select {
-		case <-cond:
-		case <-m.eof:
-			// Every line is in: check them once more, then give up.
-			lines := m.output()
-			for i := from; i < len(lines); i++ {
-				if sm := rx.FindStringSubmatch(lines[i]); sm != nil {
-					return sm, i + 1
-				}
-			}
-			<-m.done
-			m.t.Fatalf("master exited (%v) before printing a line matching %q", m.err, re)
-		case <-deadline.C:
-			m.t.Fatalf("no line matching %q within %s", re, testTimeout)
-		}
-	}
+	return m.WaitLine(from, re)
 }
 
 // count returns how many output lines match re.
-func (m *master) count(re string) int {
-	rx := regexp.MustCompile(re)
-	n := 0
-	for _, l := range m.output() {
-		if rx.MatchString(l) {
-			n++
-		}
-	}
-	return n
-}
+func (m *master) count(re string) int { return m.Count(0, re) }
 
 // listenAddr waits for the master to report where listener name listens.
 func (m *master) listenAddr(name string) string {
@@ -242,36 +144,50 @@ func (m *master) listenAddr(name string) string {
 
 func (m *master) signal(sig syscall.Signal) {
 	m.t.Helper()
-	if err := syscall.Kill(m.pid, sig); err != nil {
-		m.t.Fatalf("signal master: %v", err)
-	}
+	m.Signal(sig)
 }
 
 // wait waits for the master to exit and returns its exit code.
 func (m *master) wait() int {
 	m.t.Helper()
-	select {
-	case <-m.done:
-	case <-time.After(testTimeout):
-		m.t.Fatalf("master still running after %s", testTimeout)
-	}
-	if m.err == nil {
-		return 0
-	}
-	if ee, ok := m.err.(*exec.ExitError); ok {
-		return ee.ExitCode()
-	}
-	m.t.Fatalf("master: %v", m.err)
-	return -1
+	return m.Wait()
 }
 
-// reload sends SIGHUP and waits until generation gen serves and the one
-// before it has drained.
+// follow subscribes to the master's event stream, through the control
+// socket it said it serves, once: the typed events the waits below read.
+func (m *master) follow() {
+	m.t.Helper()
+	sm, _ := m.waitLine(0, `control socket (\S+) \(hotcluster status`)
+	m.Follow(sm[1])
+}
+
+// waitReady waits until generation gen serves: it did when the event
+// stream began, or its reload-done comes.
+func (m *master) waitReady(gen int) {
+	m.t.Helper()
+	m.follow()
+	if int(m.Hello().Generation) >= gen {
+		return
+	}
+	m.WaitEvent(0, fmt.Sprintf("gen %d ready", gen), testkit.Is("reload-done", uint64(gen)))
+}
+
+// waitDrained waits until every worker of generation gen has exited (its
+// drained event). Call it once gen's turnover has begun after follow, as
+// reload does.
+func (m *master) waitDrained(gen int) {
+	m.t.Helper()
+	m.WaitEvent(0, fmt.Sprintf("gen %d drained", gen), testkit.Is("drained", uint64(gen)))
+}
+
+// reload sends SIGHUP and waits, on the event stream, until generation gen
+// serves and the one before it has drained.
 func (m *master) reload(gen int) {
 	m.t.Helper()
+	m.follow()
 	m.signal(syscall.SIGHUP)
-	m.waitLine(0, fmt.Sprintf(`gen %d ready in`, gen))
-	m.waitLine(0, fmt.Sprintf(`gen %d drained`, gen-1))
+	m.WaitEvent(0, fmt.Sprintf("gen %d ready", gen), testkit.Is("reload-done", uint64(gen)))
+	m.waitDrained(gen - 1)
 }
 
 // get makes one HTTP/1.1 request with a new connection and returns the body.

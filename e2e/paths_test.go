@@ -180,7 +180,7 @@ func TestNotifyDirectoryResistsTheWorkersUser(t *testing.T) {
 			t.Errorf("attack: %s=%s, want %s (%s)", k, got[k], v, sm[1])
 		}
 	}
-	m.waitLine(0, `gen 1 ready in`)
+	m.waitReady(1)
 	assertRootFile(t, secret, "root's")
 	socks, _ := filepath.Glob(filepath.Join(tmp, "hotcluster-*", "g1-w0-*"))
 	if len(socks) != 1 {
@@ -281,7 +281,7 @@ func TestUnixListenRefusesNamesPlantedByAnotherUser(t *testing.T) {
 	ln.SetUnlinkOnClose(false)
 	ln.Close()
 	m := startMaster(t, "lib", "--workers", "1", "--listen", "unix://"+own)
-	m.waitLine(0, `gen 1 ready in`)
+	m.waitReady(1)
 	if _, err := get("unix", own, "/"); err != nil {
 		t.Fatalf("over root's own stale socket: %v", err)
 	}
@@ -454,7 +454,7 @@ func TestDevOutputsOutOfTheWorkersUsersReach(t *testing.T) {
 	cmd.Env = append(os.Environ(), append(masterEnv(t), "TMPDIR="+tmp)...)
 	m := startMasterCmd(t, cmd)
 	addr := m.listenAddr("web")
-	m.waitLine(0, `gen 1 ready in`)
+	m.waitReady(1)
 	if got := servedMsg(t, addr); got != "one" {
 		t.Fatalf("served %q", got)
 	}
@@ -487,7 +487,7 @@ func TestDevOutputsOutOfTheWorkersUsersReach(t *testing.T) {
 		t.Fatalf("nobody planted the next output: %v", err)
 	}
 	writeAtomic(t, msg, "two")
-	m.waitLine(0, `gen 2 ready in`)
+	m.waitReady(2)
 	if got := servedMsg(t, addr); got != "two" {
 		t.Errorf("served %q after the edit, want two", got)
 	}

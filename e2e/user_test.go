@@ -46,7 +46,7 @@ func TestWorkersAsAnotherUser(t *testing.T) {
 	cmd.Env = append(os.Environ(), append(masterEnv(t), "TMPDIR="+tmp)...)
 	m := startMasterCmd(t, cmd)
 	addr := m.listenAddr("web")
-	m.waitLine(0, `gen 1 ready in`)
+	m.waitReady(1)
 	for _, l := range m.output() {
 		if i := strings.Index(l, "CONTRACT "); i >= 0 {
 			c := contract(l[i:])

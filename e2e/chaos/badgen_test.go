@@ -99,7 +99,7 @@ func (b *badGeneration) finish(f *figure) {
 		t.Errorf("%d failed requests, want 0: %s", res.Failures, errorsText(res.Errors))
 	}
 	if b.m.exited() {
-		t.Errorf("master exited: %v", b.m.err)
+		t.Errorf("master exited: %v", b.m.Err)
 	}
 }
 

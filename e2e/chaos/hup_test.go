@@ -48,7 +48,7 @@ func TestSIGHUPBurst(t *testing.T) {
 
 	res := l.stop()
 	if m.exited() {
-		t.Fatalf("master exited: %v", m.err)
+		t.Fatalf("master exited: %v", m.Err)
 	}
 	// Still the same n workers once the load stopped: no late reload.
 	now := children(m.pid)

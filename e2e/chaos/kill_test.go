@@ -35,7 +35,7 @@ func TestRandomWorkerKills(t *testing.T) {
 		case <-timer.C:
 		case <-m.done:
 			timer.Stop()
-			t.Fatalf("master exited (%v) after %d kills", m.err, kills)
+			t.Fatalf("master exited (%v) after %d kills", m.Err, kills)
 		}
 		live := children(m.pid)
 		if len(live) < 2 {
@@ -85,7 +85,7 @@ func TestRandomWorkerKills(t *testing.T) {
 	allBack := time.Since(lastKill)
 	res := l.stop()
 	if m.exited() {
-		t.Fatalf("master exited: %v", m.err)
+		t.Fatalf("master exited: %v", m.Err)
 	}
 	if got := len(children(m.pid)); got != n {
 		t.Errorf("%d workers at the end, want %d", got, n)
