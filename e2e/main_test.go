@@ -59,7 +59,6 @@ type master struct {
 	eof <-chan struct{}
 }
 
-
 // startMaster runs `hotcluster run ARGS` with the test binary as master and
 // as the worker command (role given by workerRole).
 func startMaster(t *testing.T, workerRole string, args ...string) *master {
