@@ -336,3 +336,18 @@ func FuzzConfigFile(f *testing.F) {
 		}
 	})
 }
+
+// Development mode's command-line mistakes are usage errors (exit 2).
+func TestDevModeUsageErrors(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"hotcluster", "run", "--watch", ".", "--", "{out}"}, "no --build to produce it"},
+		{[]string{"hotcluster", "run", "--build", "make", "--", "{out}"}, "does not write {out}"},
+	} {
+		_, err := reparseRun(tc.args)
+		wantUsageError(t, err, tc.want)
+	}
+}

@@ -326,6 +326,9 @@ func parseRun(c *cli.Context) (*master.Config, error) {
 		if c.Duration("debounce") <= 0 {
 			return nil, usagef("--debounce %s: want a positive duration such as 100ms", c.Duration("debounce"))
 		}
+		if err := rc.Dev.Check(); err != nil {
+			return nil, &usageError{err}
+		}
 		// A dev server that cannot start yet waits for the next change.
 		p.KeepGoing = true
 		if strings.Contains(argv[0], devloop.Placeholder) {

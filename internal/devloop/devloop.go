@@ -71,6 +71,23 @@ type Config struct {
 	OnBuild func(took time.Duration, err error)
 }
 
+// Check reports what makes cfg unusable: a worker command that runs {out}
+// without a build that writes it. Its errors are the command line's
+// mistakes.
+func (cfg Config) Check() error {
+	uses := false
+	for _, a := range cfg.Command {
+		uses = uses || strings.Contains(a, Placeholder)
+	}
+	if uses && cfg.Build == "" {
+		return fmt.Errorf("the worker command uses %s but there is no --build to produce it", Placeholder)
+	}
+	if cfg.Build != "" && !strings.Contains(cfg.Build, Placeholder) && uses {
+		return fmt.Errorf("--build %q does not write %s, which the worker command runs", cfg.Build, Placeholder)
+	}
+	return nil
+}
+
 // Loop runs builds and feeds the pool. Create it with New, run it with Run,
 // remove its outputs with Close once the pool has stopped. Changed, Trigger
 // and Event are safe to call from any goroutine and never block.
@@ -119,15 +136,8 @@ type (
 
 // New checks cfg and makes the output directory.
 func New(cfg Config, pool Pool) (*Loop, error) {
-	uses := false
-	for _, a := range cfg.Command {
-		uses = uses || strings.Contains(a, Placeholder)
-	}
-	if uses && cfg.Build == "" {
-		return nil, fmt.Errorf("the worker command uses %s but there is no --build to produce it", Placeholder)
-	}
-	if cfg.Build != "" && !strings.Contains(cfg.Build, Placeholder) && uses {
-		return nil, fmt.Errorf("--build %q does not write %s, which the worker command runs", cfg.Build, Placeholder)
+	if err := cfg.Check(); err != nil {
+		return nil, err
 	}
 	if cfg.Log == nil {
 		cfg.Log = slog.New(slog.NewTextHandler(os.Stderr, nil))

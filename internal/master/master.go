@@ -126,21 +126,46 @@ func New(config Config) (_ *Master, err error) {
 	}
 	m.log = NewLogger(cfg.Out, cfg.JSONLog, level)
 	m.firstReady.Store(true)
-	var undo []func()
+	var undo undoList
 	defer func() {
 		if err != nil {
-			for i := len(undo) - 1; i >= 0; i-- {
-				undo[i]()
-			}
+			undo.run()
 		}
 	}()
 	closeOnExecInherited()
-
-	m.upg, err = upgrade.New(upgrade.Config{PIDFile: cfg.PIDFile, UpgradeTimeout: cfg.UpgradeTimeout})
-	if err != nil {
-		return nil, err
+	// The control socket before the ports: a second instance of the same
+	// name must fail before it takes anything.
+	for _, open := range []func(*undoList) error{m.openUpgrader, m.openControl, m.openMetrics, m.openSockets, m.openPool, m.openDev} {
+		if err := open(&undo); err != nil {
+			return nil, err
+		}
 	}
-	undo = append(undo, m.upg.Stop)
+	if m.metricsLn != nil {
+		m.mt = newMetrics(m)
+	}
+	return m, nil
+}
+
+// undoList closes, in reverse, what New opened before it failed.
+type undoList []func()
+
+func (u *undoList) add(f func()) { *u = append(*u, f) }
+
+func (u undoList) run() {
+	for i := len(u) - 1; i >= 0; i-- {
+		u[i]()
+	}
+}
+
+// openUpgrader makes the upgrader and the coordinator, and takes over what
+// a previous master passed, if an upgrade started this one.
+func (m *Master) openUpgrader(undo *undoList) error {
+	var err error
+	m.upg, err = upgrade.New(upgrade.Config{PIDFile: m.cfg.PIDFile, UpgradeTimeout: m.cfg.UpgradeTimeout})
+	if err != nil {
+		return err
+	}
+	undo.add(m.upg.Stop)
 	m.coord, err = upgrade.NewCoordinator(m.upg, upgrade.CoordinatorConfig{
 		Prepare:      m.prepareUpgrade,
 		Failed:       m.upgradeFailed,
@@ -149,92 +174,115 @@ func New(config Config) (_ *Master, err error) {
 		Log:          m.log,
 	})
 	if err != nil {
-		return nil, err
+		return err
 	}
-	if err := m.takeOver(); err != nil {
-		return nil, err
-	}
+	return m.takeOver()
+}
 
-	// The control socket before the ports: a second instance of the same
-	// name must fail before it takes anything.
-	ln, err := upgrade.InheritOrListen(m.upg, controlFile, func() (net.Listener, error) { return control.Listen(cfg.Control) })
+// openControl binds the control socket, or takes the previous master's.
+func (m *Master) openControl(undo *undoList) error {
+	ln, err := upgrade.InheritOrListen(m.upg, controlFile, func() (net.Listener, error) { return control.Listen(m.cfg.Control) })
 	if err != nil {
-		return nil, err
+		return err
 	}
 	m.ctlLn = ln.(*net.UnixListener)
-	undo = append(undo, func() { m.ctlLn.Close() })
+	undo.add(func() { m.ctlLn.Close() })
 	// The file this master removes when it stops: the socket it just bound
 	// or, after an upgrade, the one the previous master still serves.
-	m.ctlFile, m.ctlErr = control.IdentifySocket(cfg.Control)
-	if cfg.Metrics != "" {
-		m.metricsLn, err = upgrade.InheritOrListen(m.upg, metricsFile, func() (net.Listener, error) {
-			ln, err := net.Listen("tcp", cfg.Metrics)
-			if err != nil {
-				return nil, fmt.Errorf("--metrics: %w", err)
-			}
-			return ln, nil
-		})
+	m.ctlFile, m.ctlErr = control.IdentifySocket(m.cfg.Control)
+	return nil
+}
+
+// openMetrics binds the metrics port, or takes the previous master's.
+func (m *Master) openMetrics(undo *undoList) error {
+	if m.cfg.Metrics == "" {
+		return nil
+	}
+	var err error
+	m.metricsLn, err = upgrade.InheritOrListen(m.upg, metricsFile, func() (net.Listener, error) {
+		ln, err := net.Listen("tcp", m.cfg.Metrics)
 		if err != nil {
-			return nil, err
+			return nil, fmt.Errorf("--metrics: %w", err)
 		}
-		undo = append(undo, func() { m.metricsLn.Close() })
+		return ln, nil
+	})
+	if err != nil {
+		return err
 	}
+	undo.add(func() { m.metricsLn.Close() })
+	return nil
+}
 
-	cfg.Sockets.Store = m.upg
-	cfg.Sockets.Inherited = systemd.Listeners()
-	cfg.Sockets.Log = func(format string, args ...any) { m.log.Warn(fmt.Sprintf(format, args...)) }
-	if len(cfg.Sockets.Specs) > 0 || len(cfg.Sockets.Inherited) > 0 {
-		if m.socks, err = handoff.Open(cfg.Sockets); err != nil {
-			return nil, err
-		}
-		undo = append(undo, func() { m.socks.Close(true) })
-		cfg.Pool.Sockets = m.socks
+// openSockets opens the listeners: bound here, handed in by systemd, or
+// kept from a previous master.
+func (m *Master) openSockets(undo *undoList) error {
+	sc := &m.cfg.Sockets
+	sc.Store = m.upg
+	sc.Inherited = systemd.Listeners()
+	sc.Log = func(format string, args ...any) { m.log.Warn(fmt.Sprintf(format, args...)) }
+	if len(sc.Specs) == 0 && len(sc.Inherited) == 0 {
+		return nil
 	}
+	var err error
+	if m.socks, err = handoff.Open(*sc); err != nil {
+		return err
+	}
+	undo.add(func() { m.socks.Close(true) })
+	m.cfg.Pool.Sockets = m.socks
+	return nil
+}
 
-	p := &cfg.Pool
-	p.Output = cfg.Out
+// openPool makes the pool, and what follows it: systemd, reloads.
+func (m *Master) openPool(*undoList) error {
+	p := &m.cfg.Pool
+	p.Output = m.cfg.Out
 	p.Log = m.log
 	p.OnEvent = m.event
-	if cfg.Color {
+	if m.cfg.Color {
 		p.LinePrefix = colorPrefix
 	}
-	if cfg.Dev != nil {
+	if m.cfg.Dev != nil {
 		// The first generation comes from the first build.
 		p.Command = workers.Command{}
 	}
+	var err error
 	if m.pool, err = workers.New(*p); err != nil {
-		return nil, err
+		return err
 	}
 	m.sd = newServiceState(systemd.NewNotifier(), m.log, func(ctx context.Context) bool {
 		_, err := m.pool.Status(ctx)
 		return err == nil
 	})
-	m.reload = newReloader(cfg, m.log)
-	if cfg.Dev != nil {
-		d := *cfg.Dev
-		d.Log = m.log
-		d.Color = cfg.Color
-		d.OnBuild = m.built
-		if p.Credential != nil {
-			// The workers' user runs the build outputs: it may enter, not
-			// list, and never add or replace one.
-			d.OutDirMode = 0o711
-		}
-		if m.loop, err = devloop.New(d, m.pool); err != nil {
-			return nil, err
-		}
-		undo = append(undo, func() { m.loop.Close() })
-		w := cfg.Watch
-		w.IgnorePaths = append(w.IgnorePaths, m.loop.OutDir())
-		if m.watcher, err = watch.New(w); err != nil {
-			return nil, err
-		}
-		undo = append(undo, func() { m.watcher.Close() })
+	m.reload = newReloader(&m.cfg, m.log)
+	return nil
+}
+
+// openDev makes, in development mode, the build loop and the watcher.
+func (m *Master) openDev(undo *undoList) error {
+	if m.cfg.Dev == nil {
+		return nil
 	}
-	if m.metricsLn != nil {
-		m.mt = newMetrics(m)
+	d := *m.cfg.Dev
+	d.Log = m.log
+	d.Color = m.cfg.Color
+	d.OnBuild = m.built
+	if m.cfg.Pool.Credential != nil {
+		// The workers' user runs the build outputs: it may enter, not
+		// list, and never add or replace one.
+		d.OutDirMode = 0o711
 	}
-	return m, nil
+	var err error
+	if m.loop, err = devloop.New(d, m.pool); err != nil {
+		return err
+	}
+	undo.add(func() { m.loop.Close() })
+	w := m.cfg.Watch
+	w.IgnorePaths = append(w.IgnorePaths, m.loop.OutDir())
+	if m.watcher, err = watch.New(w); err != nil {
+		return err
+	}
+	undo.add(func() { m.watcher.Close() })
+	return nil
 }
 
 // upgradeState is what a master passes to the one its upgrade starts,
