@@ -16,7 +16,6 @@ import (
 	"net"
 	"os"
 	"path/filepath"
-	"runtime"
 	"runtime/debug"
 	"strconv"
 	"strings"
@@ -150,7 +149,7 @@ worker.`,
 		},
 		Flags: withConfigFile([]cli.Flag{
 			&cli.StringSliceFlag{Name: "listen", Aliases: []string{"l"}, Usage: "`[NAME=]ADDR` to listen on, repeatable: :8080, 127.0.0.1:8080, [::1]:8080, tcp4://…, tcp6://…, udp://:5353, unix:///run/app.sock"},
-			&cli.IntFlag{Name: "workers", Aliases: []string{"n"}, Value: runtime.NumCPU(), Usage: "workers per generation"},
+			&cli.IntFlag{Name: "workers", Aliases: []string{"n"}, DefaultText: "the CPU quota of its cgroup, else the CPUs it may run on", Usage: "workers per generation"},
 			&cli.StringFlag{Name: "ready", Value: "auto", Usage: "when a worker is ready: notify (READY=1 on NOTIFY_SOCKET), delay (alive for --ready-delay), auto (READY=1 from programs that speak the protocol, else the delay)"},
 			&cli.DurationFlag{Name: "ready-delay", Value: workers.DefaultReadyDelay, Usage: "how long a worker that reports nothing must stay alive to count as ready"},
 			&cli.DurationFlag{Name: "ready-timeout", Value: workers.DefaultReadyTimeout, Usage: "a new generation not ready by then fails, and the old one keeps serving"},
@@ -195,6 +194,9 @@ func parseRun(c *cli.Context) (*master.Config, error) {
 	p := &rc.Pool
 	p.Command.Args = argv
 	p.Workers = c.Int("workers")
+	if !c.IsSet("workers") {
+		p.Workers, rc.WorkersFrom = defaultWorkers()
+	}
 	if p.Workers < 1 {
 		return nil, usagef("--workers %d: want 1 or more", p.Workers)
 	}

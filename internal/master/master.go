@@ -33,6 +33,9 @@ type Config struct {
 	// Pool configures the worker group. The master sets its Sockets,
 	// Output, Log, LinePrefix, OnEvent and FirstGeneration.
 	Pool workers.Config
+	// WorkersFrom says where Pool.Workers came from when the command line
+	// did not give it (the CPU quota, the CPU count), for the log.
+	WorkersFrom string
 	// Sockets configures the listeners. The master sets Store, Inherited,
 	// Previous and Log.
 	Sockets handoff.Config
@@ -396,6 +399,9 @@ func (m *Master) logStart() {
 		for _, name := range m.socks.Unused() {
 			m.log.Warn(fmt.Sprintf("closed socket %q from the service manager: no --listen matches its name or address", name))
 		}
+	}
+	if m.cfg.WorkersFrom != "" {
+		m.log.Info(fmt.Sprintf("%s per generation: %s", workersN(m.cfg.Pool.Workers), m.cfg.WorkersFrom))
 	}
 	m.log.Info(fmt.Sprintf("control socket %s (hotcluster status --name %s)", m.cfg.Control, m.cfg.Name))
 	if m.ctlErr != nil {
