@@ -126,7 +126,7 @@ func newApp() *cli.App {
 		OnUsageError: func(_ *cli.Context, err error, _ bool) error {
 			return &usageError{err}
 		},
-		Commands: append([]*cli.Command{runCommand(), unitCommand(), initCommand()}, ctlCommands()...),
+		Commands: append([]*cli.Command{runCommand(), unitCommand(), initCommand(), keeperCommand()}, ctlCommands()...),
 	}
 }
 
@@ -176,6 +176,7 @@ worker.`,
 			&cli.StringFlag{Name: "control", Category: "operations", Usage: "control socket `PATH` (default: $XDG_RUNTIME_DIR/hotcluster/NAME.sock, /run/hotcluster/NAME.sock for root)"},
 			&cli.StringFlag{Name: "max-memory", Category: "operations", Usage: "replace a worker whose RSS stays above `SIZE` (e.g. 512M, 1G) for 3 checks a second apart; its replacement is ready before it drains"},
 			&cli.StringFlag{Name: "metrics", Category: "operations", Usage: "serve Prometheus metrics at http://`ADDR`/metrics, e.g. 127.0.0.1:9100"},
+			&cli.StringFlag{Name: "cgroup", Category: "operations", Value: "auto", Usage: "auto: each worker in a cgroup of its own, where hotcluster may make one (root, or a subtree systemd delegated), so that whatever it starts is killed with it; off: process groups and the reaper of orphans only"},
 			&cli.StringFlag{Name: "config", Usage: "TOML `FILE` setting any of these flags by name (workers = 4, listen = [\":8080\"], ready-timeout = \"30s\") and command = [...] for the worker command; the command line wins (default: ./hotcluster.toml when it exists; --config '' reads none; hotcluster init writes an example)"},
 			&cli.StringFlag{Name: "log-format", Value: "text", Usage: "format of hotcluster's own log lines: text, or json (one object per line: time, level, msg)"},
 			&cli.StringFlag{Name: "log-level", Value: "info", Usage: "info, or debug to also log every message a worker sends on its channel"},
@@ -300,6 +301,13 @@ func parseRun(c *cli.Context) (*master.Config, error) {
 			return nil, usagef("--metrics %q: want HOST:PORT, e.g. 127.0.0.1:9100", a)
 		}
 		rc.Metrics = a
+	}
+	switch cg := c.String("cgroup"); cg {
+	case "auto":
+	case "off":
+		rc.NoCgroup = true
+	default:
+		return nil, usagef("--cgroup %q: want auto or off", cg)
 	}
 	rc.PIDFile = c.String("pidfile")
 	rc.UpgradeTimeout = c.Duration("upgrade-timeout")

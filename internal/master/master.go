@@ -19,6 +19,7 @@ import (
 	"github.com/hotcluster/hotcluster/internal/handoff"
 	"github.com/hotcluster/hotcluster/internal/metrics"
 	"github.com/hotcluster/hotcluster/internal/procstat"
+	"github.com/hotcluster/hotcluster/internal/reaper"
 	"github.com/hotcluster/hotcluster/internal/systemd"
 	"github.com/hotcluster/hotcluster/signals"
 	"github.com/hotcluster/hotcluster/upgrade"
@@ -52,6 +53,10 @@ type Config struct {
 	MaxMemory uint64
 	// Metrics is the address of the metrics server, "" for none.
 	Metrics string
+	// NoCgroup keeps the workers out of cgroups of their own (--cgroup
+	// off): what they leave is then found by process group and by the
+	// reaper alone.
+	NoCgroup bool
 	// JSONLog writes the master's lines as JSON; Debug logs at debug level
 	// too (the workers' messages); Color paints the workers' line prefixes.
 	JSONLog, Debug, Color bool
@@ -96,6 +101,7 @@ type Master struct {
 	hub       control.Hub
 	trim      *trimmer
 	reload    *reloader
+	left      *leftovers
 	cpu       procstat.Sampler
 
 	// gen is the newest generation started, for an upgrade's state.
@@ -138,6 +144,10 @@ func New(config Config) (_ *Master, err error) {
 		}
 	}()
 	closeOnExecInherited()
+
+	// Before anything forks: the reaper must know every child of its own.
+	m.left = newLeftovers(leftoversConfig{noCgroup: cfg.NoCgroup, jsonLog: cfg.JSONLog}, m.log)
+	undo = append(undo, m.left.close)
 
 	m.upg, err = upgrade.New(upgrade.Config{PIDFile: cfg.PIDFile, UpgradeTimeout: cfg.UpgradeTimeout})
 	if err != nil {
@@ -198,6 +208,7 @@ func New(config Config) (_ *Master, err error) {
 	p.Output = cfg.Out
 	p.Log = m.log
 	p.OnEvent = m.event
+	p.Leftovers = m.left
 	if cfg.Color {
 		p.LinePrefix = colorPrefix
 	}
@@ -244,6 +255,10 @@ func New(config Config) (_ *Master, err error) {
 // beside the sockets: its newest generation and which sockets its
 // generations hold.
 func (m *Master) prepareUpgrade() (string, error) {
+	if m.left.keeper != nil {
+		// The new master holds the sockets too from now on.
+		m.left.keeper.Hold()
+	}
 	state := "gen=" + strconv.FormatUint(m.gen.Load(), 10)
 	if m.socks != nil {
 		if err := m.socks.Persist(); err != nil {
@@ -281,6 +296,9 @@ func (m *Master) takeOver() error {
 // upgradeFailed takes the traffic back: the new master may have steered to
 // its own generation before it failed.
 func (m *Master) upgradeFailed() {
+	if m.left.keeper != nil {
+		m.left.keeper.Unhold()
+	}
 	if m.socks == nil {
 		return
 	}
@@ -335,6 +353,7 @@ func (m *Master) Run(ctx context.Context) error {
 	m.actor(&g, ctx, m.trim.run)
 	m.actor(&g, ctx, func(ctx context.Context) { watchWorkers(ctx, m.pool, &m.cpu, m.cfg.MaxMemory) })
 	m.actor(&g, ctx, m.announce)
+	m.actor(&g, ctx, m.left.reaper.Run)
 	if m.socks != nil {
 		m.actor(&g, ctx, func(ctx context.Context) { m.socks.Watch(ctx, handoff.DefaultWatchInterval) })
 	}
@@ -403,6 +422,7 @@ func (m *Master) logStart() {
 	if m.cfg.WorkersFrom != "" {
 		m.log.Info(fmt.Sprintf("%s per generation: %s", workersN(m.cfg.Pool.Workers), m.cfg.WorkersFrom))
 	}
+	m.log.Info(m.left.describe())
 	m.log.Info(fmt.Sprintf("control socket %s (hotcluster status --name %s)", m.cfg.Control, m.cfg.Name))
 	if m.ctlErr != nil {
 		m.log.Warn(fmt.Sprintf("%v; it will be left when this master stops", m.ctlErr))
@@ -457,6 +477,9 @@ func (m *Master) awaitHandover(ctx context.Context, ops *opsServers) {
 	select {
 	case pid := <-m.coord.HandedOver():
 		m.handedOver.Store(true)
+		if m.left.keeper != nil {
+			m.left.keeper.HandedOver()
+		}
 		m.sd.handedOver(pid)
 		ops.stop()
 		m.devCancel()
@@ -490,6 +513,10 @@ func (m *Master) intent(in signals.Intent) {
 	case signals.ScaleDown:
 		m.pool.Scale(-1)
 	case signals.Upgrade:
+		if err := m.upgradeRefused(); err != nil {
+			m.log.Error(fmt.Sprintf("SIGUSR2: %v", err))
+			return
+		}
 		m.coord.Request()
 	}
 }
@@ -544,7 +571,18 @@ func (m *Master) release() {
 			m.log.Warn(err.Error())
 		}
 	}
+	m.left.close()
 	m.upg.Stop()
+}
+
+// upgradeRefused says why this master cannot be upgraded in place: as PID
+// 1 of its namespace, its exit would take the new master with it (the
+// kernel kills every process of a namespace whose PID 1 exits).
+func (m *Master) upgradeRefused() error {
+	if m.left.reaper.Role() == reaper.PID1 {
+		return errors.New("upgrade refused: this master is PID 1 of its PID namespace (a container), and when it exits the kernel kills every process there, the new master too; roll out a new image instead")
+	}
+	return nil
 }
 
 // opsServers are the control socket and the metrics port: served from

@@ -80,6 +80,9 @@ func (r *reloader) update() (*workers.Update, error) {
 	if next.MaxMemory != first.MaxMemory {
 		fixed = append(fixed, "max-memory")
 	}
+	if next.NoCgroup != first.NoCgroup {
+		fixed = append(fixed, "cgroup")
+	}
 	if next.Sockets.Nagle != first.Sockets.Nagle || next.Sockets.QuietTimeout != first.Sockets.QuietTimeout {
 		fixed = append(fixed, "nodelay/quiet-timeout")
 	}
