@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"slices"
@@ -37,7 +38,7 @@ type Tree struct {
 }
 
 // Open makes the tree name (a name such as "hotcluster-1234", with a
-// suffix if it is taken) below this process's own v2 cgroup.
+// random suffix if it is taken) below this process's own v2 cgroup.
 func Open(name string) (*Tree, error) {
 	own, _, err := system{"/"}.v2Dir()
 	if err != nil {
@@ -51,7 +52,8 @@ func Open(name string) (*Tree, error) {
 	for try := 0; ; try++ {
 		t.name = name
 		if try > 0 {
-			t.name = name + "-" + strconv.Itoa(try)
+			// PID 1 of every container is "hotcluster-1".
+			t.name = fmt.Sprintf("%s-%08x", name, rand.Uint32())
 		}
 		t.dir, t.id, err = parent.Mkdir(t.name, 0o755)
 		if err == nil || !errors.Is(err, fs.ErrExist) || try == 20 {
