@@ -176,6 +176,8 @@ worker.`,
 			&cli.StringFlag{Name: "control", Category: "operations", Usage: "control socket `PATH` (default: $XDG_RUNTIME_DIR/hotcluster/NAME.sock, /run/hotcluster/NAME.sock for root)"},
 			&cli.StringFlag{Name: "max-memory", Category: "operations", Usage: "replace a worker whose RSS stays above `SIZE` (e.g. 512M, 1G) for 3 checks a second apart; its replacement is ready before it drains"},
 			&cli.StringFlag{Name: "metrics", Category: "operations", Usage: "serve Prometheus metrics at http://`ADDR`/metrics, e.g. 127.0.0.1:9100"},
+			&cli.StringFlag{Name: "health", Category: "operations", Usage: "serve the probes at http://`ADDR`: /livez (the master's loop answers), /readyz (a generation serves; 503 from the start of a shutdown), /status (status --json), e.g. :8081 for Kubernetes' probes"},
+			&cli.DurationFlag{Name: "shutdown-delay", Category: "operations", Usage: "on the first SIGTERM/SIGINT, fail /readyz and keep serving this long before draining, while load balancers and Kubernetes' endpoints stop sending (5s-10s there); a second signal or hotcluster stop drains at once (default: 0, drain at once)"},
 			&cli.StringFlag{Name: "cgroup", Category: "operations", Value: "auto", Usage: "auto: each worker in a cgroup of its own, where hotcluster may make one (root, or a subtree systemd delegated), so that whatever it starts is killed with it; off: process groups and the reaper of orphans only"},
 			&cli.StringFlag{Name: "config", Usage: "TOML `FILE` setting any of these flags by name (workers = 4, listen = [\":8080\"], ready-timeout = \"30s\") and command = [...] for the worker command; the command line wins (default: ./hotcluster.toml when it exists; --config '' reads none; hotcluster init writes an example)"},
 			&cli.StringFlag{Name: "log-format", Value: "text", Usage: "format of hotcluster's own log lines: text, or json (one object per line: time, level, msg)"},
@@ -308,6 +310,15 @@ func parseRun(c *cli.Context) (*master.Config, error) {
 		rc.NoCgroup = true
 	default:
 		return nil, usagef("--cgroup %q: want auto or off", cg)
+	}
+	if a := c.String("health"); a != "" {
+		if _, _, err := net.SplitHostPort(a); err != nil {
+			return nil, usagef("--health %q: want HOST:PORT, e.g. :8081 or 127.0.0.1:8081", a)
+		}
+		rc.Health = a
+	}
+	if rc.ShutdownDelay = c.Duration("shutdown-delay"); rc.ShutdownDelay < 0 {
+		return nil, usagef("--shutdown-delay %s: want 0 or a positive duration such as 5s", rc.ShutdownDelay)
 	}
 	rc.PIDFile = c.String("pidfile")
 	rc.UpgradeTimeout = c.Duration("upgrade-timeout")

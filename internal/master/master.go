@@ -17,6 +17,7 @@ import (
 	"github.com/hotcluster/hotcluster/internal/control"
 	"github.com/hotcluster/hotcluster/internal/devloop"
 	"github.com/hotcluster/hotcluster/internal/handoff"
+	"github.com/hotcluster/hotcluster/internal/health"
 	"github.com/hotcluster/hotcluster/internal/metrics"
 	"github.com/hotcluster/hotcluster/internal/procstat"
 	"github.com/hotcluster/hotcluster/internal/reaper"
@@ -53,6 +54,13 @@ type Config struct {
 	MaxMemory uint64
 	// Metrics is the address of the metrics server, "" for none.
 	Metrics string
+	// Health is the address of the probes' server (/livez, /readyz,
+	// /status), "" for none.
+	Health string
+	// ShutdownDelay is how long the master keeps serving after the first
+	// stop signal, with /readyz failing, before it drains: the time load
+	// balancers and Kubernetes' endpoints take to stop sending.
+	ShutdownDelay time.Duration
 	// NoCgroup keeps the workers out of cgroups of their own (--cgroup
 	// off): what they leave is then found by process group and by the
 	// reaper alone.
@@ -77,6 +85,7 @@ type Config struct {
 const (
 	controlFile = "hotcluster-control"
 	metricsFile = "hotcluster-metrics"
+	healthFile  = "hotcluster-health"
 )
 
 // Master is one running `hotcluster run`. Create it with New, run it with
@@ -92,6 +101,7 @@ type Master struct {
 	ctlFile   *control.SocketFile // nil when it could not be told
 	ctlErr    error
 	metricsLn net.Listener
+	healthLn  net.Listener // nil without --health
 	socks     *handoff.Sockets // nil without listeners
 	pool      *workers.Pool
 	loop      *devloop.Loop // nil in production
@@ -111,6 +121,10 @@ type Master struct {
 	firstReady atomic.Bool // the first GenReady is not a reload
 	devCancel  context.CancelFunc
 	outcomes   outcomes
+	// stopping is set at the first stop request: /readyz fails from then
+	// on. delay is the --shutdown-delay under way.
+	stopping atomic.Bool
+	delay    shutdownDelay
 }
 
 // New opens everything the master serves with: the upgrader (taking over
@@ -191,6 +205,19 @@ func New(config Config) (_ *Master, err error) {
 			return nil, err
 		}
 		undo = append(undo, func() { m.metricsLn.Close() })
+	}
+	if cfg.Health != "" {
+		m.healthLn, err = upgrade.InheritOrListen(m.upg, healthFile, func() (net.Listener, error) {
+			ln, err := net.Listen("tcp", cfg.Health)
+			if err != nil {
+				return nil, fmt.Errorf("--health: %w", err)
+			}
+			return ln, nil
+		})
+		if err != nil {
+			return nil, err
+		}
+		undo = append(undo, func() { m.healthLn.Close() })
 	}
 
 	cfg.Sockets.Store = m.upg
@@ -334,6 +361,7 @@ func (m *Master) Run(ctx context.Context) error {
 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	defer m.delay.cancel()
 	devCtx, devCancel := context.WithCancel(ctx)
 	m.devCancel = devCancel
 	defer devCancel()
@@ -430,6 +458,9 @@ func (m *Master) logStart() {
 	if m.metricsLn != nil {
 		m.log.Info(fmt.Sprintf("metrics on http://%s/metrics", m.metricsLn.Addr()))
 	}
+	if m.healthLn != nil {
+		m.log.Info(fmt.Sprintf("health on http://%s (/livez, /readyz, /status)", m.healthLn.Addr()))
+	}
 }
 
 // slotColors are the ANSI colours of worker line prefixes, by slot, so that
@@ -505,7 +536,7 @@ func (m *Master) intent(in signals.Intent) {
 		}
 		m.pool.Reload(*u)
 	case signals.Stop:
-		m.stop(false)
+		m.shutdown()
 	case signals.ForceStop:
 		m.stop(true)
 	case signals.ScaleUp:
@@ -521,9 +552,27 @@ func (m *Master) intent(in signals.Intent) {
 	}
 }
 
+// shutdown is the first stop signal: /readyz fails from now on and, after
+// --shutdown-delay of serving on (a load balancer or Kubernetes' endpoints
+// take a moment to stop sending: kubernetes#67592), the workers drain.
+func (m *Master) shutdown() {
+	d := m.cfg.ShutdownDelay
+	if d <= 0 {
+		m.stop(false)
+		return
+	}
+	m.stopping.Store(true)
+	m.log.Info(fmt.Sprintf("stopping: /readyz fails from now on; serving %s more (--shutdown-delay), then draining", d))
+	m.sd.stopping(d + m.cfg.Pool.DrainTimeout)
+	m.delay.start(d, func() { m.stop(false) })
+}
+
 // stop ends the development loop, then drains (or with force kills) the
-// workers; Run then returns.
+// workers; Run then returns. It ends a --shutdown-delay under way: a
+// second stop signal and `hotcluster stop` drain (or kill) at once.
 func (m *Master) stop(force bool) {
+	m.stopping.Store(true)
+	m.delay.cancel()
 	m.devCancel()
 	if force {
 		m.pool.ForceStop()
@@ -561,6 +610,9 @@ func (m *Master) release() {
 	}
 	if m.metricsLn != nil {
 		m.metricsLn.Close()
+	}
+	if m.healthLn != nil {
+		m.healthLn.Close()
 	}
 	m.ctlLn.Close()
 	if !handed {
@@ -607,6 +659,28 @@ func (m *Master) startOps() *opsServers {
 		o.wg.Go(func() {
 			if err := metrics.Serve(ctx, m.metricsLn, m.mt.Handler()); err != nil && !errors.Is(err, net.ErrClosed) {
 				m.log.Error(fmt.Sprintf("metrics server stopped: %v", err))
+			}
+		})
+	}
+	if m.healthLn != nil {
+		h := health.Handler(health.Checks{Live: m.live, Ready: m.ready, Status: func(ctx context.Context) (any, error) { return m.status(ctx) }})
+		upgraded := m.coord.Inherited() != ""
+		o.wg.Go(func() {
+			if upgraded {
+				// The listener is shared with the previous master, which
+				// serves until this one's first generation is ready: until
+				// then this one would say "not ready" for a service that
+				// is.
+				select {
+				case <-m.pool.Ready():
+				case <-m.pool.Done():
+					return
+				case <-ctx.Done():
+					return
+				}
+			}
+			if err := health.Serve(ctx, m.healthLn, h); err != nil && !errors.Is(err, net.ErrClosed) {
+				m.log.Error(fmt.Sprintf("health server stopped: %v", err))
 			}
 		})
 	}

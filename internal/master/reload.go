@@ -74,6 +74,9 @@ func (r *reloader) update() (*workers.Update, error) {
 	if next.Metrics != first.Metrics {
 		fixed = append(fixed, "metrics")
 	}
+	if next.Health != first.Health || next.ShutdownDelay != first.ShutdownDelay {
+		fixed = append(fixed, "health/shutdown-delay")
+	}
 	if np.IPC != fp.IPC || np.StopSignal != fp.StopSignal || np.Ready != fp.Ready || np.Dir != fp.Dir {
 		fixed = append(fixed, "ipc/stop-signal/ready/dir")
 	}
