@@ -101,7 +101,7 @@ type Master struct {
 	ctlFile   *control.SocketFile // nil when it could not be told
 	ctlErr    error
 	metricsLn net.Listener
-	healthLn  net.Listener // nil without --health
+	healthLn  net.Listener     // nil without --health
 	socks     *handoff.Sockets // nil without listeners
 	pool      *workers.Pool
 	loop      *devloop.Loop // nil in production
