@@ -150,7 +150,8 @@ func TestReloadBurstCoalesces(t *testing.T) {
 }
 
 // children lists the PIDs whose parent is pid. Each worker is forked by
-// its own locked thread, so every thread's list counts.
+// its own locked thread, so every thread's list counts. The keeper, which
+// a master starts beside its workers, is not counted.
 func children(pid int) []int {
 	tasks, _ := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/children", pid))
 	var out []int
@@ -161,10 +162,19 @@ func children(pid int) []int {
 		}
 		for _, f := range strings.Fields(string(b)) {
 			n, _ := strconv.Atoi(f)
-			out = append(out, n)
+			if !isKeeper(n) {
+				out = append(out, n)
+			}
 		}
 	}
 	return out
+}
+
+// isKeeper: pid is a master's keeper (package internal/keeper).
+func isKeeper(pid int) bool {
+	b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+	argv0, _, _ := strings.Cut(string(b), "\x00")
+	return argv0 == "hotcluster-keeper"
 }
 
 func envOf(pid int, key string) string {

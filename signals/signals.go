@@ -14,7 +14,8 @@
 //	TTOU        ScaleDown
 //
 // SIGPIPE is caught and dropped by [SurviveBrokenPipe], so that a closed
-// log reader never kills the master.
+// log reader never kills the master. SIGCHLD is for the reaper of orphans
+// ([ChildExits]), and the keeper ignores the stop signals ([IgnoreStops]).
 package signals
 
 import (
@@ -153,4 +154,25 @@ func SurviveBrokenPipe() {
 // wait cleanly, exit 0. stop releases the signals.
 func Interrupted(ctx context.Context) (c context.Context, stop context.CancelFunc) {
 	return signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
+}
+
+// ChildExits subscribes to SIGCHLD: the channel receives a value after one
+// or more child processes have changed state. Signals coalesce (the
+// channel holds one), so a receiver must look at every child each time.
+// stop unsubscribes. The reaper of orphans (package internal/reaper) is
+// its user; it never waits for a child another part of the process waits
+// for.
+func ChildExits() (c <-chan os.Signal, stop func()) {
+	ch := make(chan os.Signal, 1)
+	signal.Notify(ch, syscall.SIGCHLD)
+	return ch, func() { signal.Stop(ch) }
+}
+
+// IgnoreStops makes this process ignore SIGTERM, SIGINT and SIGHUP: for
+// the keeper, which must outlive the master it watches and ends when the
+// master does, not when a terminal's Ctrl-C or a stop meant for the
+// master reaches it. The keeper execs nothing, so the ignored dispositions
+// (which survive execve) reach no other program.
+func IgnoreStops() {
+	signal.Ignore(syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
 }

@@ -96,6 +96,26 @@ type Sockets interface {
 	Describe() []string
 }
 
+// Leftovers keeps what a worker starts from outliving it: whatever
+// detached from the worker's process group (a new session, a double fork)
+// and whatever is left once the master is gone (package internal/master
+// implements it with a cgroup per worker, the reaper of orphans and the
+// keeper). The pool calls it from its forker thread and from the goroutine
+// that reaps each worker.
+type Leftovers interface {
+	// Start starts worker (gen, slot) by calling fork with a descriptor of
+	// the cgroup to start it in (-1: none) and returns its PID. The worker
+	// is the pool's to wait for: nothing else reaps it.
+	Start(gen uint64, slot int, fork func(cgroupFD int) (int, error)) (int, error)
+	// Exited is told that worker pid has exited, before the pool reaps it
+	// (so the PID stays its): what it left is killed before Exited
+	// returns, within a bound of its own.
+	Exited(gen uint64, slot int, pid int)
+	// Own starts a process that is not a worker (a development build) by
+	// calling fork, as one whose owner waits for it.
+	Own(fork func() (int, error)) (int, error)
+}
+
 // Command is what a generation runs.
 type Command struct {
 	// Path is the resolved executable (see ResolveCommand).
@@ -170,6 +190,9 @@ type Config struct {
 	// OnEvent, when set, is called from the pool's goroutine for each
 	// Event. It must not block.
 	OnEvent func(Event)
+	// Leftovers, when set, starts each worker and is told of its exit;
+	// nil: at a worker's exit only its process group is killed.
+	Leftovers Leftovers
 }
 
 // New checks cfg and returns a pool that has started no process yet (but

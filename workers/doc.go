@@ -21,7 +21,7 @@
 // # Spawning
 //
 // Go cannot run code between fork and exec, so a worker starts as a re-exec
-// of hotcluster's own binary (/proc/self/exe with HOTCLUSTER_SHIM=1; see
+// of hotcluster's own binary (/proc/self/exe with HOTCLUSTER_SHIM=<master pid>; see
 // [IsShim] and [ExecShim]) that sets LISTEN_PID to its own PID and execve()s
 // the user's command, which keeps the PID. Sockets arrive as close-on-exec
 // duplicates made through SyscallConn and land on fds 3… in the child; their

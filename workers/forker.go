@@ -67,5 +67,21 @@ func (f *forker) stop() {
 
 // StartProcess starts cmd from the thread the pool starts its workers from,
 // so that a Pdeathsig set on cmd holds until Run returns (the development
-// loop's builds). After Run has returned it returns ErrStopped.
-func (p *Pool) StartProcess(cmd *exec.Cmd) error { return p.forker.run(cmd.Start) }
+// loop's builds), and through Config.Leftovers, which then knows it as a
+// process the caller waits for. After Run has returned it returns
+// ErrStopped.
+func (p *Pool) StartProcess(cmd *exec.Cmd) error {
+	l := p.cfg.Leftovers
+	if l == nil {
+		return p.forker.run(cmd.Start)
+	}
+	return p.forker.run(func() error {
+		_, err := l.Own(func() (int, error) {
+			if err := cmd.Start(); err != nil {
+				return 0, err
+			}
+			return cmd.Process.Pid, nil
+		})
+		return err
+	})
+}

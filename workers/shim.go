@@ -27,7 +27,7 @@ const shimArg0 = "hotcluster-shim"
 
 // IsShim reports whether this process was started as the LISTEN_PID shim
 // and must call [ExecShim] before doing anything else.
-func IsShim() bool { return os.Getenv(protocol.EnvShim) == "1" }
+func IsShim() bool { return os.Getenv(protocol.EnvShim) != "" }
 
 // ExecShim replaces the process with the worker's command, keeping its PID,
 // after setting LISTEN_PID to that PID. Go cannot run code between fork and
@@ -40,7 +40,13 @@ func ExecShim() int {
 		fmt.Fprintln(os.Stderr, "hotcluster-shim: missing command")
 		return 127
 	}
+	v := os.Getenv(protocol.EnvShim)
 	os.Unsetenv(protocol.EnvShim)
+	master, err := strconv.Atoi(v)
+	if err != nil || master <= 0 {
+		fmt.Fprintf(os.Stderr, "hotcluster-shim: %s=%q: want the master's PID\n", protocol.EnvShim, v)
+		return 127
+	}
 	if os.Getenv(protocol.EnvListenFds) != "" {
 		os.Setenv(protocol.EnvListenPID, strconv.Itoa(os.Getpid()))
 	}
@@ -49,16 +55,18 @@ func ExecShim() int {
 	}
 	path, argv := os.Args[1], os.Args[2:]
 	runtime.LockOSThread()
-	master := os.Getppid()
 	if err := armParentDeath(); err != nil {
 		fmt.Fprintf(os.Stderr, "hotcluster-shim: set parent-death signal: %v\n", err)
 		return 127
 	}
-	if os.Getppid() != master || master == 1 {
-		// The master died before the signal was armed.
+	// Compared with the PID the master gave, not with 1: a master that is
+	// PID 1 (a container's) is the parent 1, and a master that died is
+	// replaced as the parent by a subreaper or init, whatever its PID.
+	if ppid := os.Getppid(); ppid != master {
+		fmt.Fprintf(os.Stderr, "hotcluster-shim: the master (pid %d) exited before the worker started (parent now pid %d)\n", master, ppid)
 		return 127
 	}
-	err := syscall.Exec(path, argv, os.Environ())
+	err = syscall.Exec(path, argv, os.Environ())
 	fmt.Fprintf(os.Stderr, "hotcluster-shim: exec %s: %v\n", path, err)
 	return 127
 }

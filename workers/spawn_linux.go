@@ -118,8 +118,22 @@ func (p *Pool) spawn(s spawnSpec) (*worker, error) {
 
 	var pid int
 	err = p.forker.run(func() error {
+		start := func(cgroupFD int) (int, error) {
+			a, sys := *attr, *attr.Sys
+			if cgroupFD >= 0 {
+				// clone3 puts the shim in the worker's cgroup before it
+				// runs a single instruction.
+				sys.UseCgroupFD, sys.CgroupFD = true, cgroupFD
+			}
+			a.Sys = &sys
+			return startProcess(argv, &a, pipes[1], pipes[3], extra)
+		}
 		var err error
-		pid, err = startProcess(argv, attr, pipes[1], pipes[3], extra)
+		if l := p.cfg.Leftovers; l != nil {
+			pid, err = l.Start(s.gen, s.slot, start)
+		} else {
+			pid, err = start(-1)
+		}
 		return err
 	})
 	pipes[1].Close()
@@ -212,6 +226,11 @@ func (p *Pool) reap(w *worker, proc *groupProcess, pidfd int, ns *notifySock, no
 	// its output pipes: the "address already in use" orphans.
 	unix.Kill(-w.pid, unix.SIGKILL)
 	proc.mu.Unlock()
+	// What left the group (its cgroup, the orphans that came back to the
+	// master) goes too, while the PID is still the worker's.
+	if l := p.cfg.Leftovers; l != nil {
+		l.Exited(w.gen, w.slot, w.pid)
+	}
 	var ws syscall.WaitStatus
 	var err error
 	for {

@@ -137,7 +137,7 @@ func (p *Pool) workerEnv(s spawnSpec, notifySock string) []string {
 		protocol.EnvWorkerID+"="+strconv.Itoa(s.slot),
 		protocol.EnvGeneration+"="+strconv.FormatUint(s.gen, 10),
 		protocol.EnvWorkers+"="+strconv.Itoa(s.size),
-		protocol.EnvShim+"=1",
+		protocol.EnvShim+"="+strconv.Itoa(os.Getpid()),
 	)
 }
 

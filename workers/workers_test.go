@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -93,7 +94,7 @@ func TestWorkerEnvKeepsTheContractOnTop(t *testing.T) {
 	for k, want := range map[string]string{
 		"PATH": "/bin", "KEEP": "1", "FOO": "from-flag", "LISTEN_FDS": "2", "LISTEN_FDNAMES": "web:api",
 		"NOTIFY_SOCKET": "/tmp/x/n", "HOTCLUSTER_GENERATION": "3", "HOTCLUSTER_WORKER_ID": "1",
-		"HOTCLUSTER_WORKERS": "4", "HOTCLUSTER_SHIM": "1",
+		"HOTCLUSTER_WORKERS": "4", "HOTCLUSTER_SHIM": strconv.Itoa(os.Getpid()),
 	} {
 		// os/exec lets the last entry win.
 		if v := got[k]; len(v) == 0 || v[len(v)-1] != want {

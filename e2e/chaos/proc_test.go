@@ -59,8 +59,9 @@ func (p proc) exists() bool {
 	return err == nil && st.startTime == p.startTime
 }
 
-// children returns the master's live children (zombies left out), which
-// are its workers: each starts as the shim and keeps its PID.
+// children returns the master's live children (zombies and its keeper
+// left out), which are its workers: each starts as the shim and keeps its
+// PID.
 func children(master int) []proc {
 	tasks, _ := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/children", master))
 	var out []proc
@@ -78,6 +79,9 @@ func children(master int) []proc {
 			seen[pid] = true
 			st, err := readStat(pid)
 			if err != nil || st.state == 'Z' || st.ppid != master {
+				continue
+			}
+			if b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid)); bytes.HasPrefix(b, []byte("hotcluster-keeper\x00")) {
 				continue
 			}
 			out = append(out, proc{pid, st.startTime})

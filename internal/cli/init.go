@@ -148,7 +148,7 @@ func writeExampleKey(b *bytes.Buffer, f cli.Flag) {
 	value := exampleValue(f)
 	if name == "workers" {
 		// The default depends on the machine that runs init.
-		def, value = "the number of CPUs", 4
+		def, value = "the CPU quota of its cgroup, else the number of CPUs", 4
 	}
 	if def != "" {
 		usage += " (default: " + def + ")"

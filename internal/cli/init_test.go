@@ -62,7 +62,7 @@ func TestInitExampleKeys(t *testing.T) {
 	for _, want := range []string{
 		"\ncommand = [\"./server\"]\n",
 		"\nlisten = [\":8080\"]\n",
-		"(default: the number of CPUs)\n# workers = 4\n",
+		"(default: the CPU quota of its cgroup, else the\n# number of CPUs)\n# workers = 4\n",
 		"# ready-timeout = \"1m\"\n",
 		"# env = [\"K=V\"]\n",
 		"(default: --ready-timeout + --quiet-timeout)",

@@ -16,7 +16,6 @@ import (
 	"net"
 	"os"
 	"path/filepath"
-	"runtime"
 	"runtime/debug"
 	"strconv"
 	"strings"
@@ -127,7 +126,7 @@ func newApp() *cli.App {
 		OnUsageError: func(_ *cli.Context, err error, _ bool) error {
 			return &usageError{err}
 		},
-		Commands: append([]*cli.Command{runCommand(), unitCommand(), initCommand()}, ctlCommands()...),
+		Commands: append([]*cli.Command{runCommand(), unitCommand(), initCommand(), keeperCommand()}, ctlCommands()...),
 	}
 }
 
@@ -150,7 +149,7 @@ worker.`,
 		},
 		Flags: withConfigFile([]cli.Flag{
 			&cli.StringSliceFlag{Name: "listen", Aliases: []string{"l"}, Usage: "`[NAME=]ADDR` to listen on, repeatable: :8080, 127.0.0.1:8080, [::1]:8080, tcp4://…, tcp6://…, udp://:5353, unix:///run/app.sock"},
-			&cli.IntFlag{Name: "workers", Aliases: []string{"n"}, Value: runtime.NumCPU(), Usage: "workers per generation"},
+			&cli.IntFlag{Name: "workers", Aliases: []string{"n"}, DefaultText: "the CPU quota of its cgroup, else the CPUs it may run on", Usage: "workers per generation"},
 			&cli.StringFlag{Name: "ready", Value: "auto", Usage: "when a worker is ready: notify (READY=1 on NOTIFY_SOCKET), delay (alive for --ready-delay), auto (READY=1 from programs that speak the protocol, else the delay)"},
 			&cli.DurationFlag{Name: "ready-delay", Value: workers.DefaultReadyDelay, Usage: "how long a worker that reports nothing must stay alive to count as ready"},
 			&cli.DurationFlag{Name: "ready-timeout", Value: workers.DefaultReadyTimeout, Usage: "a new generation not ready by then fails, and the old one keeps serving"},
@@ -177,6 +176,9 @@ worker.`,
 			&cli.StringFlag{Name: "control", Category: "operations", Usage: "control socket `PATH` (default: $XDG_RUNTIME_DIR/hotcluster/NAME.sock, /run/hotcluster/NAME.sock for root)"},
 			&cli.StringFlag{Name: "max-memory", Category: "operations", Usage: "replace a worker whose RSS stays above `SIZE` (e.g. 512M, 1G) for 3 checks a second apart; its replacement is ready before it drains"},
 			&cli.StringFlag{Name: "metrics", Category: "operations", Usage: "serve Prometheus metrics at http://`ADDR`/metrics, e.g. 127.0.0.1:9100"},
+			&cli.StringFlag{Name: "health", Category: "operations", Usage: "serve the probes at http://`ADDR`: /livez (the master's loop answers), /readyz (a generation serves; 503 from the start of a shutdown), /status (status --json), e.g. :8081 for Kubernetes' probes"},
+			&cli.DurationFlag{Name: "shutdown-delay", Category: "operations", Usage: "on the first SIGTERM/SIGINT, fail /readyz and keep serving this long before draining, while load balancers and Kubernetes' endpoints stop sending (5s-10s there); a second signal or hotcluster stop drains at once (default: 0, drain at once)"},
+			&cli.StringFlag{Name: "cgroup", Category: "operations", Value: "auto", Usage: "auto: each worker in a cgroup of its own, where hotcluster may make one (root, or a subtree systemd delegated), so that whatever it starts is killed with it; off: process groups and the reaper of orphans only"},
 			&cli.StringFlag{Name: "config", Usage: "TOML `FILE` setting any of these flags by name (workers = 4, listen = [\":8080\"], ready-timeout = \"30s\") and command = [...] for the worker command; the command line wins (default: ./hotcluster.toml when it exists; --config '' reads none; hotcluster init writes an example)"},
 			&cli.StringFlag{Name: "log-format", Value: "text", Usage: "format of hotcluster's own log lines: text, or json (one object per line: time, level, msg)"},
 			&cli.StringFlag{Name: "log-level", Value: "info", Usage: "info, or debug to also log every message a worker sends on its channel"},
@@ -195,6 +197,9 @@ func parseRun(c *cli.Context) (*master.Config, error) {
 	p := &rc.Pool
 	p.Command.Args = argv
 	p.Workers = c.Int("workers")
+	if !c.IsSet("workers") {
+		p.Workers, rc.WorkersFrom = defaultWorkers()
+	}
 	if p.Workers < 1 {
 		return nil, usagef("--workers %d: want 1 or more", p.Workers)
 	}
@@ -298,6 +303,22 @@ func parseRun(c *cli.Context) (*master.Config, error) {
 			return nil, usagef("--metrics %q: want HOST:PORT, e.g. 127.0.0.1:9100", a)
 		}
 		rc.Metrics = a
+	}
+	switch cg := c.String("cgroup"); cg {
+	case "auto":
+	case "off":
+		rc.NoCgroup = true
+	default:
+		return nil, usagef("--cgroup %q: want auto or off", cg)
+	}
+	if a := c.String("health"); a != "" {
+		if _, _, err := net.SplitHostPort(a); err != nil {
+			return nil, usagef("--health %q: want HOST:PORT, e.g. :8081 or 127.0.0.1:8081", a)
+		}
+		rc.Health = a
+	}
+	if rc.ShutdownDelay = c.Duration("shutdown-delay"); rc.ShutdownDelay < 0 {
+		return nil, usagef("--shutdown-delay %s: want 0 or a positive duration such as 5s", rc.ShutdownDelay)
 	}
 	rc.PIDFile = c.String("pidfile")
 	rc.UpgradeTimeout = c.Duration("upgrade-timeout")

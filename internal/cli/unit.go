@@ -103,7 +103,7 @@ func unitAction(c *cli.Context) error {
 	o := unitfile.Options{
 		Name: c.String("name"), Description: c.String("description"), Exec: exe, RunArgs: runArgs,
 		WorkingDirectory: rc.Pool.Dir, User: c.String("user"), Group: c.String("group"),
-		DrainTimeout: rc.Pool.DrainTimeout, ReadyTimeout: rc.Pool.ReadyTimeout,
+		DrainTimeout: rc.Pool.DrainTimeout, ShutdownDelay: rc.ShutdownDelay, ReadyTimeout: rc.Pool.ReadyTimeout,
 		Nagle: rc.Sockets.Nagle,
 	}
 	type file struct{ name, text string }

@@ -39,6 +39,10 @@ func (m *Master) handle(ctx context.Context, req control.Request, r *control.Rep
 			r.Fail(fmt.Errorf("reload failed: gen %d: %s", e.Gen, e.Err))
 		}
 	case control.CmdUpgrade:
+		if err := m.upgradeRefused(); err != nil {
+			r.Fail(err)
+			return
+		}
 		pid, err := m.coord.RequestWait(ctx)
 		if err != nil {
 			r.Fail(fmt.Errorf("upgrade failed: %s; this master (pid %d) keeps serving", upgrade.Reason(err), os.Getpid()))

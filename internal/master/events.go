@@ -25,6 +25,11 @@ func (m *Master) event(e workers.Event) {
 		}
 	case workers.GenDone:
 		m.trim.poke()
+	case workers.WorkerStarted:
+		if m.left.keeper != nil && m.socks != nil {
+			// What a killed master's keeper looks for in other sessions.
+			m.left.keeper.Sockets(m.socks.Inodes(e.Gen))
+		}
 	}
 	if m.loop != nil && e.Kind <= workers.GenDone {
 		m.loop.Event(e)

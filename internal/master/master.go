@@ -17,8 +17,10 @@ import (
 	"github.com/hotcluster/hotcluster/internal/control"
 	"github.com/hotcluster/hotcluster/internal/devloop"
 	"github.com/hotcluster/hotcluster/internal/handoff"
+	"github.com/hotcluster/hotcluster/internal/health"
 	"github.com/hotcluster/hotcluster/internal/metrics"
 	"github.com/hotcluster/hotcluster/internal/procstat"
+	"github.com/hotcluster/hotcluster/internal/reaper"
 	"github.com/hotcluster/hotcluster/internal/systemd"
 	"github.com/hotcluster/hotcluster/signals"
 	"github.com/hotcluster/hotcluster/upgrade"
@@ -33,6 +35,9 @@ type Config struct {
 	// Pool configures the worker group. The master sets its Sockets,
 	// Output, Log, LinePrefix, OnEvent and FirstGeneration.
 	Pool workers.Config
+	// WorkersFrom says where Pool.Workers came from when the command line
+	// did not give it (the CPU quota, the CPU count), for the log.
+	WorkersFrom string
 	// Sockets configures the listeners. The master sets Store, Inherited,
 	// Previous and Log.
 	Sockets handoff.Config
@@ -49,6 +54,17 @@ type Config struct {
 	MaxMemory uint64
 	// Metrics is the address of the metrics server, "" for none.
 	Metrics string
+	// Health is the address of the probes' server (/livez, /readyz,
+	// /status), "" for none.
+	Health string
+	// ShutdownDelay is how long the master keeps serving after the first
+	// stop signal, with /readyz failing, before it drains: the time load
+	// balancers and Kubernetes' endpoints take to stop sending.
+	ShutdownDelay time.Duration
+	// NoCgroup keeps the workers out of cgroups of their own (--cgroup
+	// off): what they leave is then found by process group and by the
+	// reaper alone.
+	NoCgroup bool
 	// JSONLog writes the master's lines as JSON; Debug logs at debug level
 	// too (the workers' messages); Color paints the workers' line prefixes.
 	JSONLog, Debug, Color bool
@@ -69,6 +85,7 @@ type Config struct {
 const (
 	controlFile = "hotcluster-control"
 	metricsFile = "hotcluster-metrics"
+	healthFile  = "hotcluster-health"
 )
 
 // Master is one running `hotcluster run`. Create it with New, run it with
@@ -84,6 +101,7 @@ type Master struct {
 	ctlFile   *control.SocketFile // nil when it could not be told
 	ctlErr    error
 	metricsLn net.Listener
+	healthLn  net.Listener     // nil without --health
 	socks     *handoff.Sockets // nil without listeners
 	pool      *workers.Pool
 	loop      *devloop.Loop // nil in production
@@ -93,6 +111,7 @@ type Master struct {
 	hub       control.Hub
 	trim      *trimmer
 	reload    *reloader
+	left      *leftovers
 	cpu       procstat.Sampler
 
 	// gen is the newest generation started, for an upgrade's state.
@@ -102,6 +121,10 @@ type Master struct {
 	firstReady atomic.Bool // the first GenReady is not a reload
 	devCancel  context.CancelFunc
 	outcomes   outcomes
+	// stopping is set at the first stop request: /readyz fails from then
+	// on. delay is the --shutdown-delay under way.
+	stopping atomic.Bool
+	delay    shutdownDelay
 }
 
 // New opens everything the master serves with: the upgrader (taking over
@@ -133,9 +156,10 @@ func New(config Config) (_ *Master, err error) {
 		}
 	}()
 	closeOnExecInherited()
-	// The control socket before the ports: a second instance of the same
-	// name must fail before it takes anything.
-	for _, open := range []func(*undoList) error{m.openUpgrader, m.openControl, m.openMetrics, m.openSockets, m.openPool, m.openDev} {
+	// The leftovers before anything forks: the reaper must know every
+	// child of its own. The control socket before the ports: a second
+	// instance of the same name must fail before it takes anything.
+	for _, open := range []func(*undoList) error{m.openLeftovers, m.openUpgrader, m.openControl, m.openMetrics, m.openHealth, m.openSockets, m.openPool, m.openDev} {
 		if err := open(&undo); err != nil {
 			return nil, err
 		}
@@ -213,6 +237,34 @@ func (m *Master) openMetrics(undo *undoList) error {
 	return nil
 }
 
+// openLeftovers starts what finds and stops the processes a worker leaves
+// behind: the reaper, the cgroup tree, the keeper.
+func (m *Master) openLeftovers(undo *undoList) error {
+	m.left = newLeftovers(leftoversConfig{noCgroup: m.cfg.NoCgroup, jsonLog: m.cfg.JSONLog}, m.log)
+	undo.add(m.left.close)
+	return nil
+}
+
+// openHealth binds the health port, or takes the previous master's.
+func (m *Master) openHealth(undo *undoList) error {
+	if m.cfg.Health == "" {
+		return nil
+	}
+	var err error
+	m.healthLn, err = upgrade.InheritOrListen(m.upg, healthFile, func() (net.Listener, error) {
+		ln, err := net.Listen("tcp", m.cfg.Health)
+		if err != nil {
+			return nil, fmt.Errorf("--health: %w", err)
+		}
+		return ln, nil
+	})
+	if err != nil {
+		return err
+	}
+	undo.add(func() { m.healthLn.Close() })
+	return nil
+}
+
 // openSockets opens the listeners: bound here, handed in by systemd, or
 // kept from a previous master.
 func (m *Master) openSockets(undo *undoList) error {
@@ -238,6 +290,7 @@ func (m *Master) openPool(*undoList) error {
 	p.Output = m.cfg.Out
 	p.Log = m.log
 	p.OnEvent = m.event
+	p.Leftovers = m.left
 	if m.cfg.Color {
 		p.LinePrefix = colorPrefix
 	}
@@ -289,6 +342,10 @@ func (m *Master) openDev(undo *undoList) error {
 // beside the sockets: its newest generation and which sockets its
 // generations hold.
 func (m *Master) prepareUpgrade() (string, error) {
+	if m.left.keeper != nil {
+		// The new master holds the sockets too from now on.
+		m.left.keeper.Hold()
+	}
 	state := "gen=" + strconv.FormatUint(m.gen.Load(), 10)
 	if m.socks != nil {
 		if err := m.socks.Persist(); err != nil {
@@ -326,6 +383,9 @@ func (m *Master) takeOver() error {
 // upgradeFailed takes the traffic back: the new master may have steered to
 // its own generation before it failed.
 func (m *Master) upgradeFailed() {
+	if m.left.keeper != nil {
+		m.left.keeper.Unhold()
+	}
 	if m.socks == nil {
 		return
 	}
@@ -361,6 +421,7 @@ func (m *Master) Run(ctx context.Context) error {
 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	defer m.delay.cancel()
 	devCtx, devCancel := context.WithCancel(ctx)
 	m.devCancel = devCancel
 	defer devCancel()
@@ -380,6 +441,7 @@ func (m *Master) Run(ctx context.Context) error {
 	m.actor(&g, ctx, m.trim.run)
 	m.actor(&g, ctx, func(ctx context.Context) { watchWorkers(ctx, m.pool, &m.cpu, m.cfg.MaxMemory) })
 	m.actor(&g, ctx, m.announce)
+	m.actor(&g, ctx, m.left.reaper.Run)
 	if m.socks != nil {
 		m.actor(&g, ctx, func(ctx context.Context) { m.socks.Watch(ctx, handoff.DefaultWatchInterval) })
 	}
@@ -445,12 +507,19 @@ func (m *Master) logStart() {
 			m.log.Warn(fmt.Sprintf("closed socket %q from the service manager: no --listen matches its name or address", name))
 		}
 	}
+	if m.cfg.WorkersFrom != "" {
+		m.log.Info(fmt.Sprintf("%s per generation: %s", workersN(m.cfg.Pool.Workers), m.cfg.WorkersFrom))
+	}
+	m.log.Info(m.left.describe())
 	m.log.Info(fmt.Sprintf("control socket %s (hotcluster status --name %s)", m.cfg.Control, m.cfg.Name))
 	if m.ctlErr != nil {
 		m.log.Warn(fmt.Sprintf("%v; it will be left when this master stops", m.ctlErr))
 	}
 	if m.metricsLn != nil {
 		m.log.Info(fmt.Sprintf("metrics on http://%s/metrics", m.metricsLn.Addr()))
+	}
+	if m.healthLn != nil {
+		m.log.Info(fmt.Sprintf("health on http://%s (/livez, /readyz, /status)", m.healthLn.Addr()))
 	}
 }
 
@@ -499,6 +568,9 @@ func (m *Master) awaitHandover(ctx context.Context, ops *opsServers) {
 	select {
 	case pid := <-m.coord.HandedOver():
 		m.handedOver.Store(true)
+		if m.left.keeper != nil {
+			m.left.keeper.HandedOver()
+		}
 		m.sd.handedOver(pid)
 		ops.stop()
 		m.devCancel()
@@ -524,7 +596,7 @@ func (m *Master) intent(in signals.Intent) {
 		}
 		m.pool.Reload(*u)
 	case signals.Stop:
-		m.stop(false)
+		m.shutdown()
 	case signals.ForceStop:
 		m.stop(true)
 	case signals.ScaleUp:
@@ -532,13 +604,35 @@ func (m *Master) intent(in signals.Intent) {
 	case signals.ScaleDown:
 		m.pool.Scale(-1)
 	case signals.Upgrade:
+		if err := m.upgradeRefused(); err != nil {
+			m.log.Error(fmt.Sprintf("SIGUSR2: %v", err))
+			return
+		}
 		m.coord.Request()
 	}
 }
 
+// shutdown is the first stop signal: /readyz fails from now on and, after
+// --shutdown-delay of serving on (a load balancer or Kubernetes' endpoints
+// take a moment to stop sending: kubernetes#67592), the workers drain.
+func (m *Master) shutdown() {
+	d := m.cfg.ShutdownDelay
+	if d <= 0 {
+		m.stop(false)
+		return
+	}
+	m.stopping.Store(true)
+	m.log.Info(fmt.Sprintf("stopping: /readyz fails from now on; serving %s more (--shutdown-delay), then draining", d))
+	m.sd.stopping(d + m.cfg.Pool.DrainTimeout)
+	m.delay.start(d, func() { m.stop(false) })
+}
+
 // stop ends the development loop, then drains (or with force kills) the
-// workers; Run then returns.
+// workers; Run then returns. It ends a --shutdown-delay under way: a
+// second stop signal and `hotcluster stop` drain (or kill) at once.
 func (m *Master) stop(force bool) {
+	m.stopping.Store(true)
+	m.delay.cancel()
 	m.devCancel()
 	if force {
 		m.pool.ForceStop()
@@ -577,6 +671,9 @@ func (m *Master) release() {
 	if m.metricsLn != nil {
 		m.metricsLn.Close()
 	}
+	if m.healthLn != nil {
+		m.healthLn.Close()
+	}
 	m.ctlLn.Close()
 	if !handed {
 		if m.ctlFile != nil {
@@ -586,7 +683,18 @@ func (m *Master) release() {
 			m.log.Warn(err.Error())
 		}
 	}
+	m.left.close()
 	m.upg.Stop()
+}
+
+// upgradeRefused says why this master cannot be upgraded in place: as PID
+// 1 of its namespace, its exit would take the new master with it (the
+// kernel kills every process of a namespace whose PID 1 exits).
+func (m *Master) upgradeRefused() error {
+	if m.left.reaper.Role() == reaper.PID1 {
+		return errors.New("upgrade refused: this master is PID 1 of its PID namespace (a container), and when it exits the kernel kills every process there, the new master too; roll out a new image instead")
+	}
+	return nil
 }
 
 // opsServers are the control socket and the metrics port: served from
@@ -611,6 +719,28 @@ func (m *Master) startOps() *opsServers {
 		o.wg.Go(func() {
 			if err := metrics.Serve(ctx, m.metricsLn, m.mt.Handler()); err != nil && !errors.Is(err, net.ErrClosed) {
 				m.log.Error(fmt.Sprintf("metrics server stopped: %v", err))
+			}
+		})
+	}
+	if m.healthLn != nil {
+		h := health.Handler(health.Checks{Live: m.live, Ready: m.ready, Status: func(ctx context.Context) (any, error) { return m.status(ctx) }})
+		upgraded := m.coord.Inherited() != ""
+		o.wg.Go(func() {
+			if upgraded {
+				// The listener is shared with the previous master, which
+				// serves until this one's first generation is ready: until
+				// then this one would say "not ready" for a service that
+				// is.
+				select {
+				case <-m.pool.Ready():
+				case <-m.pool.Done():
+					return
+				case <-ctx.Done():
+					return
+				}
+			}
+			if err := health.Serve(ctx, m.healthLn, h); err != nil && !errors.Is(err, net.ErrClosed) {
+				m.log.Error(fmt.Sprintf("health server stopped: %v", err))
 			}
 		})
 	}

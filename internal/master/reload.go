@@ -74,11 +74,17 @@ func (r *reloader) update() (*workers.Update, error) {
 	if next.Metrics != first.Metrics {
 		fixed = append(fixed, "metrics")
 	}
+	if next.Health != first.Health || next.ShutdownDelay != first.ShutdownDelay {
+		fixed = append(fixed, "health/shutdown-delay")
+	}
 	if np.IPC != fp.IPC || np.StopSignal != fp.StopSignal || np.Ready != fp.Ready || np.Dir != fp.Dir {
 		fixed = append(fixed, "ipc/stop-signal/ready/dir")
 	}
 	if next.MaxMemory != first.MaxMemory {
 		fixed = append(fixed, "max-memory")
+	}
+	if next.NoCgroup != first.NoCgroup {
+		fixed = append(fixed, "cgroup")
 	}
 	if next.Sockets.Nagle != first.Sockets.Nagle || next.Sockets.QuietTimeout != first.Sockets.QuietTimeout {
 		fixed = append(fixed, "nodelay/quiet-timeout")

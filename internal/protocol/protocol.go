@@ -38,8 +38,11 @@ const (
 	EnvWorkers = "HOTCLUSTER_WORKERS"
 )
 
-// EnvShim is set (to "1") only in the short-lived re-exec of hotcluster's own
-// binary that sets LISTEN_PID to its PID and then execve()s the user's command.
+// EnvShim is set only in the short-lived re-exec of hotcluster's own binary
+// that sets LISTEN_PID to its PID and then execve()s the user's command, to
+// the PID of the master that started it: the shim's parent must still be
+// that process once the parent-death signal is armed (a master that is PID 1
+// of a container is 1, so "the parent is 1" cannot mean "the master died").
 // The shim removes it before the exec, so a worker never sees it.
 const EnvShim = "HOTCLUSTER_SHIM"
 

@@ -120,6 +120,47 @@ func (d *Dir) sub(name string) (*Dir, error) {
 	return s, nil
 }
 
+// Mkdir creates directory name in d, exclusively (a name in the way fails
+// with an error for which errors.Is(err, fs.ErrExist) holds), and returns
+// it open, with its identity for [Dir.RemoveIfSame]. It gets mode perm
+// whatever the umask (file systems such as cgroupfs keep their own).
+func (d *Dir) Mkdir(name string, perm fs.FileMode) (*Dir, FileID, error) {
+	if err := checkName(name); err != nil {
+		return nil, FileID{}, err
+	}
+	if err := unix.Mkdirat(d.fd, name, uint32(perm.Perm())); err != nil {
+		return nil, FileID{}, &fs.PathError{Op: "mkdir", Path: d.Join(name), Err: err}
+	}
+	s, err := d.sub(name)
+	var e Entry
+	if err == nil {
+		if e, err = statx(s.fd, ""); err == nil && e.Mode.Perm() != perm.Perm() {
+			// cgroupfs refuses some modes; what it keeps is its own.
+			chmodFD(s.fd, perm)
+		}
+		if err != nil {
+			s.Close()
+		}
+	}
+	if err != nil {
+		unix.Unlinkat(d.fd, name, unix.AT_REMOVEDIR)
+		return nil, FileID{}, fmt.Errorf("make %s: %w", d.Join(name), err)
+	}
+	return s, e.ID, nil
+}
+
+// OpenRead opens the directory itself for reading: a descriptor that
+// system calls taking a directory as an object (not as a place to look
+// names up) accept, as clone3's CLONE_INTO_CGROUP does; they refuse the
+// O_PATH descriptor a Dir holds. The caller closes it.
+func (d *Dir) OpenRead() (*os.File, error) {
+	fd, err := unix.Openat(d.fd, ".", unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, &fs.PathError{Op: "open", Path: d.path, Err: err}
+	}
+	return os.NewFile(uintptr(fd), d.path), nil
+}
+
 // step is a directory of the walk, open.
 type step struct {
 	fd   int

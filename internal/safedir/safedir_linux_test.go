@@ -513,3 +513,47 @@ func TestReadTrustedRefusesAnotherUsersSymlink(t *testing.T) {
 		t.Errorf("ReadTrusted through nobody's symlink: %v", err)
 	}
 }
+
+func TestMkdirIsExclusiveAndRemovable(t *testing.T) {
+	t.Parallel()
+	top := mkdir(t, filepath.Join(t.TempDir(), "top"), 0o755)
+	d, err := Open(top, OwnerOnly)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	sub, id, err := d.Mkdir("leaf", 0o750)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Close()
+	if fi, err := os.Stat(filepath.Join(top, "leaf")); err != nil || fi.Mode().Perm() != 0o750 {
+		t.Fatalf("leaf: %v, mode %v; want 0750 whatever the umask", err, fi.Mode().Perm())
+	}
+	if _, _, err := d.Mkdir("leaf", 0o750); !errors.Is(err, fs.ErrExist) {
+		t.Fatalf("second Mkdir: %v, want an error for fs.ErrExist", err)
+	}
+	// A symlink planted under the name is in the way, not followed.
+	symlink(t, top, filepath.Join(top, "planted"))
+	if _, _, err := d.Mkdir("planted", 0o755); !errors.Is(err, fs.ErrExist) {
+		t.Fatalf("Mkdir over a symlink: %v, want an error for fs.ErrExist", err)
+	}
+	// The directory made is readable through OpenRead: a descriptor that
+	// is not O_PATH (getdents works on it).
+	if err := os.WriteFile(filepath.Join(top, "leaf", "f"), nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	f, err := sub.OpenRead()
+	if err != nil {
+		t.Fatal(err)
+	}
+	names, err := f.Readdirnames(-1)
+	f.Close()
+	if err != nil || len(names) != 1 || names[0] != "f" {
+		t.Fatalf("read leaf through OpenRead: %v, %v", names, err)
+	}
+	os.Remove(filepath.Join(top, "leaf", "f"))
+	if ok, err := d.RemoveIfSame("leaf", id); !ok || err != nil {
+		t.Fatalf("RemoveIfSame(leaf) = %v, %v", ok, err)
+	}
+}

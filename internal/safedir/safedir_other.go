@@ -31,6 +31,11 @@ func (d *Dir) OpenFile(string, int, fs.FileMode) (*os.File, Entry, error) {
 	return nil, Entry{}, ErrNotSupported
 }
 
+func (d *Dir) Mkdir(string, fs.FileMode) (*Dir, FileID, error) {
+	return nil, FileID{}, ErrNotSupported
+}
+func (d *Dir) OpenRead() (*os.File, error) { return nil, ErrNotSupported }
+
 func Open(string, Policy) (*Dir, error)                   { return nil, ErrNotSupported }
 func MkdirAll(string, fs.FileMode) (*Dir, error)          { return nil, ErrNotSupported }
 func MkdirTemp(string, string, fs.FileMode) (*Dir, error) { return nil, ErrNotSupported }

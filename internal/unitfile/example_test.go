@@ -73,6 +73,10 @@ func Example() {
 	// # strays running after the service stopped.
 	// KillMode=mixed
 	// KillSignal=SIGTERM
+	// # hotcluster puts each worker in a cgroup of its own below the service's, so
+	// # that whatever a worker starts (a double fork, setsid) is killed with it;
+	// # delegation makes that subtree hotcluster's to manage.
+	// Delegate=yes
 	// # Longer than --drain-timeout (30s), so that systemd never SIGKILLs a
 	// # draining group.
 	// TimeoutStopSec=45s

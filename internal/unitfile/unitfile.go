@@ -58,8 +58,10 @@ type Options struct {
 	// (User=, Group=). Empty runs them as root.
 	User, Group string
 	// DrainTimeout is the --drain-timeout in effect (DefaultDrainTimeout if
-	// zero). TimeoutStopSec= is DrainTimeout + StopMargin.
-	DrainTimeout time.Duration
+	// zero), and ShutdownDelay the --shutdown-delay (none if zero).
+	// TimeoutStopSec= is ShutdownDelay + DrainTimeout + StopMargin.
+	DrainTimeout  time.Duration
+	ShutdownDelay time.Duration
 	// ReadyTimeout is the --ready-timeout in effect (DefaultReadyTimeout if
 	// zero). TimeoutStartSec= is ReadyTimeout + StartMargin.
 	ReadyTimeout time.Duration
@@ -128,6 +130,9 @@ func Service(o Options) (string, error) {
 	drain, err := timeout("drain timeout", o.DrainTimeout, DefaultDrainTimeout)
 	if err != nil {
 		return "", err
+	}
+	if o.ShutdownDelay < 0 {
+		return "", fmt.Errorf("unitfile: shutdown delay %s: want 0 or more", o.ShutdownDelay)
 	}
 	ready, err := timeout("ready timeout", o.ReadyTimeout, DefaultReadyTimeout)
 	if err != nil {
@@ -210,9 +215,18 @@ func Service(o Options) (string, error) {
 		"strays running after the service stopped.")
 	u.set("KillMode", "mixed")
 	u.set("KillSignal", "SIGTERM")
-	u.comment(fmt.Sprintf("Longer than --drain-timeout (%s), so that systemd never SIGKILLs a", span(drain)),
-		"draining group.")
-	u.set("TimeoutStopSec", span(drain+StopMargin))
+	u.comment("hotcluster puts each worker in a cgroup of its own below the service's, so",
+		"that whatever a worker starts (a double fork, setsid) is killed with it;",
+		"delegation makes that subtree hotcluster's to manage.")
+	u.set("Delegate", "yes")
+	if o.ShutdownDelay > 0 {
+		u.comment(fmt.Sprintf("Longer than --shutdown-delay (%s, serving on after SIGTERM) plus", span(o.ShutdownDelay)),
+			fmt.Sprintf("--drain-timeout (%s), so that systemd never SIGKILLs a draining group.", span(drain)))
+	} else {
+		u.comment(fmt.Sprintf("Longer than --drain-timeout (%s), so that systemd never SIGKILLs a", span(drain)),
+			"draining group.")
+	}
+	u.set("TimeoutStopSec", span(o.ShutdownDelay+drain+StopMargin))
 	u.comment(fmt.Sprintf("Longer than --ready-timeout (%s): the time the first generation has to", span(ready)),
 		"become ready. systemd 252 also allows a reload this long, RELOADING=1 to READY=1.")
 	u.set("TimeoutStartSec", span(ready+StartMargin))

@@ -359,3 +359,29 @@ func TestSocketErrors(t *testing.T) {
 		}
 	}
 }
+
+// TimeoutStopSec= covers --shutdown-delay, then --drain-timeout, then the
+// margin; a negative delay is refused.
+func TestServiceStopTimeoutCoversTheShutdownDelay(t *testing.T) {
+	t.Parallel()
+	o := baseOptions()
+	o.DrainTimeout = 8 * time.Second
+	o.ShutdownDelay = 5 * time.Second
+	s, err := Service(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := settings(s, "TimeoutStopSec"); len(got) != 1 || got[0] != "28s" {
+		t.Errorf("TimeoutStopSec = %q, want 28s (5s + 8s + 15s)", got)
+	}
+	if !strings.Contains(s, "# Longer than --shutdown-delay (5s, serving on after SIGTERM) plus\n# --drain-timeout (8s)") {
+		t.Errorf("the comment does not say why:\n%s", s)
+	}
+	if got := settings(s, "Delegate"); len(got) != 1 || got[0] != "yes" {
+		t.Errorf("Delegate = %q, want yes", got)
+	}
+	o.ShutdownDelay = -time.Second
+	if _, err := Service(o); err == nil {
+		t.Error("a negative shutdown delay: no error")
+	}
+}
