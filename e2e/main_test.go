@@ -89,7 +89,9 @@ func startCommandEnv(t *testing.T, env []string, args []string, command ...strin
 	if err != nil {
 		t.Fatal(err)
 	}
-	full := append([]string{"hotcluster", "run"}, args...)
+	// Without times, so that the tests' patterns may start at a line's
+	// start; the tests of timestamps give --log-time, which wins.
+	full := append([]string{"hotcluster", "run", "--log-time=false"}, args...)
 	full = append(append(full, "--"), command...)
 	cmd := exec.Command(self)
 	cmd.Args = full
@@ -131,8 +133,8 @@ func startMasterCmd(t *testing.T, cmd *exec.Cmd) *master {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cmd.Stderr = w
-	cmd.Stdout = os.Stdout
+	// The workers' stdout is the master's: one pipe for both, as 2>&1.
+	cmd.Stdout, cmd.Stderr = w, w
 	err = cmd.Start()
 	w.Close()
 	if err != nil {
