@@ -31,7 +31,7 @@ func startPiped(t *testing.T, role string, args ...string) *pipedMaster {
 	self, _ := os.Executable()
 	ctlDir := t.TempDir()
 	env := []string{"XDG_RUNTIME_DIR=" + ctlDir}
-	full := append([]string{"hotcluster", "run", "--env", roleEnv + "=" + role}, args...)
+	full := append([]string{"hotcluster", "run", "--log-time=false", "--env", roleEnv + "=" + role}, args...)
 	cmd := exec.Command(self)
 	cmd.Args = append(append(full, "--"), self)
 	cmd.Env = append(append(os.Environ(), masterEnv(t)...), env...)

@@ -85,7 +85,9 @@ func startCommandEnv(t *testing.T, env []string, args []string, command ...strin
 	if err != nil {
 		t.Fatal(err)
 	}
-	full := append([]string{"hotcluster", "run"}, args...)
+	// Without times, so that the tests' patterns may start at a line's
+	// start; the tests of timestamps give --log-time, which wins.
+	full := append([]string{"hotcluster", "run", "--log-time=false"}, args...)
 	full = append(append(full, "--"), command...)
 	cmd := exec.Command(self)
 	cmd.Args = full
@@ -118,7 +120,8 @@ func noteRoles(args, env []string) {
 func startMasterCmd(t *testing.T, cmd *exec.Cmd) *master {
 	t.Helper()
 	noteRoles(cmd.Args, cmd.Env)
-	km := testkit.Start(t, cmd, testkit.Options{})
+	// The workers' stdout is the master's: one pipe for both, as 2>&1.
+	km := testkit.Start(t, cmd, testkit.Options{Stdout: true})
 	return &master{Master: km, t: t, pid: km.PID, done: km.Done, eof: km.EOF}
 }
 

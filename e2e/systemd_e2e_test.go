@@ -120,6 +120,53 @@ func TestSystemdE2E(t *testing.T) {
 		assertServedBy(t, "tcp", addr, 1)
 	})
 
+	// The master writes to journald natively: each worker line with its
+	// fields and a priority per stream (hello logs to stderr: err).
+	t.Run("journal fields", func(t *testing.T) {
+		hc := filepath.Join(s.in, "hotcluster")
+		var st control.Status
+		if err := json.Unmarshal([]byte(s.must(hc, "status", "--name", "hc", "--json")), &st); err != nil {
+			t.Fatal(err)
+		}
+		var pid int
+		for _, w := range st.Workers {
+			if w.Slot == 1 {
+				pid = w.PID
+			}
+		}
+		var got []map[string]string
+		eventually(t, "slot 1's lines in the journal", func() bool {
+			out, _ := s.run("journalctl", "-u", "hc", "HOTCLUSTER_SLOT=1", "--no-pager", "-o", "json")
+			got = nil
+			for _, l := range strings.Split(strings.TrimSpace(out), "\n") {
+				var e map[string]any
+				if json.Unmarshal([]byte(l), &e) == nil {
+					m := map[string]string{}
+					for k, v := range e {
+						m[k] = fmt.Sprint(v)
+					}
+					got = append(got, m)
+				}
+			}
+			return len(got) > 0
+		})
+		for _, e := range got {
+			if e["HOTCLUSTER_WORKER_PID"] != strconv.Itoa(pid) || e["SYSLOG_IDENTIFIER"] != "hc" || e["HOTCLUSTER_GENERATION"] != "1" {
+				t.Errorf("journalctl HOTCLUSTER_SLOT=1 gave %v; want worker 1's (pid %d) lines of gen 1", e, pid)
+			}
+		}
+		if e := got[0]; !strings.HasPrefix(e["MESSAGE"], "hello: serving on ") || e["PRIORITY"] != "3" || e["HOTCLUSTER_STREAM"] != "stderr" {
+			t.Errorf("worker 1's first line: %v; want hello's line on stderr at priority 3", e)
+		}
+		errs := s.must("journalctl", "-u", "hc", "-p", "err", "--no-pager", "-o", "cat")
+		if !strings.Contains(errs, "hello: serving on ") || strings.Contains(errs, "hotcluster: serving") {
+			t.Errorf("journalctl -p err:\n%s", errs)
+		}
+		if out := s.must(hc, "logs", "--name", "hc", "--worker", "1"); !strings.Contains(out, "[g1 w1 err] hello: serving on ") {
+			t.Errorf("hotcluster logs --worker 1 under systemd:\n%s", out)
+		}
+	})
+
 	t.Run("reload", func(t *testing.T) {
 		stop := load(t, loadgen.Config{Addr: addr, Clients: 8})
 		for gen := 2; gen <= 4; gen++ {

@@ -12,6 +12,7 @@
 //	TERM, INT   Stop; a second one, RepeatWindow or more later, ForceStop
 //	TTIN        ScaleUp
 //	TTOU        ScaleDown
+//	USR1        ReopenLogs (logrotate's convention, as nginx and gunicorn)
 //
 // SIGPIPE is caught and dropped by [SurviveBrokenPipe], so that a closed
 // log reader never kills the master. SIGCHLD is for the reaper of orphans
@@ -37,6 +38,7 @@ const (
 	ForceStop
 	ScaleUp
 	ScaleDown
+	ReopenLogs
 )
 
 func (i Intent) String() string {
@@ -53,6 +55,8 @@ func (i Intent) String() string {
 		return "scale-up"
 	case ScaleDown:
 		return "scale-down"
+	case ReopenLogs:
+		return "reopen-logs"
 	}
 	return "unknown"
 }
@@ -60,7 +64,7 @@ func (i Intent) String() string {
 // Subscribed lists the signals hotcluster acts on.
 var Subscribed = []os.Signal{
 	syscall.SIGHUP, syscall.SIGUSR2, syscall.SIGTERM, syscall.SIGINT,
-	syscall.SIGTTIN, syscall.SIGTTOU,
+	syscall.SIGTTIN, syscall.SIGTTOU, syscall.SIGUSR1,
 }
 
 // RepeatWindow is how soon after a stop signal another one is taken as the
@@ -106,6 +110,8 @@ func (t *Translator) Intent(sig os.Signal) (Intent, bool) {
 		return ScaleUp, true
 	case syscall.SIGTTOU:
 		return ScaleDown, true
+	case syscall.SIGUSR1:
+		return ReopenLogs, true
 	}
 	return 0, false
 }

@@ -14,7 +14,7 @@ func TestTranslate(t *testing.T) {
 		syscall.SIGHUP, syscall.SIGUSR1, syscall.SIGTTIN, syscall.SIGTTOU,
 		syscall.SIGUSR2, syscall.SIGTERM,
 	}
-	want := []Intent{Reload, ScaleUp, ScaleDown, Upgrade, Stop}
+	want := []Intent{Reload, ReopenLogs, ScaleUp, ScaleDown, Upgrade, Stop}
 	c := make(chan os.Signal, len(in))
 	for _, s := range in {
 		c <- s

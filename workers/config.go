@@ -157,8 +157,13 @@ type Config struct {
 	// aborted.
 	Watchdog time.Duration
 
-	// Output receives the workers' prefixed lines and the pool's log;
-	// default os.Stderr.
+	// Lines receives every line the workers print (see Line), from the
+	// goroutine that reads that worker's output, so it must neither block
+	// nor keep Line.Text after it returns: the master queues, formats and
+	// drops there (package internal/logs). By default each line is written
+	// to Output as "[gN wS] text".
+	Lines func(Line)
+	// Output receives the default Lines and Log; default os.Stderr.
 	Output io.Writer
 	// RuntimeDir is where the private directory of notify sockets is made;
 	// default $XDG_RUNTIME_DIR, else the system's temporary directory. It
@@ -180,9 +185,6 @@ type Config struct {
 	KeepGoing bool
 	// IPC says which workers get a message channel (see IPCMode).
 	IPC IPCMode
-	// LinePrefix, when set, makes the prefix of a worker's output lines
-	// (default "[gN wS] "): presentation is the caller's (colours).
-	LinePrefix func(gen uint64, slot int) string
 	// Log receives the pool's own lines, at the level of each (error for
 	// failures, warn for what an operator should look at, info for the
 	// rest); default a text logger on Output.
@@ -242,13 +244,15 @@ func New(cfg Config) (*Pool, error) {
 		cfg.RuntimeDir = os.TempDir()
 	}
 	out := &lineWriter{w: cfg.Output}
+	if cfg.Lines == nil {
+		cfg.Lines = out.line
+	}
 	if cfg.Log == nil {
 		cfg.Log = slog.New(slog.NewTextHandler(out, nil))
 	}
 	p := &Pool{
 		cfg:         cfg,
 		baseEnv:     os.Environ(),
-		out:         out,
 		log:         cfg.Log,
 		reqs:        make(chan request),
 		events:      make(chan loopEvent, 64),

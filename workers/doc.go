@@ -30,6 +30,14 @@
 // left in the group is killed (the worker is waited for with WNOWAIT first,
 // so its PID, and so the group's ID, cannot be reused meanwhile).
 //
+// # Output
+//
+// A worker's stdout and stderr are pipes the pool reads line by line and
+// hands, as a [Line] (generation, slot, PID, stream, time, text), to
+// [Config.Lines]: presentation (prefixes, colours, formats, where lines go)
+// is the caller's. A line longer than [MaxLine] is cut there. The readers
+// never wait for anyone but the worker: Config.Lines must not block.
+//
 // # Readiness
 //
 // See [ReadyMode]. A generation that is not ready within ReadyTimeout, or

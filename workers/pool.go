@@ -29,7 +29,6 @@ const selfExe = "/proc/self/exe"
 type Pool struct {
 	cfg     Config
 	baseEnv []string
-	out     *lineWriter
 	log     *slog.Logger
 
 	reqs   chan request

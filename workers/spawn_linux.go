@@ -161,9 +161,9 @@ func (p *Pool) spawn(s spawnSpec) (*worker, error) {
 		defer p.wg.Done()
 		p.reap(w, proc, pidfd, ns, notifyClosing, notifyDone, pipes[0], pipes[2], &outputs)
 	}()
-	prefix := p.prefix(s.gen, s.slot)
-	go func() { defer outputs.Done(); copyLines(pipes[0], p.out, prefix, &w.tail) }()
-	go func() { defer outputs.Done(); copyLines(pipes[2], p.out, prefix, &w.tail) }()
+	from := Line{Gen: s.gen, Slot: s.slot, PID: pid}
+	go func() { defer outputs.Done(); copyLines(pipes[0], p.cfg.Lines, withStream(from, Stdout), &w.tail) }()
+	go func() { defer outputs.Done(); copyLines(pipes[2], p.cfg.Lines, withStream(from, Stderr), &w.tail) }()
 	return w, nil
 }
 

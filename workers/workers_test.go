@@ -1,9 +1,10 @@
 package workers
 
 import (
-	"bytes"
+	"io"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"testing"
@@ -23,19 +24,40 @@ func TestBackoffGrowsAndIsCapped(t *testing.T) {
 	}
 }
 
+// Each line is handed on whole, with its worker, stream and a time; a line
+// over MaxLine is cut there, marked, and the rest of it dropped, so that
+// the next line starts clean.
 func TestCopyLinesKeepsLinesWhole(t *testing.T) {
 	t.Parallel()
-	var out bytes.Buffer
-	lw := &lineWriter{w: &out}
-	var tl tail
-	long := strings.Repeat("x", 100<<10)
-	in := "one\r\ntwo\n" + long + "\nlast without newline"
-	copyLines(strings.NewReader(in), lw, "[g1 w0] ", &tl)
-	want := "[g1 w0] one\n[g1 w0] two\n[g1 w0] " + long + "\n[g1 w0] last without newline\n"
-	if out.String() != want {
-		t.Errorf("copyLines wrote %d bytes, want %d:\n%.200q", out.Len(), len(want), out.String())
+	type got struct {
+		text string
+		cut  bool
 	}
-	if s := tl.String(); !strings.HasSuffix(s, "\n    | last without newline") {
+	var lines []got
+	var tl tail
+	exact := strings.Repeat("e", MaxLine)
+	long := strings.Repeat("x", 3*MaxLine+17)
+	in := "one\r\ntwo\n" + exact + "\n" + long + "\nafter\n" + long + "last without newline"
+	before := time.Now()
+	copyLines(strings.NewReader(in), func(l Line) {
+		if l.Gen != 3 || l.Slot != 1 || l.PID != 42 || l.Stream != Stderr {
+			t.Errorf("line from gen %d slot %d pid %d %s, want gen 3 slot 1 pid 42 stderr", l.Gen, l.Slot, l.PID, l.Stream)
+		}
+		if l.Time.Before(before) || l.Time.After(time.Now()) {
+			t.Errorf("line time %s not when it was read", l.Time)
+		}
+		lines = append(lines, got{string(l.Text), l.Cut})
+	}, Line{Gen: 3, Slot: 1, PID: 42, Stream: Stderr}, &tl)
+	want := []got{{"one", false}, {"two", false}, {exact, false}, {long[:MaxLine], true}, {"after", false}, {long[:MaxLine], true}}
+	if len(lines) != len(want) {
+		t.Fatalf("%d lines, want %d: %.300v", len(lines), len(want), lines)
+	}
+	for i := range want {
+		if lines[i] != want[i] {
+			t.Errorf("line %d: %d bytes, cut %v; want %d bytes, cut %v", i, len(lines[i].text), lines[i].cut, len(want[i].text), want[i].cut)
+		}
+	}
+	if s := tl.String(); !strings.HasSuffix(s, "\n    | after\n    | "+long[:tailWidth]) {
 		t.Errorf("tail %.200q", s)
 	}
 	for i := 0; i < 2*tailLines; i++ {
@@ -44,6 +66,39 @@ func TestCopyLinesKeepsLinesWhole(t *testing.T) {
 	if n := strings.Count(tl.String(), "\n"); n != tailLines {
 		t.Errorf("tail keeps %d lines, want %d", n, tailLines)
 	}
+}
+
+// A line that never ends costs one MaxLine buffer, not the line: 64 MiB
+// without a newline is read in a bounded heap.
+func TestCopyLinesBoundsAnEndlessLine(t *testing.T) {
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	n := 0
+	var tl tail
+	copyLines(io.LimitReader(zeros{}, 64<<20), func(l Line) {
+		n++
+		if !l.Cut || len(l.Text) != MaxLine {
+			t.Errorf("line of %d bytes, cut %v; want the first %d, cut", len(l.Text), l.Cut, MaxLine)
+		}
+	}, Line{}, &tl)
+	runtime.ReadMemStats(&after)
+	if n != 1 {
+		t.Errorf("%d lines, want 1", n)
+	}
+	if grew := after.TotalAlloc - before.TotalAlloc; grew > 8*MaxLine {
+		t.Errorf("reading a 64 MiB line allocated %d bytes; want less than %d", grew, 8*MaxLine)
+	}
+}
+
+// zeros reads as endless 'z's.
+type zeros struct{}
+
+func (zeros) Read(p []byte) (int, error) {
+	for i := range p {
+		p[i] = 'z'
+	}
+	return len(p), nil
 }
 
 func TestResolveCommand(t *testing.T) {

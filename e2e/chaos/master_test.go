@@ -53,7 +53,7 @@ func startMaster(t *testing.T, workers int, mode string, args ...string) *master
 		modeFile: filepath.Join(tmp, "mode"),
 	}
 	m.setMode(mode)
-	full := []string{"run", "--listen", "web=127.0.0.1:0", "--workers", strconv.Itoa(workers),
+	full := []string{"run", "--log-time=false", "--listen", "web=127.0.0.1:0", "--workers", strconv.Itoa(workers),
 		"--env", roleEnv + "=worker", "--env", modeFileEnv + "=" + m.modeFile}
 	full = append(full, args...)
 	full = append(full, "--", self, "chaos-worker", m.nonce)

@@ -9,6 +9,7 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"flag"
@@ -18,6 +19,7 @@ import (
 	"os"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/hotcluster/hotcluster/child"
@@ -27,22 +29,30 @@ func main() {
 	addr := flag.String("addr", "127.0.0.1:8080", "address to listen on when no socket is inherited")
 	reuseport := flag.Bool("reuseport", false, "set SO_REUSEPORT on the -addr listener, so that several copies run by hand share the port")
 	plain := flag.Bool("plain-shutdown", false, "on SIGTERM call a plain http.Server.Shutdown instead of child.ServeHTTP's drain")
+	accessLog := flag.Bool("access-log", false, "print a line on stdout for every request answered")
+	logRate := flag.Int("log-rate", 0, "print this many lines a second on stdout, about 100 bytes each, for log benchmarks")
 	flag.Parse()
-	if err := run(*addr, *reuseport, *plain); err != nil {
+	if *logRate > 0 {
+		go printAt(*logRate)
+	}
+	if err := run(*addr, *reuseport, *plain, *accessLog); err != nil {
 		fmt.Fprintln(os.Stderr, "hello:", err)
 		os.Exit(1)
 	}
 }
 
-func run(addr string, reuseport, plain bool) error {
+func run(addr string, reuseport, plain, accessLog bool) error {
 	ln, err := listen(addr, reuseport)
 	if err != nil {
 		return err
 	}
 	line := fmt.Sprintf("hello pid=%d gen=%d worker=%d\n", os.Getpid(), child.Generation(), child.WorkerID())
 	mux := http.NewServeMux()
-	mux.HandleFunc("/", func(w http.ResponseWriter, _ *http.Request) {
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		fmt.Fprint(w, line)
+		if accessLog {
+			fmt.Printf("%s %s %s 200 %d\n", r.RemoteAddr, r.Method, r.URL.Path, len(line))
+		}
 	})
 	mux.HandleFunc("/slow", func(w http.ResponseWriter, r *http.Request) {
 		ms, err := strconv.Atoi(r.URL.Query().Get("ms"))
@@ -68,6 +78,24 @@ func run(addr string, reuseport, plain bool) error {
 		return servePlain(srv, ln)
 	}
 	return child.ServeHTTP(context.Background(), srv, ln, child.Options{})
+}
+
+// printAt prints rate lines a second on stdout, in a batch every 10ms,
+// each numbered and padded to about 100 bytes, until the process exits.
+func printAt(rate int) {
+	w := bufio.NewWriterSize(os.Stdout, 256<<10)
+	pad := strings.Repeat("x", 70)
+	start := time.Now()
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	n := 0
+	for now := range tick.C {
+		due := int(now.Sub(start).Seconds() * float64(rate))
+		for ; n < due; n++ {
+			fmt.Fprintf(w, "log line %09d %s\n", n, pad)
+		}
+		w.Flush()
+	}
 }
 
 // listen takes the inherited socket named "web", or the first inherited one,

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -14,6 +15,7 @@ import (
 	"time"
 
 	"github.com/hotcluster/hotcluster/internal/control"
+	"github.com/hotcluster/hotcluster/internal/logs"
 	"github.com/hotcluster/hotcluster/signals"
 	"github.com/urfave/cli/v2"
 )
@@ -51,6 +53,12 @@ func ctlCommands() []*cli.Command {
 		ctlCommand("stop", "drain the workers and stop the master; returns once it has exited", "", stopAction,
 			&cli.BoolFlag{Name: "force", Usage: "kill the workers at once instead of draining them"}),
 		ctlCommand("events", "print the instance's events as JSON lines as they happen (fork, ready, exit, reload-start, reload-done, ...)", "", eventsAction),
+		ctlCommand("logs", "print the last lines of the workers and the master (kept in the master's memory), and with -f follow new ones, also across reloads and upgrades", "", logsAction,
+			&cli.IntFlag{Name: "lines", Aliases: []string{"n"}, Value: defaultLogLines, Usage: "how many of the last lines to print (0: none, with -f only new ones)"},
+			&cli.BoolFlag{Name: "follow", Aliases: []string{"f"}, Usage: "print new lines as they come, until interrupted"},
+			&cli.IntFlag{Name: "worker", Value: -1, Usage: "only the lines of worker `SLOT`"},
+			&cli.IntFlag{Name: "generation", Usage: "only the lines of generation `G`"},
+			&cli.DurationFlag{Name: "since", Usage: "only lines of the last `DURATION` (e.g. 10m)"}),
 		ctlCommand("send", "send a JSON value to the workers' message channel (--ipc)", "JSON", sendAction,
 			&cli.IntFlag{Name: "worker", Value: -1, Usage: "the worker `SLOT` to send to"},
 			&cli.BoolFlag{Name: "all", Usage: "send to every worker of the serving generation (the default)"}),
@@ -204,7 +212,26 @@ func printStatus(out io.Writer, st control.Status) error {
 	for _, e := range st.Errored {
 		fmt.Fprintf(out, "slot %d given up %s ago: %s\n", e.Slot, roundDuration(time.Since(e.Since)), e.Why)
 	}
-	if st.LogDropped > 0 {
+	if l := st.Log; l != nil {
+		var names []string
+		for _, o := range l.Outputs {
+			names = append(names, o.Name)
+		}
+		kept := "none kept for hotcluster logs (--log-buffer 0)"
+		if l.BufferMaxLines > 0 {
+			kept = fmt.Sprintf("%d lines kept for hotcluster logs (%s of %s)", l.BufferLines, formatSize(uint64(l.BufferBytes)), formatSize(uint64(l.BufferMaxBytes)))
+		}
+		fmt.Fprintf(out, "log: to %s; %s\n", strings.Join(names, ", "), kept)
+		for _, o := range l.Outputs {
+			if o.Dropped > 0 {
+				why := "not written fast enough"
+				if o.Error != "" {
+					why = o.Error
+				}
+				fmt.Fprintf(out, "log: %d lines dropped by %s (%s)\n", o.Dropped, o.Name, why)
+			}
+		}
+	} else if st.LogDropped > 0 {
 		fmt.Fprintf(out, "log: %d lines dropped (the master's output was not read fast enough, or has gone)\n", st.LogDropped)
 	}
 	fmt.Fprintln(out)
@@ -331,6 +358,133 @@ func eventsAction(c *cli.Context) error {
 		}
 	}
 	return fmt.Errorf("events: the stream ended %d times; giving up", maxStreams)
+}
+
+// defaultLogLines is what `hotcluster logs` prints without -n, as tail(1).
+const defaultLogLines = 10
+
+func logsAction(c *cli.Context) error {
+	if c.Args().Len() > 0 {
+		return usagef("logs takes no arguments, got %q", c.Args().Slice())
+	}
+	req := control.Request{Cmd: control.CmdLogs, Lines: c.Int("lines"), Follow: c.Bool("follow")}
+	if req.Lines < 0 {
+		return usagef("logs: --lines %d: want 0 or more", req.Lines)
+	}
+	if c.IsSet("worker") {
+		w := c.Int("worker")
+		if w < 0 {
+			return usagef("logs: --worker %d: want a slot, 0 or more", w)
+		}
+		req.Slot = &w
+	}
+	if g := c.Int("generation"); c.IsSet("generation") {
+		if g < 1 {
+			return usagef("logs: --generation %d: want a generation, 1 or more", g)
+		}
+		req.Generation = uint64(g)
+	}
+	start := time.Now()
+	if d := c.Duration("since"); c.IsSet("since") {
+		if d <= 0 {
+			return usagef("logs: --since %s: want a positive duration such as 10m", d)
+		}
+		since := start.Add(-d)
+		req.Since = &since
+		if !c.IsSet("lines") {
+			req.Lines = -1 // every line of that time
+		}
+	}
+	path, err := socketOf(c)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := ctlContext(c)
+	defer cancel()
+	p := newLogPrinter(c.App.Writer, c.App.ErrWriter, c.Bool("json"))
+	// A master that upgrades hands the socket to its successor: a
+	// following stream ends, and goes on from the new master, from the
+	// lines it has that this one has not printed (the old master's lines
+	// it did not send are lost). It ends for good when no master answers.
+	const maxStreams = 1000
+	for streams := 0; streams < maxStreams; streams++ {
+		err = control.Stream(ctx, path, req, p.started, p.line)
+		switch {
+		case ctx.Err() != nil:
+			return nil
+		case !req.Follow:
+			return err
+		case err != nil && streams > 0 && (errors.Is(err, control.ErrNoMaster) || errors.Is(err, control.ErrNoAnswer)):
+			return nil // the master stopped
+		case err != nil:
+			return err
+		}
+		// Again, from what the next master holds since this command began.
+		req.Lines = -1
+		if req.Since == nil || req.Since.Before(start) {
+			req.Since = &start
+		}
+	}
+	return fmt.Errorf("logs: the stream ended %d times; giving up", maxStreams)
+}
+
+// logPrinter prints the lines of `hotcluster logs`, once each across
+// the streams of the masters it follows.
+type logPrinter struct {
+	out, errOut io.Writer
+	json        bool
+	style       logs.Style
+	pid         int            // of the master streaming now
+	printed     map[int]uint64 // per master PID, the last sequence number printed
+}
+
+func newLogPrinter(out, errOut io.Writer, json bool) *logPrinter {
+	p := &logPrinter{out: out, errOut: errOut, json: json, printed: make(map[int]uint64),
+		style: logs.Style{Format: logs.Text, Time: true}}
+	if f, ok := out.(*os.File); ok && useColorOn(f) {
+		p.style.Color = true
+	}
+	return p
+}
+
+func (p *logPrinter) started(result json.RawMessage) error {
+	var s control.LogsStarted
+	if err := json.Unmarshal(result, &s); err != nil {
+		return fmt.Errorf("logs: the master's answer: %w", err)
+	}
+	p.pid = s.PID
+	return nil
+}
+
+func (p *logPrinter) line(raw json.RawMessage) error {
+	var l control.LogLine
+	if err := json.Unmarshal(raw, &l); err != nil {
+		return fmt.Errorf("logs: a line from the master: %w", err)
+	}
+	if l.Dropped > 0 {
+		fmt.Fprintf(p.errOut, "hotcluster: logs: %d lines dropped here: this command did not read them fast enough\n", l.Dropped)
+		return nil
+	}
+	if l.Seq != 0 {
+		if l.Seq <= p.printed[p.pid] {
+			return nil // printed from an earlier stream of this master
+		}
+		p.printed[p.pid] = l.Seq
+	}
+	if p.json {
+		_, err := fmt.Fprintf(p.out, "%s\n", raw)
+		return err
+	}
+	r := logs.Record{Time: l.Time, Priority: logs.PriorityOfLevel(l.Level), Master: l.Stream == "",
+		Gen: l.Gen, PID: l.PID, Stream: l.Stream, Text: []byte(l.Msg), Cut: l.Cut}
+	if l.Slot != nil {
+		r.Slot = *l.Slot
+	}
+	if len(l.JSON) > 0 {
+		r.Text = l.JSON
+	}
+	_, err := p.out.Write(p.style.Append(nil, &r))
+	return err
 }
 
 func sendAction(c *cli.Context) error {

@@ -132,12 +132,31 @@ command = ["./server"]
 	for _, c := range categories {
 		if c != "" {
 			fmt.Fprintf(&b, "\n# --- %s ---\n", c)
+			if intro := categoryIntro[c]; intro != "" {
+				b.WriteString("#\n")
+				for _, line := range wrapWords(intro, 76) {
+					b.WriteString("# " + line + "\n")
+				}
+			}
 		}
 		for _, f := range byCategory[c] {
 			writeExampleKey(&b, f)
 		}
 	}
 	return b.Bytes()
+}
+
+// categoryIntro says what a group of keys is about, at its head.
+var categoryIntro = map[string]string{
+	"logs": "Where lines go: by default the workers' stdout to hotcluster's stdout, " +
+		"their stderr (marked err) and hotcluster's own lines to its stderr, each with " +
+		"its time; under systemd straight to the journal, with HOTCLUSTER_SLOT and the " +
+		"other fields journalctl selects on; with log-file to a file, rotated by size " +
+		"and reopened on SIGUSR1 for logrotate. A worker's line is cut at 64 KiB. " +
+		"Whatever the outputs, the master keeps the last lines of each worker for " +
+		"hotcluster logs (-f follows). An output that is slow, full or gone costs " +
+		"lines, counted in hotcluster status, never a stalled master. See Logs in " +
+		"docs/operations.md.",
 }
 
 // writeExampleKey writes to b the usage of f and its key, commented out with

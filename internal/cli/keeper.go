@@ -1,11 +1,10 @@
 package cli
 
 import (
-	"log/slog"
-	"os"
+	"time"
 
 	"github.com/hotcluster/hotcluster/internal/keeper"
-	"github.com/hotcluster/hotcluster/internal/master"
+	"github.com/hotcluster/hotcluster/internal/logs"
 	"github.com/urfave/cli/v2"
 )
 
@@ -21,8 +20,16 @@ func keeperCommand() *cli.Command {
 			&cli.StringFlag{Name: "log-format", Value: "text"},
 		},
 		Action: func(c *cli.Context) error {
-			log := master.NewLogger(os.Stderr, c.String("log-format") == "json", slog.LevelInfo)
-			keeper.Main(c.Int("master"), c.Int("pgrp"), log)
+			cfg := logs.Config{NoRing: true}
+			if c.String("log-format") == "json" {
+				cfg.Format = logs.JSON
+			}
+			l, err := logs.Open(cfg)
+			if err != nil {
+				return err
+			}
+			defer l.Close(2 * time.Second)
+			keeper.Main(c.Int("master"), c.Int("pgrp"), l.Logger())
 			return nil
 		},
 	}

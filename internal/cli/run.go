@@ -7,7 +7,6 @@
 package cli
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -25,7 +24,9 @@ import (
 	"github.com/hotcluster/hotcluster/internal/control"
 	"github.com/hotcluster/hotcluster/internal/devloop"
 	"github.com/hotcluster/hotcluster/internal/handoff"
-	"github.com/hotcluster/hotcluster/internal/logsink"
+	"github.com/hotcluster/hotcluster/internal/logfile"
+	"github.com/hotcluster/hotcluster/internal/logring"
+	"github.com/hotcluster/hotcluster/internal/logs"
 	"github.com/hotcluster/hotcluster/internal/master"
 	"github.com/hotcluster/hotcluster/internal/safedir"
 	"github.com/hotcluster/hotcluster/signals"
@@ -180,8 +181,17 @@ worker.`,
 			&cli.DurationFlag{Name: "shutdown-delay", Category: "operations", Usage: "on the first SIGTERM/SIGINT, fail /readyz and keep serving this long before draining, while load balancers and Kubernetes' endpoints stop sending (5s-10s there); a second signal or hotcluster stop drains at once (default: 0, drain at once)"},
 			&cli.StringFlag{Name: "cgroup", Category: "operations", Value: "auto", Usage: "auto: each worker in a cgroup of its own, where hotcluster may make one (root, or a subtree systemd delegated), so that whatever it starts is killed with it; off: process groups and the reaper of orphans only"},
 			&cli.StringFlag{Name: "config", Usage: "TOML `FILE` setting any of these flags by name (workers = 4, listen = [\":8080\"], ready-timeout = \"30s\") and command = [...] for the worker command; the command line wins (default: ./hotcluster.toml when it exists; --config '' reads none; hotcluster init writes an example)"},
-			&cli.StringFlag{Name: "log-format", Value: "text", Usage: "format of hotcluster's own log lines: text, or json (one object per line: time, level, msg)"},
-			&cli.StringFlag{Name: "log-level", Value: "info", Usage: "info, or debug to also log every message a worker sends on its channel"},
+			&cli.StringFlag{Name: "log-format", Category: "logs", Value: "text", Usage: "format of every log line, hotcluster's and the workers': text (\"hotcluster: …\", \"[gN wS] …\", \"[gN wS err] …\" for a worker's stderr), or json (one object per line: time, level, msg, and for a worker's line gen, slot, pid, stream; a line that is a JSON object stays one, as \"json\")"},
+			&cli.StringFlag{Name: "log-level", Category: "logs", Value: "info", Usage: "info, or debug to also log every message a worker sends on its channel"},
+			&cli.BoolFlag{Name: "log-time", Category: "logs", Value: true, DefaultText: "on, except on the journal's stream, which stamps lines itself", Usage: "start each text line with its time (RFC 3339, to the millisecond); --log-time=false leaves it out"},
+			&cli.StringFlag{Name: "log-file", Category: "logs", Usage: "write the log to `FILE` instead of stderr/stdout (or the journal): hotcluster's lines, and the workers' unless --worker-log-file; rotated by size, reopened on SIGUSR1 (logrotate). Its directory must be one no other user can write, e.g. /var/log/NAME"},
+			&cli.StringFlag{Name: "worker-log-file", Category: "logs", Usage: "write the workers' lines to `FILE` (rotated and reopened as --log-file)"},
+			&cli.StringFlag{Name: "log-max-size", Category: "logs", Value: "100M", Usage: "rotate a log file once it would pass `SIZE` (1M or more; whole MiB)"},
+			&cli.IntFlag{Name: "log-max-files", Category: "logs", Value: logfile.DefaultMaxFiles, Usage: "rotated log files kept beside the current one; 0: all"},
+			&cli.BoolFlag{Name: "log-compress", Category: "logs", Usage: "gzip rotated log files"},
+			&cli.BoolFlag{Name: "log-journal", Category: "logs", Value: true, Usage: "under systemd (stderr is the journal's stream), write to the journal natively, with HOTCLUSTER_GENERATION, HOTCLUSTER_SLOT, HOTCLUSTER_WORKER_PID and a priority per line (err for stderr); --log-journal=false writes plain lines"},
+			&cli.IntFlag{Name: "log-buffer", Category: "logs", Value: logring.DefaultMaxLines, Usage: "lines the master keeps in memory for hotcluster logs (the last of each worker, and its own); 0: none"},
+			&cli.StringFlag{Name: "log-buffer-size", Category: "logs", Value: "4M", Usage: "bound of those lines' memory, `SIZE` (1M or more)"},
 		}),
 		Before: loadConfigFile,
 		Action: runAction,
@@ -274,17 +284,8 @@ func parseRun(c *cli.Context) (*master.Config, error) {
 			return nil, err
 		}
 	}
-	f := c.String("log-format")
-	if f != "text" && f != "json" {
-		return nil, usagef("--log-format %q: want text or json", f)
-	}
-	rc.JSONLog = f == "json"
-	switch l := c.String("log-level"); l {
-	case "info":
-	case "debug":
-		rc.Debug = true
-	default:
-		return nil, usagef("--log-level %q: want info or debug", l)
+	if err := parseLog(c, &rc.Log); err != nil {
+		return nil, err
 	}
 	rc.Name = c.String("name")
 	if rc.Name == "" {
@@ -293,6 +294,7 @@ func parseRun(c *cli.Context) (*master.Config, error) {
 		return nil, usagef("--name: %w", err)
 	}
 	rc.Control = controlPath(rc.Name, c.String("control"))
+	rc.Log.Name = rc.Name
 	if m := c.String("max-memory"); m != "" {
 		if rc.MaxMemory, err = parseSize(m); err != nil {
 			return nil, usagef("--max-memory: %w", err)
@@ -365,10 +367,16 @@ func parseRun(c *cli.Context) (*master.Config, error) {
 	return &rc, nil
 }
 
-// useColor: colours on a terminal, unless NO_COLOR is set (no-color.org).
+// useColor: colours allowed, unless NO_COLOR is set (no-color.org); the
+// log paints only the outputs that are terminals.
 func useColor() bool {
 	_, set := os.LookupEnv("NO_COLOR")
-	return !set && devloop.IsTerminal(2)
+	return !set
+}
+
+// useColorOn: colours on f, a terminal, unless NO_COLOR is set.
+func useColorOn(f *os.File) bool {
+	return useColor() && devloop.IsTerminal(int(f.Fd()))
 }
 
 // parseSignal accepts TERM, SIGTERM or 15.
@@ -398,22 +406,35 @@ func runAction(c *cli.Context) error {
 	// From here on the master writes its log: a reader that goes away or
 	// stops reading must neither kill it (SIGPIPE) nor stall it.
 	signals.SurviveBrokenPipe()
-	sink := logsink.New(os.Stderr, logsink.Config{Notice: dropNotice(cfg.JSONLog)})
-	cfg.Out, cfg.Dropped = sink, sink.Dropped
+	cfg.Log.Color = useColor()
+	log, err := logs.Open(cfg.Log)
+	if err != nil {
+		return logFileError(err)
+	}
+	cfg.Logs = log
 	cfg.Version = fullVersion()
-	cfg.Color = useColor() && !cfg.JSONLog
 	if args, _ := c.App.Metadata[argsKey].([]string); len(args) > 0 {
 		cfg.Reparse = func() (*master.Config, error) { return reparseRun(args) }
 	}
 	err = serve(c.Context, cfg)
 	if err != nil {
-		// Through the sink: a plain write to a stalled stderr would keep
+		// Through the log: a plain write to a stalled stderr would keep
 		// the master from exiting.
-		fmt.Fprintf(sink, "hotcluster: %v\n", err)
+		log.Final(err)
 		err = &reportedError{err}
 	}
-	sink.Close(logFlushTimeout)
+	log.Close(logFlushTimeout)
 	return err
+}
+
+// logFileError makes a log file that cannot be used safely, or at all, a
+// usage error that says what to do.
+func logFileError(err error) error {
+	var ue *safedir.UnsafeError
+	if errors.As(err, &ue) {
+		return usagef("%w (use a directory of its own, such as /var/log/NAME: LogsDirectory=NAME under systemd)", err)
+	}
+	return &usageError{err}
 }
 
 // serve makes and runs the master; what New refuses because of the command
@@ -432,12 +453,62 @@ func serve(ctx context.Context, cfg *master.Config) error {
 	return m.Run(ctx)
 }
 
-// dropNotice makes the line that says how many log lines were dropped, in
-// the master's log format.
-func dropNotice(json bool) func(uint64) []byte {
-	return func(n uint64) []byte {
-		var b bytes.Buffer
-		master.NewLogger(&b, json, slog.LevelInfo).Warn(fmt.Sprintf("dropped %d log lines: the master's output was not read fast enough (see hotcluster status)", n))
-		return b.Bytes()
+// parseLog reads the log flags into lc.
+func parseLog(c *cli.Context, lc *logs.Config) error {
+	switch f := c.String("log-format"); f {
+	case "text":
+	case "json":
+		lc.Format = logs.JSON
+	default:
+		return usagef("--log-format %q: want text or json", f)
 	}
+	switch l := c.String("log-level"); l {
+	case "info":
+	case "debug":
+		lc.Level = slog.LevelDebug
+	default:
+		return usagef("--log-level %q: want info or debug", l)
+	}
+	if c.IsSet("log-time") {
+		on := c.Bool("log-time")
+		lc.Time = &on
+	}
+	lc.File, lc.WorkerFile = c.String("log-file"), c.String("worker-log-file")
+	for name, p := range map[string]string{"--log-file": lc.File, "--worker-log-file": lc.WorkerFile} {
+		if p != "" && (strings.HasSuffix(p, "/") || p == "-") {
+			return usagef("%s %q: want a file path such as /var/log/app/app.log", name, p)
+		}
+	}
+	if lc.File != "" && filepath.Clean(lc.File) == filepath.Clean(lc.WorkerFile) {
+		return usagef("--worker-log-file is --log-file: give --log-file alone to have both in one file")
+	}
+	size, err := parseSize(c.String("log-max-size"))
+	if err != nil {
+		return usagef("--log-max-size: %w", err)
+	}
+	lc.Rotate.MaxSize = int64(size)
+	switch n := c.Int("log-max-files"); {
+	case n < 0:
+		return usagef("--log-max-files %d: want 0 (keep all) or more", n)
+	case n == 0:
+		lc.Rotate.MaxFiles = -1
+	default:
+		lc.Rotate.MaxFiles = n
+	}
+	lc.Rotate.Compress = c.Bool("log-compress")
+	lc.NoJournal = !c.Bool("log-journal")
+	switch n := c.Int("log-buffer"); {
+	case n < 0:
+		return usagef("--log-buffer %d: want 0 (keep none) or more lines", n)
+	case n == 0:
+		lc.NoRing = true
+	default:
+		lc.Ring.MaxLines = n
+	}
+	bsize, err := parseSize(c.String("log-buffer-size"))
+	if err != nil {
+		return usagef("--log-buffer-size: %w", err)
+	}
+	lc.Ring.MaxBytes = int64(bsize)
+	return nil
 }

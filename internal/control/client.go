@@ -2,6 +2,7 @@ package control
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -106,17 +107,33 @@ func exchange(c *net.UnixConn, req Request) (Response, *bufio.Reader, error) {
 // Events streams the master's events to each until ctx ends, the master
 // stops (nil) or each returns an error.
 func Events(ctx context.Context, path string, each func(json.RawMessage) error) error {
+	return Stream(ctx, path, Request{Cmd: CmdEvents}, nil, each)
+}
+
+// Stream sends req, a request that streams (events, logs), gives the
+// response's result to started (unless nil), then each line to each
+// until ctx ends, the master ends the stream (nil) or each returns an
+// error.
+func Stream(ctx context.Context, path string, req Request, started func(json.RawMessage) error, each func(json.RawMessage) error) error {
+	if err := req.Check(); err != nil {
+		return err
+	}
 	c, done, err := open(ctx, path)
 	if err != nil {
 		return err
 	}
 	defer done()
-	resp, br, err := exchange(c, Request{Cmd: CmdEvents})
+	resp, br, err := exchange(c, req)
 	if err != nil {
 		return err
 	}
 	if !resp.OK {
 		return &RemoteError{resp.Error}
+	}
+	if started != nil {
+		if err := started(resp.Result); err != nil {
+			return err
+		}
 	}
 	for {
 		line, err := br.ReadBytes('\n')
@@ -132,7 +149,7 @@ func Events(ctx context.Context, path string, each func(json.RawMessage) error) 
 		var probe struct {
 			Error string `json:"stream_error"`
 		}
-		if json.Unmarshal(line, &probe) == nil && probe.Error != "" {
+		if bytes.Contains(line, []byte(`"stream_error"`)) && json.Unmarshal(line, &probe) == nil && probe.Error != "" {
 			return &RemoteError{probe.Error}
 		}
 		if err := each(json.RawMessage(line[:len(line)-1])); err != nil {

@@ -79,7 +79,9 @@ func TestServerAnswersAndRefuses(t *testing.T) {
 		{`{"cmd":"status"} {"cmd":"stop"}` + "\n", false, "more than one JSON value"},
 		{`{"cmd":"scale","scale":"x"}` + "\n", false, `scale "x"`},
 		{`{"cmd":"send"}` + "\n", false, "send without a message"},
-		{`{"cmd":"status","slot":1}` + "\n", false, "only for the send command"},
+		{`{"cmd":"status","slot":1}` + "\n", false, "only for the send and logs commands"},
+		{`{"cmd":"status","follow":true}` + "\n", false, "only for the logs command"},
+		{`{"cmd":"logs","slot":-1}` + "\n", false, "slot -1: want 0 or more"},
 		{`{"cmd":"stat`, false, "incomplete after 200ms"},
 		{`{"cmd":"stat`, true, "bad request"},
 		{"", true, "no request before the connection closed"},
@@ -238,6 +240,7 @@ func FuzzDecodeRequest(f *testing.F) {
 	for _, s := range []string{
 		`{"cmd":"status"}`, `{"cmd":"scale","scale":"+1"}`, `{"cmd":"send","slot":0,"message":{"a":[1]}}`,
 		`{"cmd":"stop","force":true}`, `{"cmd":"send","message":"\ud800"}`, `[]`, `{"cmd":null}`, "\x00",
+		`{"cmd":"logs","lines":-1,"follow":true,"slot":2,"generation":3,"since":"2026-11-25T10:00:00Z"}`,
 	} {
 		f.Add([]byte(s))
 	}

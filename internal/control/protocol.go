@@ -17,6 +17,7 @@ import (
 	"fmt"
 	"io"
 	"strings"
+	"time"
 
 	"github.com/hotcluster/hotcluster/internal/protocol"
 )
@@ -34,21 +35,30 @@ const (
 	CmdStop    = "stop"
 	CmdEvents  = "events"
 	CmdSend    = "send"
+	CmdLogs    = "logs"
 )
 
-var commands = []string{CmdStatus, CmdReload, CmdUpgrade, CmdScale, CmdStop, CmdEvents, CmdSend}
+var commands = []string{CmdStatus, CmdReload, CmdUpgrade, CmdScale, CmdStop, CmdEvents, CmdSend, CmdLogs}
 
 // Request is one command to the master.
 type Request struct {
 	Cmd string `json:"cmd"`
 	// Scale: "N" sets the size, "+N" and "-N" change it.
 	Scale string `json:"scale,omitempty"`
-	// Send: the worker slot, or all of them when nil.
+	// Send: the worker slot, or all of them when nil. Logs: that slot's
+	// lines only.
 	Slot *int `json:"slot,omitempty"`
 	// Send: the JSON value to deliver.
 	Message json.RawMessage `json:"message,omitempty"`
 	// Stop: kill the workers at once instead of draining them.
 	Force bool `json:"force,omitempty"`
+	// Logs: how many of the last lines (negative: all the master keeps),
+	// then with Follow every new one, of Generation only (when not 0), from
+	// Since on (when set).
+	Lines      int        `json:"lines,omitempty"`
+	Follow     bool       `json:"follow,omitempty"`
+	Generation uint64     `json:"generation,omitempty"`
+	Since      *time.Time `json:"since,omitempty"`
 }
 
 // Response answers a request. For events, an OK response is followed by
@@ -130,11 +140,17 @@ func (r Request) Check() error {
 		if len(r.Message) == 0 {
 			return fmt.Errorf("%w: send without a message", ErrRequest)
 		}
-		if r.Slot != nil && *r.Slot < 0 {
-			return fmt.Errorf("%w: slot %d: want 0 or more", ErrRequest, *r.Slot)
-		}
-	} else if len(r.Message) != 0 || r.Slot != nil {
-		return fmt.Errorf("%w: message and slot are only for the send command", ErrRequest)
+	} else if len(r.Message) != 0 {
+		return fmt.Errorf("%w: message is only for the send command", ErrRequest)
+	}
+	if r.Slot != nil && r.Cmd != CmdSend && r.Cmd != CmdLogs {
+		return fmt.Errorf("%w: slot is only for the send and logs commands", ErrRequest)
+	}
+	if r.Slot != nil && *r.Slot < 0 {
+		return fmt.Errorf("%w: slot %d: want 0 or more", ErrRequest, *r.Slot)
+	}
+	if r.Cmd != CmdLogs && (r.Lines != 0 || r.Follow || r.Generation != 0 || r.Since != nil) {
+		return fmt.Errorf("%w: lines, follow, generation and since are only for the logs command", ErrRequest)
 	}
 	if r.Force && r.Cmd != CmdStop {
 		return fmt.Errorf("%w: force is only for the stop command", ErrRequest)

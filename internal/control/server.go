@@ -218,3 +218,13 @@ func (r *Replier) Fail(err error) error {
 
 // Stream writes one more line of a stream after OK.
 func (r *Replier) Stream(v any) error { return r.write(v) }
+
+// StreamLines writes lines already encoded, each a JSON value and a
+// newline, in one write.
+func (r *Replier) StreamLines(b []byte) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.c.SetWriteDeadline(time.Now().Add(writeTimeout))
+	_, err := r.c.Write(b)
+	return err
+}

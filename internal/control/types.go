@@ -30,6 +30,9 @@ type Status struct {
 	// LogDropped counts the log lines the master dropped because its
 	// output was not read fast enough, or had gone.
 	LogDropped uint64 `json:"log_dropped,omitempty"`
+	// Log says where the log goes, what each output dropped, and what the
+	// buffer of `hotcluster logs` holds.
+	Log *LogStatus `json:"log,omitempty"`
 	// ForeignSockets are sockets not made by hotcluster found listening on
 	// (UDP: bound to) a steered listener's address.
 	ForeignSockets []ForeignSocket `json:"foreign_sockets"`
@@ -110,6 +113,51 @@ type Event struct {
 	Reason     string          `json:"reason,omitempty"`
 	Error      string          `json:"error,omitempty"`
 	Message    json.RawMessage `json:"message,omitempty"`
+}
+
+// LogStatus is the state of the master's log.
+type LogStatus struct {
+	Outputs []LogOutput `json:"outputs"`
+	// BufferLines and BufferBytes are what the buffer holds, within
+	// BufferMaxLines and BufferMaxBytes (0: no buffer).
+	BufferLines    int   `json:"buffer_lines"`
+	BufferBytes    int64 `json:"buffer_bytes"`
+	BufferMaxLines int   `json:"buffer_max_lines"`
+	BufferMaxBytes int64 `json:"buffer_max_bytes"`
+}
+
+// LogOutput is one place the log goes: stderr, stdout, journal or a file.
+type LogOutput struct {
+	Name    string `json:"name"`
+	Dropped uint64 `json:"dropped"`
+	// Error is the first error a write returned; the output may have
+	// recovered since.
+	Error string `json:"error,omitempty"`
+}
+
+// LogsStarted answers CmdLogs; the lines follow, one JSON object each, as
+// --log-format json writes them, with the master's sequence number.
+type LogsStarted struct {
+	// PID is the master's, which numbers its lines.
+	PID int `json:"pid"`
+}
+
+// LogLine is a line of the logs stream: a log line, or a notice that the
+// client fell behind and lost Dropped lines.
+type LogLine struct {
+	Time  time.Time `json:"time"`
+	Level string    `json:"level"`
+	Msg   string    `json:"msg"`
+	// JSON is a worker's line that is a JSON object, instead of Msg.
+	JSON   json.RawMessage `json:"json,omitempty"`
+	Gen    uint64          `json:"gen,omitempty"`
+	Slot   *int            `json:"slot,omitempty"`
+	PID    int             `json:"pid,omitempty"`
+	Stream string          `json:"stream,omitempty"`
+	Cut    bool            `json:"cut,omitempty"`
+	// Seq numbers the lines of one master.
+	Seq     uint64 `json:"seq,omitempty"`
+	Dropped uint64 `json:"dropped,omitempty"`
 }
 
 // Sent answers CmdSend.

@@ -9,9 +9,14 @@
 //
 // Lines wait in a queue bounded in bytes; one goroutine writes them out in
 // order. When the queue is full, new lines are dropped and counted; once
-// the output has caught up, one notice says how many were lost in that
-// burst. A write error (EPIPE once the reader has gone) drops the line the
+// the output takes lines again, one notice, before them, says how many
+// were lost in that burst. A write error (EPIPE once the reader has gone) drops the line the
 // same way and is remembered for [Sink.Err].
+//
+// With [Config.Batch] the goroutine writes what is queued in writes of up
+// to [BatchSize] bytes, so that a worker printing 100,000 lines a second
+// costs the master a few hundred writes a second, not 100,000. A line is
+// never split across two writes.
 //
 // A write that the kernel blocks cannot be cancelled without changing the
 // O_NONBLOCK flag of the output's open file description, which the shell or
@@ -30,6 +35,9 @@ import (
 // DefaultMaxQueued bounds the bytes waiting to be written.
 const DefaultMaxQueued = 4 << 20
 
+// BatchSize bounds one write of a batching Sink.
+const BatchSize = 64 << 10
+
 // Config configures a Sink. Zero fields take the defaults.
 type Config struct {
 	// MaxQueued bounds the bytes of lines waiting to be written.
@@ -38,6 +46,15 @@ type Config struct {
 	// up after lines were dropped, given their number. It is called from
 	// the writing goroutine, and must not write to the Sink.
 	Notice func(dropped uint64) []byte
+	// Failed, when set, is called with the error of the first write that
+	// failed after one that succeeded (so once per burst of failures, and
+	// for the first failure), from the writing goroutine. It must not
+	// write to the Sink.
+	Failed func(error)
+	// Batch writes what is queued in writes of up to BatchSize bytes, for
+	// outputs that take a stream of bytes (a pipe, a terminal, a file);
+	// not for one that wants a write per line (a datagram socket).
+	Batch bool
 }
 
 // Sink is an io.Writer of whole lines. Its methods are safe for concurrent
@@ -52,7 +69,10 @@ type Sink struct {
 	burst  uint64
 	closed bool
 	err    error
-	wake   chan struct{}
+	// failing: the last write failed (an EPIPE stays, a full disk or a
+	// restarted journal may not).
+	failing bool
+	wake    chan struct{}
 
 	dropped atomic.Uint64
 	done    chan struct{}
@@ -68,31 +88,39 @@ func New(out io.Writer, cfg Config) *Sink {
 	return s
 }
 
-// Write queues p, which should be one or more whole lines, and returns at
-// once. It never fails: a line that does not fit is dropped and counted.
+// Write queues a copy of p, which should be one or more whole lines, and
+// returns at once. It never fails: a line that does not fit is dropped and
+// counted.
 func (s *Sink) Write(p []byte) (int, error) {
+	s.Take(append([]byte(nil), p...))
+	return len(p), nil
+}
+
+// Take is Write without the copy: the Sink owns p from now on, and the
+// caller must not change it.
+func (s *Sink) Take(p []byte) {
 	s.mu.Lock()
 	if s.closed || s.queued+len(p) > s.cfg.MaxQueued {
 		s.burst++
 		s.mu.Unlock()
 		s.dropped.Add(1)
-		return len(p), nil
+		return
 	}
-	s.queue = append(s.queue, append([]byte(nil), p...))
+	s.queue = append(s.queue, p)
 	s.queued += len(p)
 	s.mu.Unlock()
 	select {
 	case s.wake <- struct{}{}:
 	default:
 	}
-	return len(p), nil
 }
 
 // Dropped returns how many lines were dropped so far: queue full, output
 // gone, or written after Close.
 func (s *Sink) Dropped() uint64 { return s.dropped.Load() }
 
-// Err returns the first error the output returned, if any.
+// Err returns the first error the output returned, if any. The output may
+// have recovered since (a disk that had filled up).
 func (s *Sink) Err() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -101,19 +129,16 @@ func (s *Sink) Err() error {
 
 func (s *Sink) run() {
 	defer close(s.done)
+	var buf []byte
+	if s.cfg.Batch {
+		buf = make([]byte, 0, BatchSize)
+	}
 	for {
 		s.mu.Lock()
 		for len(s.queue) == 0 {
-			burst := s.burst
-			s.burst = 0
 			closed := s.closed
-			// A broken output (EPIPE) stays broken: no notice can get
-			// through it.
-			broken := s.err != nil
 			s.mu.Unlock()
-			if burst > 0 && s.cfg.Notice != nil && !broken {
-				s.out.Write(s.cfg.Notice(burst))
-			}
+			s.notice()
 			if closed {
 				return
 			}
@@ -123,20 +148,68 @@ func (s *Sink) run() {
 		batch := s.queue
 		s.queue = nil
 		s.mu.Unlock()
-		for i, line := range batch {
-			if _, err := s.out.Write(line); err != nil {
-				s.mu.Lock()
-				if s.err == nil {
-					s.err = err
+		for len(batch) > 0 {
+			// The notice goes near the gap, also when the output never
+			// catches up; after failures, once a write got through.
+			s.notice()
+			var n, size int // lines and bytes in this write
+			var err error
+			if s.cfg.Batch && len(batch) > 1 {
+				buf = buf[:0]
+				for n < len(batch) && (n == 0 || len(buf)+len(batch[n]) <= BatchSize) {
+					buf = append(buf, batch[n]...)
+					n++
 				}
-				s.burst++
-				s.mu.Unlock()
-				s.dropped.Add(1)
+				size = len(buf)
+				_, err = s.out.Write(buf)
+			} else {
+				n, size = 1, len(batch[0])
+				_, err = s.out.Write(batch[0])
 			}
-			batch[i] = nil
-			s.mu.Lock()
-			s.queued -= len(line)
-			s.mu.Unlock()
+			s.wrote(n, size, err)
+			clear(batch[:n])
+			batch = batch[n:]
+		}
+		if cap(buf) > 4*BatchSize {
+			buf = make([]byte, 0, BatchSize) // after a line of a MiB
+		}
+	}
+}
+
+// notice writes the notice of the lines dropped since the last one, if
+// any, unless the output is failing.
+func (s *Sink) notice() {
+	if s.cfg.Notice == nil {
+		return
+	}
+	s.mu.Lock()
+	burst := s.burst
+	if s.failing || burst == 0 {
+		s.mu.Unlock()
+		return
+	}
+	s.burst = 0
+	s.mu.Unlock()
+	s.out.Write(s.cfg.Notice(burst))
+}
+
+// wrote accounts for a write of n lines, size bytes, that returned err.
+func (s *Sink) wrote(n, size int, err error) {
+	s.mu.Lock()
+	s.queued -= size
+	first := err != nil && !s.failing
+	s.failing = err != nil
+	if err != nil {
+		if s.err == nil {
+			s.err = err
+		}
+		s.burst += uint64(n)
+	}
+	s.mu.Unlock()
+	if err != nil {
+		s.dropped.Add(uint64(n))
+		if first && s.cfg.Failed != nil {
+			s.cfg.Failed(err)
 		}
 	}
 }

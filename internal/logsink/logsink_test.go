@@ -136,3 +136,81 @@ func TestCloseBlockedOutput(t *testing.T) {
 		t.Errorf("a write after Close: n=%d, dropped %d; want it taken and dropped", n, s.Dropped())
 	}
 }
+
+// failingWriter fails while fail is set, as a full disk does, and counts
+// the writes it takes.
+type failingWriter struct {
+	mu     sync.Mutex
+	fail   bool
+	writes int
+	out    bytes.Buffer
+}
+
+func (f *failingWriter) Write(p []byte) (int, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.fail {
+		return 0, syscall.ENOSPC
+	}
+	f.writes++
+	return f.out.Write(p)
+}
+
+// An output that fails for a while (a full disk) and then recovers: Failed
+// is called once for the burst, the lines are dropped and counted, and
+// once it writes again one notice says how many were lost. With Batch,
+// many lines go out in few writes, whole and in order.
+func TestOutputThatRecovers(t *testing.T) {
+	t.Parallel()
+	fw := &failingWriter{fail: true}
+	var failures []error
+	var mu sync.Mutex
+	s := New(fw, Config{Batch: true,
+		Notice: func(n uint64) []byte { return fmt.Appendf(nil, "dropped %d\n", n) },
+		Failed: func(err error) { mu.Lock(); failures = append(failures, err); mu.Unlock() },
+	})
+	for i := 0; i < 10; i++ {
+		s.Write([]byte("lost\n"))
+	}
+	// The writer has taken the ten lines once nothing is queued.
+	deadline := time.Now().Add(10 * time.Second)
+	for s.Dropped() < 10 && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond) // polling a counter, no ordering rests on it
+	}
+	fw.mu.Lock()
+	fw.fail = false
+	fw.mu.Unlock()
+	const n = 5000
+	for i := 0; i < n; i++ {
+		s.Write(fmt.Appendf(nil, "line %d\n", i))
+	}
+	if !s.Close(10 * time.Second) {
+		t.Fatal("Close: the queue was not written")
+	}
+	if s.Dropped() != 10 {
+		t.Errorf("dropped %d, want 10", s.Dropped())
+	}
+	mu.Lock()
+	if len(failures) != 1 || !errors.Is(failures[0], syscall.ENOSPC) {
+		t.Errorf("Failed called with %v, want once with ENOSPC", failures)
+	}
+	mu.Unlock()
+	var notices []string
+	i := 0
+	for _, l := range strings.Split(strings.TrimSuffix(fw.out.String(), "\n"), "\n") {
+		if strings.HasPrefix(l, "dropped ") {
+			notices = append(notices, l)
+			continue
+		}
+		if l != fmt.Sprintf("line %d", i) {
+			t.Fatalf("line %d is %q", i, l)
+		}
+		i++
+	}
+	if i != n || len(notices) != 1 || notices[0] != "dropped 10" {
+		t.Errorf("%d lines and the notices %q; want %d lines and one notice of 10", i, notices, n)
+	}
+	if fw.writes > n/10 {
+		t.Errorf("%d lines took %d writes; want them batched", n, fw.writes)
+	}
+}

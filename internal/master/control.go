@@ -9,6 +9,8 @@ import (
 
 	"github.com/hotcluster/hotcluster/internal/control"
 	"github.com/hotcluster/hotcluster/internal/handoff"
+	"github.com/hotcluster/hotcluster/internal/logring"
+	"github.com/hotcluster/hotcluster/internal/logs"
 	"github.com/hotcluster/hotcluster/internal/procstat"
 	"github.com/hotcluster/hotcluster/upgrade"
 	"github.com/hotcluster/hotcluster/workers"
@@ -82,6 +84,8 @@ func (m *Master) handle(ctx context.Context, req control.Request, r *control.Rep
 			m.log.Warn(fmt.Sprintf("send: %v", err))
 		}
 		r.OK(control.Sent{Delivered: n})
+	case control.CmdLogs:
+		m.serveLogs(ctx, req, r)
 	case control.CmdEvents:
 		control.ServeEvents(ctx, r, &m.hub, func() control.Event {
 			hello := control.Event{Time: time.Now(), Event: "connected", PID: os.Getpid()}
@@ -136,7 +140,7 @@ func (m *Master) status(ctx context.Context) (control.Status, error) {
 		Name: m.cfg.Name, PID: os.Getpid(), Version: m.cfg.Version, Started: m.started, Uptime: control.Duration(now.Sub(m.started)),
 		State: ps.State, Generation: ps.Current, Pending: ps.Pending, Size: ps.Size, Stopping: ps.Stopping, Command: ps.Command.Args,
 		Listeners: []control.Listener{}, Workers: []control.Worker{}, ForeignSockets: []control.ForeignSocket{},
-		LogDropped: m.cfg.Dropped(),
+		LogDropped: m.logs.Dropped(), Log: m.logStatus(),
 	}
 	if m.socks != nil {
 		for _, l := range m.socks.Listeners() {
@@ -177,4 +181,90 @@ func foreignOwners(f handoff.Foreign) []control.SocketOwner {
 		out = append(out, control.SocketOwner{PID: o.PID, Command: o.Command})
 	}
 	return out
+}
+
+// logStatus says what the log's outputs and buffer have done.
+func (m *Master) logStatus() *control.LogStatus {
+	ls := &control.LogStatus{Outputs: []control.LogOutput{}}
+	for _, o := range m.logs.Outputs() {
+		lo := control.LogOutput{Name: o.Name, Dropped: o.Dropped}
+		if o.Err != nil {
+			lo.Error = o.Err.Error()
+		}
+		ls.Outputs = append(ls.Outputs, lo)
+	}
+	if ring := m.logs.Ring(); ring != nil {
+		ls.BufferLines, ls.BufferBytes = ring.Usage()
+		lim := ring.Limits()
+		ls.BufferMaxLines, ls.BufferMaxBytes = lim.MaxLines, lim.MaxBytes
+	}
+	return ls
+}
+
+// logsChunk bounds the bytes of lines encoded for one write to a client.
+const logsChunk = 256 << 10
+
+// serveLogs answers `hotcluster logs`: the last lines the request selects
+// from the ring, then with Follow each new one until the client goes or
+// the control socket stops (at a hand-over the client goes on with the
+// new master). A client that falls behind loses lines, and a line says
+// how many; the ring never waits for it.
+func (m *Master) serveLogs(ctx context.Context, req control.Request, r *control.Replier) {
+	ring := m.logs.Ring()
+	if ring == nil {
+		r.Fail(errors.New("logs: this master keeps no lines (--log-buffer 0); see its log file or the journal"))
+		return
+	}
+	f := logring.Filter{Slot: req.Slot, Gen: req.Generation}
+	if req.Since != nil {
+		f.Since = *req.Since
+	}
+	var last []logring.Line
+	var fl *logring.Follower
+	if req.Follow {
+		last, fl = ring.Follow(f, req.Lines)
+		defer fl.Close()
+	} else {
+		last = ring.Last(f, req.Lines)
+	}
+	if r.OK(control.LogsStarted{PID: os.Getpid()}) != nil || sendLines(r, last, 0) != nil || fl == nil {
+		return
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-r.Stopping():
+			return
+		case <-fl.Wake():
+			lines, dropped := fl.Take()
+			if sendLines(r, lines, dropped) != nil {
+				return
+			}
+		}
+	}
+}
+
+// sendLines writes a notice of dropped lines, if any, then lines, as JSON
+// lines with their sequence numbers.
+func sendLines(r *control.Replier, lines []logring.Line, dropped uint64) error {
+	var buf []byte
+	if dropped > 0 {
+		buf = fmt.Appendf(buf, "{\"dropped\":%d}\n", dropped)
+	}
+	for i := range lines {
+		rec := logs.RecordOf(&lines[i])
+		buf = logs.AppendJSON(buf, &rec)
+		buf = fmt.Appendf(buf[:len(buf)-1], ",\"seq\":%d}\n", lines[i].Seq)
+		if len(buf) >= logsChunk {
+			if err := r.StreamLines(buf); err != nil {
+				return err
+			}
+			buf = buf[:0]
+		}
+	}
+	if len(buf) == 0 {
+		return nil
+	}
+	return r.StreamLines(buf)
 }

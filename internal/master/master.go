@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
 	"os"
@@ -18,6 +17,7 @@ import (
 	"github.com/hotcluster/hotcluster/internal/devloop"
 	"github.com/hotcluster/hotcluster/internal/handoff"
 	"github.com/hotcluster/hotcluster/internal/health"
+	"github.com/hotcluster/hotcluster/internal/logs"
 	"github.com/hotcluster/hotcluster/internal/metrics"
 	"github.com/hotcluster/hotcluster/internal/procstat"
 	"github.com/hotcluster/hotcluster/internal/reaper"
@@ -33,7 +33,7 @@ import (
 // the defaults of the packages they go to.
 type Config struct {
 	// Pool configures the worker group. The master sets its Sockets,
-	// Output, Log, LinePrefix, OnEvent and FirstGeneration.
+	// Lines, Log, OnEvent and FirstGeneration.
 	Pool workers.Config
 	// WorkersFrom says where Pool.Workers came from when the command line
 	// did not give it (the CPU quota, the CPU count), for the log.
@@ -65,16 +65,13 @@ type Config struct {
 	// off): what they leave is then found by process group and by the
 	// reaper alone.
 	NoCgroup bool
-	// JSONLog writes the master's lines as JSON; Debug logs at debug level
-	// too (the workers' messages); Color paints the workers' line prefixes.
-	JSONLog, Debug, Color bool
+	// Log says where the log goes and how it looks; Logs, when set, is the
+	// log already opened from it (the caller closes it), else New opens it
+	// and Run closes it.
+	Log  logs.Config
+	Logs *logs.Log
 	// Version is what status reports.
 	Version string
-	// Out receives the master's log and the workers' output lines
-	// (default os.Stderr); Dropped, when set, counts the lines Out had to
-	// drop, for status and metrics.
-	Out     io.Writer
-	Dropped func() uint64
 	// Reparse reads the command line and its config file again, at each
 	// reload; nil keeps the configuration.
 	Reparse func() (*Config, error)
@@ -93,6 +90,8 @@ const (
 type Master struct {
 	cfg     Config
 	log     *slog.Logger
+	logs    *logs.Log
+	ownLogs bool // opened by New, closed by Run
 	started time.Time
 
 	upg       *upgrade.Upgrader
@@ -137,19 +136,19 @@ type Master struct {
 func New(config Config) (_ *Master, err error) {
 	m := &Master{cfg: config, started: time.Now(), trim: newTrimmer()}
 	cfg := &m.cfg // takeOver adds to it
-	if cfg.Out == nil {
-		cfg.Out = os.Stderr
+	if cfg.Logs == nil {
+		if cfg.Logs, err = logs.Open(cfg.Log); err != nil {
+			return nil, err
+		}
+		m.ownLogs = true
 	}
-	if cfg.Dropped == nil {
-		cfg.Dropped = func() uint64 { return 0 }
-	}
-	level := slog.LevelInfo
-	if cfg.Debug {
-		level = slog.LevelDebug
-	}
-	m.log = NewLogger(cfg.Out, cfg.JSONLog, level)
+	m.logs = cfg.Logs
+	m.log = m.logs.Logger()
 	m.firstReady.Store(true)
 	var undo undoList
+	if m.ownLogs {
+		undo.add(func() { m.logs.Close(logFlushTimeout) })
+	}
 	defer func() {
 		if err != nil {
 			undo.run()
@@ -240,7 +239,7 @@ func (m *Master) openMetrics(undo *undoList) error {
 // openLeftovers starts what finds and stops the processes a worker leaves
 // behind: the reaper, the cgroup tree, the keeper.
 func (m *Master) openLeftovers(undo *undoList) error {
-	m.left = newLeftovers(leftoversConfig{noCgroup: m.cfg.NoCgroup, jsonLog: m.cfg.JSONLog}, m.log)
+	m.left = newLeftovers(leftoversConfig{noCgroup: m.cfg.NoCgroup, jsonLog: m.cfg.Log.Format == logs.JSON}, m.log)
 	undo.add(m.left.close)
 	return nil
 }
@@ -287,13 +286,10 @@ func (m *Master) openSockets(undo *undoList) error {
 // openPool makes the pool, and what follows it: systemd, reloads.
 func (m *Master) openPool(*undoList) error {
 	p := &m.cfg.Pool
-	p.Output = m.cfg.Out
+	p.Lines = m.workerLine
 	p.Log = m.log
 	p.OnEvent = m.event
 	p.Leftovers = m.left
-	if m.cfg.Color {
-		p.LinePrefix = colorPrefix
-	}
 	if m.cfg.Dev != nil {
 		// The first generation comes from the first build.
 		p.Command = workers.Command{}
@@ -317,7 +313,7 @@ func (m *Master) openDev(undo *undoList) error {
 	}
 	d := *m.cfg.Dev
 	d.Log = m.log
-	d.Color = m.cfg.Color
+	d.Color = m.logs.MasterColor()
 	d.OnBuild = m.built
 	if m.cfg.Pool.Credential != nil {
 		// The workers' user runs the build outputs: it may enter, not
@@ -455,7 +451,23 @@ func (m *Master) Run(ctx context.Context) error {
 	if poolErr == nil {
 		m.log.Info("stopped")
 	}
+	if m.ownLogs {
+		if poolErr != nil {
+			m.logs.Final(poolErr)
+		}
+		m.logs.Close(logFlushTimeout)
+	}
 	return poolErr
+}
+
+// logFlushTimeout bounds how long an exiting master waits for its last log
+// lines to be written to an output that nobody reads.
+const logFlushTimeout = 2 * time.Second
+
+// workerLine logs a line a worker printed (workers.Config.Lines).
+func (m *Master) workerLine(l workers.Line) {
+	r := logs.WorkerRecord(l.Time, l.Gen, l.Slot, l.PID, l.Stream.String(), l.Text, l.Cut)
+	m.logs.Worker(&r)
 }
 
 // actor adds fn to g: it runs with a context that the group's interrupt
@@ -521,16 +533,6 @@ func (m *Master) logStart() {
 	if m.healthLn != nil {
 		m.log.Info(fmt.Sprintf("health on http://%s (/livez, /readyz, /status)", m.healthLn.Addr()))
 	}
-}
-
-// slotColors are the ANSI colours of worker line prefixes, by slot, so that
-// a slot keeps its colour across generations.
-var slotColors = []string{"36", "35", "33", "32", "34", "96", "95", "93", "92", "94"}
-
-// colorPrefix starts a worker's lines on a terminal: "[gN wS] " in the
-// colour of the slot.
-func colorPrefix(gen uint64, slot int) string {
-	return fmt.Sprintf("\x1b[%sm[g%d w%d]\x1b[0m ", slotColors[slot%len(slotColors)], gen, slot)
 }
 
 // ListenerMode says how a listener moves traffic, for the log: "steered,
@@ -609,6 +611,14 @@ func (m *Master) intent(in signals.Intent) {
 			return
 		}
 		m.coord.Request()
+	case signals.ReopenLogs:
+		if err := m.logs.Reopen(); err != nil {
+			m.log.Error(fmt.Sprintf("SIGUSR1: reopen the log files: %v; writing on to the files open before", err))
+			return
+		}
+		if files := m.logs.Files(); len(files) > 0 {
+			m.log.Info(fmt.Sprintf("SIGUSR1: reopened %s", strings.Join(files, ", ")))
+		}
 	}
 }
 

@@ -14,7 +14,7 @@ import (
 // the pool's snapshot, and one reading of /proc per worker; and of the
 // foreign sockets on socks' addresses (socks may be nil).
 func newMetrics(m *Master) *metrics.Metrics {
-	pool, socks, dropped := m.pool, m.socks, m.cfg.Dropped
+	pool, socks, dropped := m.pool, m.socks, m.logs.Dropped
 	return metrics.New(func() metrics.Snapshot {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		defer cancel()

@@ -92,6 +92,11 @@ func (r *reloader) update() (*workers.Update, error) {
 	if np.MaxRestarts != fp.MaxRestarts || np.RestartWindow != fp.RestartWindow || np.Watchdog != fp.Watchdog {
 		fixed = append(fixed, "max-restarts/restart-window/watchdog")
 	}
+	nl, fl := next.Log, first.Log
+	nl.Color, fl.Color = false, false // the terminal's, not the command line's
+	if !reflect.DeepEqual(nl, fl) {
+		fixed = append(fixed, "log-*")
+	}
 	if len(fixed) > 0 {
 		slices.Sort(fixed)
 		r.log.Warn(fmt.Sprintf("reload: %v changed; that takes effect at the next upgrade (SIGUSR2) or restart, the rest now", fixed))

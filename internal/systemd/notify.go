@@ -1,10 +1,12 @@
 // Package systemd speaks to the service manager that runs hotcluster: the
 // notify protocol of Type=notify services (READY=1, RELOADING=1, STATUS=,
-// STOPPING=1, WATCHDOG=1, EXTEND_TIMEOUT_USEC=, MAINPID=). It is the only
-// importer of github.com/coreos/go-systemd.
+// STOPPING=1, WATCHDOG=1, EXTEND_TIMEOUT_USEC=, MAINPID=), the sockets of
+// socket activation, and journald's native protocol for the log
+// ([Journal]; its role widened from notify alone so that go-systemd keeps
+// one importer: github.com/coreos/go-systemd is imported here only).
 //
-// Invariant: every method is a no-op when the master was not started with
-// NOTIFY_SOCKET, so hotcluster behaves the same by hand and under systemd,
+// Invariant: every method of [Notifier] is a no-op when the master was not
+// started with NOTIFY_SOCKET, so hotcluster behaves the same by hand and under systemd,
 // and a notify failure never stops the master: it is logged by the caller.
 //
 // Workers never see this socket: each gets its own (package workers).

@@ -41,8 +41,11 @@ type bench struct {
 	warmup, readyTimeout, stopGrace    time.Duration
 	idleFor, roundDuration             time.Duration
 	modes                              []connMode
-	servers                            []*server
-	ports                              map[int]bool // every port handed out by freshAddr
+	// helloFlags and hotclusterFlags are added to every hello and every
+	// hotcluster run (a logging load: -access-log, --log-file …).
+	helloFlags, hotclusterFlags []string
+	servers                     []*server
+	ports                       map[int]bool // every port handed out by freshAddr
 }
 
 type connMode struct {
@@ -82,6 +85,8 @@ func run() int {
 		only      = flag.String("scenarios", "reload,upgrade,steady", "comma-separated scenarios to run: reload, latency (reload latency under a light load: 1 client), upgrade (SIGUSR2 binary upgrades), steady, footprint (the master's RSS and CPU without load)")
 		modes     = flag.String("modes", "new,keepalive", "comma-separated connection modes: new (a connection per request), keepalive")
 		skipPlain = flag.Bool("skip-plain", false, "skip the reload scenarios with hello -plain-shutdown")
+		helloF    = flag.String("hello-flags", "", "flags added to every hello, e.g. '-access-log' or '-log-rate 20000' for reloads under a logging load")
+		hotF      = flag.String("hotcluster-flags", "", "flags added to every hotcluster run, e.g. '--log-format json'")
 	)
 	flag.StringVar(&b.hotcluster, "hotcluster", "", "path of the hotcluster binary (required for the reload and steady scenarios)")
 	flag.StringVar(&b.hello, "hello", "", "path of the examples/hello binary (required)")
@@ -99,6 +104,7 @@ func run() int {
 	flag.IntVar(&b.rounds, "rounds", 3, "steady-state rounds per connection mode; each measures hotcluster and bare hellos one after the other on the same port, alternating which goes first")
 	flag.DurationVar(&b.roundDuration, "round-duration", 5*time.Second, "load duration of each steady-state round")
 	flag.Parse()
+	b.helloFlags, b.hotclusterFlags = strings.Fields(*helloF), strings.Fields(*hotF)
 
 	if err := b.validate(*modes); err != nil {
 		fmt.Fprintf(os.Stderr, "benchreload: %v\n", err)

@@ -58,8 +58,10 @@ func (b *bench) freshAddr() (string, int, error) {
 // for it; see waitServing.
 func (b *bench) startHotcluster(name, addr string, port int, extraFlags, helloArgs []string) (*server, error) {
 	argv := []string{b.hotcluster, "run", "--listen", "web=" + addr, "--workers", strconv.Itoa(b.workers)}
+	argv = append(argv, b.hotclusterFlags...)
 	argv = append(argv, extraFlags...)
 	argv = append(argv, "--", b.hello)
+	argv = append(argv, b.helloFlags...)
 	argv = append(argv, helloArgs...)
 	if err := b.ctx.Err(); err != nil {
 		return nil, err
@@ -97,7 +99,7 @@ func (b *bench) startBare(name, addr string, port int) (*server, error) {
 	s := &server{name: name, addr: addr, port: port, pids: map[int]bool{}}
 	b.track(s)
 	for i := range b.workers {
-		p, err := startProc(fmt.Sprintf("%s-%d", name, i), b.logDir, []string{b.hello, "-addr", addr, "-reuseport"})
+		p, err := startProc(fmt.Sprintf("%s-%d", name, i), b.logDir, append([]string{b.hello, "-addr", addr, "-reuseport"}, b.helloFlags...))
 		if err != nil {
 			return s, err
 		}
