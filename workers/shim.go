@@ -58,6 +58,10 @@ func ExecShim() int {
 		// The master died before the signal was armed.
 		return 127
 	}
+	if err := shimIntercept(); err != nil {
+		fmt.Fprintf(os.Stderr, "hotcluster-shim: %v\n", err)
+		return 127
+	}
 	err := syscall.Exec(path, argv, os.Environ())
 	fmt.Fprintf(os.Stderr, "hotcluster-shim: exec %s: %v\n", path, err)
 	return 127
