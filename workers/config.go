@@ -20,7 +20,8 @@ const (
 	// ReadyAuto waits for READY=1 from a worker that speaks the notify
 	// protocol; one that does not is ready once it is listening (it called
 	// listen(2) on the socket of every listener, inherited or given to its
-	// own bind: see Config.Intercept), or else after ReadyDelay of life. A
+	// own bind, or for a datagram listener bound it itself: see
+	// Config.Intercept), or else after ReadyDelay of life. A
 	// worker speaks the protocol once it sent anything on its notify
 	// socket, or once any worker of this master has sent READY=1: from
 	// then on every generation waits for READY=1, so a program that

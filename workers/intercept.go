@@ -133,9 +133,10 @@ func (e inUseEvent) handle(p *Pool) {
 	}
 }
 
-// handle: a worker called listen(2) on listener i's socket. Once it has on
-// every listener, it is listening; under ReadyAuto a worker that says
-// nothing on its notify socket is ready then (see ReadyAuto).
+// handle: a worker called listen(2) on listener i's socket (for a
+// datagram listener: its bind got it). Once it has on every listener, it
+// is listening; under ReadyAuto a worker that says nothing on its notify
+// socket is ready then (see ReadyAuto).
 func (e listenedEvent) handle(p *Pool) {
 	w := e.w
 	if !p.alive(w) || p.cfg.Sockets == nil {

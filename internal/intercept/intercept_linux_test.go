@@ -114,6 +114,17 @@ func roleBinder() int {
 			fmt.Printf("listen: %s\n", errText(unix.Listen(cur, 16)))
 		case "wait":
 			in.ReadString('\n')
+		case "loop":
+			// loop N: bind N UDP sockets to 127.0.0.1:0, print ns per bind.
+			n, _ := strconv.Atoi(args[i+1])
+			i++
+			start := time.Now()
+			for range n {
+				fd, _ := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+				unix.Bind(fd, &unix.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}})
+				unix.Close(fd)
+			}
+			fmt.Printf("loop: %d ns\n", time.Since(start).Nanoseconds()/int64(n))
 		case "nnp":
 			b, _ := os.ReadFile("/proc/self/status")
 			for _, l := range strings.Split(string(b), "\n") {
@@ -641,5 +652,69 @@ func TestBindAfterCloseFailsWithENOSYS(t *testing.T) {
 	fmt.Fprintln(w.stdin)
 	if l := w.line(); !strings.HasPrefix(l, "bind tcp4 "+addr.String()+": ENOSYS") {
 		t.Errorf("bind with no supervisor: %q, want ENOSYS", l)
+	}
+}
+
+// BenchmarkBind reports what a bind costs a worker with the filter (the
+// round trip to the supervisor, which lets it continue) and without: a
+// socket, a bind of 127.0.0.1:0 and a close, in a loop.
+func BenchmarkBind(b *testing.B) {
+	if err := Available(); err != nil {
+		b.Skipf("this kernel or sandbox: %v", err)
+	}
+	for _, filter := range []bool{false, true} {
+		name := "without"
+		if filter {
+			name = "with"
+		}
+		b.Run(name+" the filter", func(b *testing.B) {
+			self, _ := os.Executable()
+			n := strconv.Itoa(max(b.N, 1000))
+			var out []byte
+			var err error
+			if filter {
+				ours, theirs, perr := Pair()
+				if perr != nil {
+					b.Fatal(perr)
+				}
+				sup, _ := NewSupervisor(ours, nil, nil, Callbacks{})
+				done := make(chan struct{})
+				go func() { defer close(done); sup.Run() }()
+				cmd := exec.Command(self, "loop", n)
+				cmd.Env = append(os.Environ(), testroles.Env+"="+roles.Use("shim"), "GORACE=atexit_sleep_ms=0")
+				cmd.ExtraFiles = []*os.File{theirs}
+				out, err = cmd.Output()
+				theirs.Close()
+				sup.Close()
+				<-done
+			} else {
+				cmd := exec.Command(self, "loop", n)
+				cmd.Env = append(os.Environ(), testroles.Env+"="+roles.Use("binder"), "GORACE=atexit_sleep_ms=0")
+				out, err = cmd.Output()
+			}
+			if err != nil {
+				b.Fatal(err)
+			}
+			ns, _ := strconv.ParseFloat(strings.TrimSuffix(strings.TrimPrefix(strings.TrimSpace(string(out)), "loop: "), " ns"), 64)
+			b.ReportMetric(ns, "ns/bind")
+			b.ReportMetric(0, "ns/op")
+		})
+	}
+}
+
+// A datagram listener serves once a bind got it: that is its "listening".
+func TestBindOfADatagramListenerIsListening(t *testing.T) {
+	if err := Available(); err != nil {
+		t.Skipf("this kernel or sandbox: %v", err)
+	}
+	dns, addr := listenerSocket(t, "udp", "127.0.0.1:0")
+	w := startWorker(t, start{sockets: []*os.File{dns}}, "udp4", addr.String())
+	if l := w.line(); !strings.HasPrefix(l, "bind udp4 "+addr.String()+": ok") || field(l, "ino") != strconv.FormatUint(inode(t, dns), 10) {
+		t.Errorf("UDP bind: %q, want the master's socket", l)
+	}
+	w.cmd.Wait()
+	<-w.ran
+	if ev := w.ev.snapshot(); fmt.Sprint(ev.bound, ev.listened) != "[0 "+addr.String()+"] [0]" {
+		t.Errorf("bound %v listened %v, want the listener bound and listening", ev.bound, ev.listened)
 	}
 }

@@ -30,7 +30,8 @@ type Callbacks struct {
 	// Bound: the worker bound asked (as String prints it) and got the
 	// socket of listener i instead.
 	Bound func(i int, asked string)
-	// Listened: the worker called listen(2) on listener i's socket.
+	// Listened: the worker called listen(2) on listener i's socket, or,
+	// for a datagram listener, which has no listen(2), its bind got it.
 	Listened func(i int)
 	// InUse: the worker bound asked, which is no listener's address and
 	// which another socket already holds: the bind fails (EADDRINUSE,
@@ -292,22 +293,33 @@ func (s *Supervisor) bind(nfd int, n *seccompNotif) (inUse string, cont bool) {
 		}
 		return "", true
 	}
-	if testHookRead != nil {
-		testHookRead()
-	}
-	if !valid(nfd, n.ID) {
-		return "", false // gone, or interrupted: nobody waits
-	}
 	asked, err := parseSockaddr(buf)
 	if err != nil {
 		return "", true
 	}
 	if asked.family == unix.AF_UNIX && asked.path != "" && asked.path[0] != '@' && asked.path[0] != '/' {
 		cwd, err := os.Readlink("/proc/" + strconv.Itoa(tid) + "/cwd")
-		if err != nil || !valid(nfd, n.ID) {
+		if err != nil {
 			return "", true
 		}
 		asked.path = resolvePath(asked.path, cwd)
+	}
+	// The common case of a worker that binds often (port 0, a port of its
+	// own) costs the worker one round trip and nothing more: what
+	// continues needs no check that the notification is still valid,
+	// since nothing is done on its behalf.
+	candidate := false
+	for _, t := range s.targets {
+		candidate = candidate || fit(asked, t.typ, t) > noMatch
+	}
+	if !candidate && !s.mayCheckInUse(asked) {
+		return "", true
+	}
+	if testHookRead != nil {
+		testHookRead()
+	}
+	if !valid(nfd, n.ID) {
+		return "", false // gone, or interrupted: nobody waits
 	}
 	sock, err := peerSocket(tid, fd)
 	if err != nil {
@@ -354,6 +366,10 @@ func (s *Supervisor) bind(nfd int, n *seccompNotif) (inUse string, cont bool) {
 	if s.cb.Bound != nil {
 		s.cb.Bound(i, asked.String())
 	}
+	if t.typ == unix.SOCK_DGRAM && s.cb.Listened != nil {
+		// A datagram socket serves once bound: it has no listen(2).
+		s.cb.Listened(i)
+	}
 	return "", false
 }
 
@@ -381,18 +397,23 @@ func (s *Supervisor) listen(nfd int, n *seccompNotif) int {
 	return -1
 }
 
+// mayCheckInUse reports whether a bind of asked, which is no listener's
+// address, is one checkInUse would look up.
+func (s *Supervisor) mayCheckInUse(asked sockAddr) bool {
+	if asked.family != unix.AF_UNIX && asked.port == 0 || asked.family == unix.AF_UNIX && (asked.path == "" || asked.path[0] == '@') {
+		return false // the kernel picks a free one, or an abstract name
+	}
+	return !s.checked[asked.String()] && len(s.checked) < maxInUseChecks
+}
+
 // checkInUse reports whether another socket already holds asked, for a
 // socket of type typ, so that the bind will fail; only the first
 // maxInUseChecks addresses are looked up, each once.
 func (s *Supervisor) checkInUse(asked sockAddr, typ int) bool {
-	if asked.family != unix.AF_UNIX && asked.port == 0 || asked.family == unix.AF_UNIX && (asked.path == "" || asked.path[0] == '@') {
-		return false // the kernel picks a free one, or an abstract name
-	}
-	key := strconv.Itoa(typ) + " " + asked.String()
-	if s.checked[key] || len(s.checked) >= maxInUseChecks {
+	if !s.mayCheckInUse(asked) {
 		return false
 	}
-	s.checked[key] = true
+	s.checked[asked.String()] = true
 	if asked.family == unix.AF_UNIX {
 		_, err := os.Lstat(asked.path)
 		return err == nil
