@@ -30,9 +30,10 @@ const shimArg0 = "hotcluster-shim"
 func IsShim() bool { return os.Getenv(protocol.EnvShim) == "1" }
 
 // ExecShim replaces the process with the worker's command, keeping its PID,
-// after setting LISTEN_PID to that PID. Go cannot run code between fork and
-// exec, so the master starts its own binary as this shim (argv: shim name,
-// executable path, the command's argv). It returns only on failure, with the
+// after setting LISTEN_PID to that PID and, when the master asked for it,
+// loading the bind interception filter (see Config.Intercept). Go cannot
+// run code between fork and exec, so the master starts its own binary as
+// this shim (argv: shim name, executable path, the command's argv). It returns only on failure, with the
 // exit code to use; the message is on stderr, where the master's failure
 // report quotes it.
 func ExecShim() int {

@@ -74,7 +74,7 @@ func Available() error {
 	if _, err := seccomp(unix.SECCOMP_GET_ACTION_AVAIL, 0, unsafe.Pointer(&action)); err != nil {
 		switch {
 		case errors.Is(err, unix.EOPNOTSUPP):
-			return fmt.Errorf("seccomp user notification: this kernel does not have it (Linux 5.9 or later is needed)")
+			return fmt.Errorf("seccomp user notification: this kernel does not have it (Linux 5.0 added it; hotcluster needs 5.9)")
 		case errors.Is(err, unix.ENOSYS), errors.Is(err, unix.EINVAL):
 			return fmt.Errorf("seccomp: not available (%w): a kernel without CONFIG_SECCOMP_FILTER, or a sandbox that hides it", err)
 		default:
