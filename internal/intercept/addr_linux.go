@@ -173,13 +173,18 @@ func match(asked sockAddr, typ int, targets []*target) int {
 	return best
 }
 
-// resolvePath makes a relative unix socket path absolute against the
-// worker's working directory.
+// resolvePath makes a unix socket path absolute against the worker's
+// working directory, and clean ("/run/./app.sock" is "/run/app.sock"), as
+// strings only: the master looks up nothing a worker names. A path through
+// a symbolic link does not match; its bind continues.
 func resolvePath(path, cwd string) string {
-	if path == "" || path[0] == '@' || filepath.IsAbs(path) {
+	if path == "" || path[0] == '@' {
 		return path
 	}
-	return filepath.Join(cwd, path)
+	if !filepath.IsAbs(path) {
+		path = filepath.Join(cwd, path)
+	}
+	return filepath.Clean(path)
 }
 
 var (

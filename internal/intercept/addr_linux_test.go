@@ -180,3 +180,17 @@ func TestProgramShape(t *testing.T) {
 		t.Errorf("the program ends %v, %v: want ALLOW, USER_NOTIF", p[len(p)-2], last)
 	}
 }
+
+func TestResolvePath(t *testing.T) {
+	for _, tc := range []struct{ path, cwd, want string }{
+		{"app.sock", "/srv/app", "/srv/app/app.sock"},
+		{"./run/../app.sock", "/srv", "/srv/app.sock"},
+		{"/run/./app.sock", "/ignored", "/run/app.sock"},
+		{"@abstract", "/srv", "@abstract"},
+		{"", "/srv", ""},
+	} {
+		if got := resolvePath(tc.path, tc.cwd); got != tc.want {
+			t.Errorf("resolvePath(%q, %q) = %q, want %q", tc.path, tc.cwd, got, tc.want)
+		}
+	}
+}

@@ -33,10 +33,10 @@ type Callbacks struct {
 	// Listened: the worker called listen(2) on listener i's socket, or,
 	// for a datagram listener, which has no listen(2), its bind got it.
 	Listened func(i int)
-	// InUse: the worker bound asked, which is no listener's address and
-	// which another socket already holds: the bind fails (EADDRINUSE,
-	// unless both sides share it with SO_REUSEPORT). At most once per
-	// address per Supervisor.
+	// InUse: the worker bound asked, an IP address with a port that is no
+	// listener's and that another socket already holds: the bind fails
+	// (EADDRINUSE, unless both sides share it with SO_REUSEPORT). At most
+	// once per address per Supervisor.
 	InUse func(asked string)
 }
 
@@ -297,10 +297,14 @@ func (s *Supervisor) bind(nfd int, n *seccompNotif) (inUse string, cont bool) {
 	if err != nil {
 		return "", true
 	}
-	if asked.family == unix.AF_UNIX && asked.path != "" && asked.path[0] != '@' && asked.path[0] != '/' {
-		cwd, err := os.Readlink("/proc/" + strconv.Itoa(tid) + "/cwd")
-		if err != nil {
-			return "", true
+	if asked.family == unix.AF_UNIX && asked.path != "" && asked.path[0] != '@' {
+		cwd := "/"
+		if asked.path[0] != '/' {
+			link, err := os.Readlink("/proc/" + strconv.Itoa(tid) + "/cwd")
+			if err != nil {
+				return "", true
+			}
+			cwd = link
 		}
 		asked.path = resolvePath(asked.path, cwd)
 	}
@@ -398,10 +402,12 @@ func (s *Supervisor) listen(nfd int, n *seccompNotif) int {
 }
 
 // mayCheckInUse reports whether a bind of asked, which is no listener's
-// address, is one checkInUse would look up.
+// address, is one checkInUse would look up: an IP address with a port (0
+// is the kernel's choice). Unix socket paths are not looked up: the
+// master, often root, does not touch a path a worker names.
 func (s *Supervisor) mayCheckInUse(asked sockAddr) bool {
-	if asked.family != unix.AF_UNIX && asked.port == 0 || asked.family == unix.AF_UNIX && (asked.path == "" || asked.path[0] == '@') {
-		return false // the kernel picks a free one, or an abstract name
+	if asked.family == unix.AF_UNIX || asked.port == 0 {
+		return false
 	}
 	return !s.checked[asked.String()] && len(s.checked) < maxInUseChecks
 }
@@ -414,10 +420,6 @@ func (s *Supervisor) checkInUse(asked sockAddr, typ int) bool {
 		return false
 	}
 	s.checked[asked.String()] = true
-	if asked.family == unix.AF_UNIX {
-		_, err := os.Lstat(asked.path)
-		return err == nil
-	}
 	var conns []sockdiag.Conn
 	var err error
 	switch typ {

@@ -63,8 +63,8 @@ func run() int {
 	flag.IntVar(&b.workers, "workers", 2, "workers per generation")
 	flag.IntVar(&b.clients, "clients", 8, "concurrent clients of the cost rounds (keep-alive)")
 	flag.IntVar(&b.reloads, "reloads", 10, "reloads measured per mode")
-	flag.IntVar(&b.rounds, "rounds", 3, "ABBA rounds of the cost measurement (each runs both modes twice)")
-	flag.DurationVar(&b.roundDuration, "round-duration", 4*time.Second, "length of one load run of the cost measurement")
+	flag.IntVar(&b.rounds, "rounds", 15, "ABBA quads of the cost measurement (each runs both modes twice)")
+	flag.DurationVar(&b.roundDuration, "round-duration", time.Second, "length of one load run of the cost measurement")
 	flag.DurationVar(&b.listenAfter, "listen-after", 50*time.Millisecond, "how long after its start the reload-latency worker listens")
 	flag.IntVar(&b.binds, "binds", 1, "UDP sockets bound per request by the bind-heavy worker")
 	flag.IntVar(&b.syscalls, "syscalls", 200, "system calls (getppid) per request of the syscall-heavy worker")
@@ -138,20 +138,22 @@ func (b *bench) costReport(ctx context.Context) error {
 	if err := os.WriteFile(filepath.Join(b.logDir, "64k"), make([]byte, 64<<10), 0o644); err != nil {
 		return err
 	}
-	fmt.Printf("\n## The filter's cost (requests/s, %d clients, keep-alive, %d ABBA rounds of %s)\n\n", b.clients, b.rounds, b.roundDuration)
-	fmt.Println("| worker | without the filter (off) | with it (auto) | ratio |")
-	fmt.Println("| --- | ---: | ---: | ---: |")
+	fmt.Printf("\n## The filter's cost (requests/s, %d clients, keep-alive, %d ABBA quads of %s runs)\n\n", b.clients, b.rounds, b.roundDuration)
+	fmt.Println("| worker | without the filter (off) | with it (auto) | ratio of the means | ratio per ABBA quad: median (min – max) |")
+	fmt.Println("| --- | ---: | ---: | ---: | --- |")
 	for _, w := range []struct{ name, work string }{
 		{"plain: answers at once (a few system calls per request: read, write)", "none=0"},
 		{fmt.Sprintf("file-reading: reads a 64 KiB file %d times per request (os.ReadFile: openat, fstat, read, close)", b.files), "files=" + strconv.Itoa(b.files)},
 		{fmt.Sprintf("syscall-heavy: %d getppid per request, nothing else", b.syscalls), "syscalls=" + strconv.Itoa(b.syscalls)},
 		{fmt.Sprintf("bind-heavy: binds %d UDP socket(s) to 127.0.0.1:0 per request", b.binds), "binds=" + strconv.Itoa(b.binds)},
 	} {
-		off, auto, err := b.cost(ctx, w.work)
+		off, auto, ratios, err := b.cost(ctx, w.work)
 		if err != nil {
 			return fmt.Errorf("cost, %s: %w", w.name, err)
 		}
-		fmt.Printf("| %s | %.0f | %.0f | **%.3f** |\n", w.name, off, auto, auto/off)
+		slices.Sort(ratios)
+		fmt.Printf("| %s | %.0f | %.0f | **%.3f** | %.3f (%.3f – %.3f) |\n", w.name, off, auto, auto/off,
+			ratios[len(ratios)/2], ratios[0], ratios[len(ratios)-1])
 	}
 	return nil
 }
@@ -232,37 +234,44 @@ func (b *bench) latency(ctx context.Context, how, intercept string) (*latencies,
 }
 
 // cost runs the worker doing work under two masters, --intercept-bind
-// off and auto, in ABBA rounds, and returns the mean requests/s of each.
-func (b *bench) cost(ctx context.Context, work string) (off, auto float64, err error) {
+// off and auto, in b.rounds ABBA quads of b.roundDuration per run, and
+// returns the mean requests/s of each and the ratio auto/off of every
+// quad: short runs, interleaved, so that what else the machine does falls
+// on both modes alike.
+func (b *bench) cost(ctx context.Context, work string) (off, auto float64, ratios []float64, err error) {
 	ports := map[string]int{}
 	for _, mode := range []string{"off", "auto"} {
 		port, err := benchproc.FreePort()
 		if err != nil {
-			return 0, 0, err
+			return 0, 0, nil, err
 		}
 		name := "cost-" + strings.Split(work, "=")[0] + "-" + mode
 		p, err := b.master(name, port, mode, "-listen", "fd3", "-work", work, "-file", filepath.Join(b.logDir, "64k"))
 		if err != nil {
-			return 0, 0, err
+			return 0, 0, nil, err
 		}
 		defer p.Stop(10 * time.Second)
 		ports[mode] = port
 	}
 	sum := map[string]float64{}
 	for r := 0; r < b.rounds; r++ {
+		quad := map[string]float64{}
 		for _, mode := range []string{"off", "auto", "auto", "off"} {
 			res, err := loadgen.Run(ctx, loadgen.Config{Addr: "127.0.0.1:" + strconv.Itoa(ports[mode]), Clients: b.clients, KeepAlive: true, Duration: b.roundDuration})
 			if err != nil {
-				return 0, 0, err
+				return 0, 0, nil, err
 			}
 			if res.Failures > 0 {
-				return 0, 0, fmt.Errorf("%s: %d of %d requests failed: %v", mode, res.Failures, res.Requests, res.Errors)
+				return 0, 0, nil, fmt.Errorf("%s: %d of %d requests failed: %v", mode, res.Failures, res.Requests, res.Errors)
 			}
-			sum[mode] += float64(res.Requests) / b.roundDuration.Seconds()
+			rate := float64(res.Requests) / b.roundDuration.Seconds()
+			sum[mode] += rate
+			quad[mode] += rate
 		}
+		ratios = append(ratios, quad["auto"]/quad["off"])
 	}
 	n := float64(2 * b.rounds)
-	return sum["off"] / n, sum["auto"] / n, nil
+	return sum["off"] / n, sum["auto"] / n, ratios, nil
 }
 
 // get makes one request on a new connection and returns the body.
