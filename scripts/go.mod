@@ -4,6 +4,7 @@ go 1.26.0
 
 require (
 	github.com/hotcluster/hotcluster v0.0.0
+	golang.org/x/sys v0.50.0
 	gonum.org/v1/plot v0.17.0
 )
 

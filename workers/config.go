@@ -18,13 +18,17 @@ type ReadyMode int
 
 const (
 	// ReadyAuto waits for READY=1 from a worker that speaks the notify
-	// protocol, and for ReadyDelay of life from one that does not. A worker
-	// speaks the protocol once it sent anything on its notify socket, or
-	// once any worker of this master has sent READY=1: from then on every
-	// generation waits for READY=1, so a program that reports readiness is
-	// never cut over before it reports (at worst, the first generation of a
-	// program that is silent for longer than ReadyDelay is taken as ready
-	// early; it receives connections that wait in the kernel's backlog).
+	// protocol; one that does not is ready once it is listening (it called
+	// listen(2) on the socket of every listener, inherited or given to its
+	// own bind, or for a datagram listener bound it itself: see
+	// Config.Intercept), or else after ReadyDelay of life. A
+	// worker speaks the protocol once it sent anything on its notify
+	// socket, or once any worker of this master has sent READY=1: from
+	// then on every generation waits for READY=1, so a program that
+	// reports readiness is never cut over before it reports (at worst, the
+	// first generation of a program that listens, or is silent for longer
+	// than ReadyDelay, before it reports is taken as ready early; it
+	// receives connections that wait in the kernel's backlog).
 	ReadyAuto ReadyMode = iota
 	// ReadyNotify waits for READY=1 on the notify socket.
 	ReadyNotify
@@ -185,6 +189,11 @@ type Config struct {
 	KeepGoing bool
 	// IPC says which workers get a message channel (see IPCMode).
 	IPC IPCMode
+	// Intercept says whether a worker that binds a listener's address
+	// itself gets the master's socket, and whether its listen(2) calls are
+	// seen (see InterceptMode and package internal/intercept). Only with
+	// Sockets.
+	Intercept InterceptMode
 	// Log receives the pool's own lines, at the level of each (error for
 	// failures, warn for what an operator should look at, info for the
 	// rest); default a text logger on Output.

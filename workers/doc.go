@@ -15,8 +15,9 @@
 // and events. Each worker has one goroutine that forked it from a locked OS
 // thread and waits for it (PR_SET_PDEATHSIG fires when that thread ends,
 // go.dev/issue/27505, so the thread lives exactly as long as the worker),
-// two that copy its output line by line, and one that reads its notify
-// socket. Run returns only after all of them ended.
+// two that copy its output line by line, one that reads its notify socket,
+// and with bind interception one that answers its bind and listen calls
+// (see Config.Intercept). Run returns only after all of them ended.
 //
 // # Spawning
 //
@@ -25,7 +26,12 @@
 // [IsShim] and [ExecShim]) that sets LISTEN_PID to its own PID and execve()s
 // the user's command, which keeps the PID. Sockets arrive as close-on-exec
 // duplicates made through SyscallConn and land on fds 3… in the child; their
-// O_NONBLOCK flag is never touched. Every worker has its own process group;
+// O_NONBLOCK flag is never touched. With bind interception (the default
+// where the kernel allows it) the shim also loads a seccomp filter, last
+// before the execve and on the thread that execs, that sends the worker's
+// bind and listen calls to the master (package internal/intercept): a bind
+// of a listener's address gets the master's socket, a listen on one makes
+// the worker listening. Every worker has its own process group;
 // the stop signal goes to the group, and when the worker exits whatever it
 // left in the group is killed (the worker is waited for with WNOWAIT first,
 // so its PID, and so the group's ID, cannot be reused meanwhile).
@@ -40,7 +46,8 @@
 //
 // # Readiness
 //
-// See [ReadyMode]. A generation that is not ready within ReadyTimeout, or
+// See [ReadyMode]: under ReadyAuto a worker that says nothing is ready once
+// it listens on every listener. A generation that is not ready within ReadyTimeout, or
 // one of whose workers exits first, is killed and reported with the
 // worker's exit status and last lines of output; the serving generation
 // goes on. The first generation failing ends Run with an error.

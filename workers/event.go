@@ -50,6 +50,11 @@ const (
 	// GenErrored: no worker of the serving generation is left: every slot
 	// was given up. The sockets stay open; a reload starts afresh.
 	GenErrored
+	// WorkerListening: a worker called listen(2) on the socket of
+	// Listener (inherited, or given to its own bind); once it has on
+	// every listener it is listening, which ReadyAuto takes as ready for
+	// a program that says nothing. Node's cluster names it so.
+	WorkerListening
 )
 
 var eventNames = [...]string{
@@ -57,11 +62,11 @@ var eventNames = [...]string{
 	WorkerStarted: "fork", WorkerReady: "ready", WorkerDraining: "draining", WorkerExited: "exit",
 	WorkerRespawn: "respawn", WorkerRecycle: "recycle", WorkerDisconnect: "disconnect",
 	WorkerMessage: "message", Scaled: "scale", WorkerErrored: "slot-errored", WorkerHung: "hung",
-	GenErrored: "errored",
+	GenErrored: "errored", WorkerListening: "listening",
 }
 
 // String is the event's name on the control socket, after Node's cluster
-// events where one matches (fork, disconnect, exit).
+// events where one matches (fork, listening, disconnect, exit).
 func (k EventKind) String() string {
 	if k > 0 && int(k) < len(eventNames) {
 		return eventNames[k]
@@ -83,6 +88,9 @@ type Event struct {
 	Err       string
 	// Message is a worker's message (WorkerMessage).
 	Message json.RawMessage
+	// Listener names the listener, e.g. web=127.0.0.1:8080
+	// (WorkerListening).
+	Listener string
 }
 
 func (p *Pool) emit(e Event) {

@@ -74,6 +74,9 @@ type generation struct {
 	replaced map[*worker]bool
 	timeout  *time.Timer
 	waiters  []chan<- Event // reloads waiting for this generation's outcome
+	// told holds what was logged for it that is logged once per
+	// generation (see tell).
+	told map[string]bool
 }
 
 // empty: no worker of g, standbys included, is left.

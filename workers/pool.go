@@ -68,10 +68,13 @@ type Pool struct {
 	errored    map[int]erroredSlot
 	// unreadable: /proc did not tell what a worker holds; said once.
 	unreadable bool
-	lastExit   map[int]string // per slot
-	waiters    []chan<- Event // reloads queued behind a turnover, for their outcome
-	lastReload *Event         // the last GenReady or GenFailed after the first
-	started    time.Time
+	// intercepting: workers get the bind and listen filter (see
+	// startIntercepting); what it tells about all workers is said once.
+	intercepting, toldNoNewPrivs, toldInterceptFailed bool
+	lastExit                                          map[int]string // per slot
+	waiters                                           []chan<- Event // reloads queued behind a turnover, for their outcome
+	lastReload                                        *Event         // the last GenReady or GenFailed after the first
+	started                                           time.Time
 }
 
 // Ready is closed once the first generation serves.
@@ -231,6 +234,7 @@ func (p *Pool) Run(ctx context.Context) error {
 		}
 	}
 
+	p.startIntercepting()
 	if p.cmd.Path != "" {
 		p.startGeneration()
 	}

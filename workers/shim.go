@@ -30,9 +30,10 @@ const shimArg0 = "hotcluster-shim"
 func IsShim() bool { return os.Getenv(protocol.EnvShim) != "" }
 
 // ExecShim replaces the process with the worker's command, keeping its PID,
-// after setting LISTEN_PID to that PID. Go cannot run code between fork and
-// exec, so the master starts its own binary as this shim (argv: shim name,
-// executable path, the command's argv). It returns only on failure, with the
+// after setting LISTEN_PID to that PID and, when the master asked for it,
+// loading the bind interception filter (see Config.Intercept). Go cannot
+// run code between fork and exec, so the master starts its own binary as
+// this shim (argv: shim name, executable path, the command's argv). It returns only on failure, with the
 // exit code to use; the message is on stderr, where the master's failure
 // report quotes it.
 func ExecShim() int {
@@ -64,6 +65,10 @@ func ExecShim() int {
 	// replaced as the parent by a subreaper or init, whatever its PID.
 	if ppid := os.Getppid(); ppid != master {
 		fmt.Fprintf(os.Stderr, "hotcluster-shim: the master (pid %d) exited before the worker started (parent now pid %d)\n", master, ppid)
+		return 127
+	}
+	if err := shimIntercept(); err != nil {
+		fmt.Fprintf(os.Stderr, "hotcluster-shim: %v\n", err)
 		return 127
 	}
 	err = syscall.Exec(path, argv, os.Environ())

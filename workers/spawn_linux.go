@@ -7,10 +7,12 @@ import (
 	"net"
 	"os"
 	"runtime"
+	"strconv"
 	"sync"
 	"syscall"
 	"time"
 
+	"github.com/hotcluster/hotcluster/internal/intercept"
 	"github.com/hotcluster/hotcluster/internal/protocol"
 	"github.com/hotcluster/hotcluster/internal/safedir"
 	"golang.org/x/sys/unix"
@@ -77,6 +79,17 @@ func (p *Pool) spawn(s spawnSpec) (*worker, error) {
 	}
 	argv := append([]string{shimArg0, s.cmd.Path}, s.cmd.Args...)
 	env := p.workerEnv(s, p.notifyDir.Join(ns.name))
+	// The supervisor of its bind and listen calls, if the pool intercepts;
+	// the shim gets its end of the pair after everything the worker sees,
+	// and closes it before the exec.
+	sup, icptChild, err := p.interceptFor(w, s.files)
+	if err != nil {
+		p.logf(slog.LevelWarn, w, "gen %d worker %d: %v; it starts without bind interception", s.gen, s.slot, err)
+	}
+	if icptChild != nil {
+		env = append(env, protocol.EnvInterceptFd+"="+strconv.Itoa(protocol.ListenFdsStart+len(extra)))
+		extra = append(append([]*os.File(nil), extra...), icptChild)
+	}
 	pidfd := -1
 	attr := &syscall.ProcAttr{
 		Dir: p.cfg.Dir,
@@ -96,6 +109,17 @@ func (p *Pool) spawn(s spawnSpec) (*worker, error) {
 		w.outbox = make(chan []byte, outboxSize)
 	}
 	notifyDone, notifyClosing := make(chan struct{}), make(chan struct{})
+	icptDone := make(chan struct{})
+	if sup != nil {
+		p.wg.Add(1)
+		go func() {
+			defer p.wg.Done()
+			defer close(icptDone)
+			sup.Run()
+		}()
+	} else {
+		close(icptDone)
+	}
 	p.wg.Add(1)
 	go func() {
 		defer p.wg.Done()
@@ -141,7 +165,14 @@ func (p *Pool) spawn(s spawnSpec) (*worker, error) {
 	if ipcChild != nil {
 		ipcChild.Close()
 	}
+	if icptChild != nil {
+		icptChild.Close()
+	}
 	if err != nil {
+		if sup != nil {
+			sup.Close()
+		}
+		<-icptDone
 		close(notifyClosing)
 		notify.Close()
 		<-notifyDone
@@ -159,7 +190,7 @@ func (p *Pool) spawn(s spawnSpec) (*worker, error) {
 	p.wg.Add(1)
 	go func() {
 		defer p.wg.Done()
-		p.reap(w, proc, pidfd, ns, notifyClosing, notifyDone, pipes[0], pipes[2], &outputs)
+		p.reap(w, proc, pidfd, ns, notifyClosing, notifyDone, pipes[0], pipes[2], &outputs, sup, icptDone)
 	}()
 	from := Line{Gen: s.gen, Slot: s.slot, PID: pid}
 	go func() { defer outputs.Done(); copyLines(pipes[0], p.cfg.Lines, withStream(from, Stdout), &w.tail) }()
@@ -215,8 +246,10 @@ func rawFd(f *os.File) (uintptr, error) {
 const outputGrace = 2 * time.Second
 
 // reap waits for the worker to exit, kills what is left of its process
-// group, collects its last output and reports the exit to the pool.
-func (p *Pool) reap(w *worker, proc *groupProcess, pidfd int, ns *notifySock, notifyClosing chan<- struct{}, notifyDone <-chan struct{}, stdout, stderr *os.File, outputs *sync.WaitGroup) {
+// group, collects its last output, stops its bind and listen supervisor
+// (sup, if any, whose goroutine closes icptDone) and reports the exit to
+// the pool.
+func (p *Pool) reap(w *worker, proc *groupProcess, pidfd int, ns *notifySock, notifyClosing chan<- struct{}, notifyDone <-chan struct{}, stdout, stderr *os.File, outputs *sync.WaitGroup, sup *intercept.Supervisor, icptDone <-chan struct{}) {
 	// Wait without reaping first, so that the worker's PID, and so its
 	// process group ID, cannot be reused while the group is killed.
 	waitExited(w.pid, pidfd)
@@ -258,8 +291,14 @@ func (p *Pool) reap(w *worker, proc *groupProcess, pidfd int, ns *notifySock, no
 	t.Stop()
 	stdout.Close()
 	stderr.Close()
-	// The notify reader must be done before the exit is reported: the pool
-	// stops reading events once every worker has exited.
+	// The supervisor and the notify reader must be done before the exit
+	// is reported: the pool stops reading events once every worker has
+	// exited. A process that left the worker's group and still uses the
+	// filter gets ENOSYS for its binds from now on.
+	if sup != nil {
+		sup.Close()
+	}
+	<-icptDone
 	close(notifyClosing)
 	ns.conn.Close()
 	<-notifyDone

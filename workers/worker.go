@@ -59,6 +59,9 @@ type worker struct {
 	// outbox feeds the writer of its message channel (nil without one);
 	// the pool never blocks on it.
 	outbox chan []byte
+	// listening says, per listener, whether it called listen(2) on the
+	// socket (nil until it did on one).
+	listening []bool
 
 	tail tail
 }

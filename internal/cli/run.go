@@ -151,7 +151,7 @@ worker.`,
 		Flags: withConfigFile([]cli.Flag{
 			&cli.StringSliceFlag{Name: "listen", Aliases: []string{"l"}, Usage: "`[NAME=]ADDR` to listen on, repeatable: :8080, 127.0.0.1:8080, [::1]:8080, tcp4://…, tcp6://…, udp://:5353, unix:///run/app.sock"},
 			&cli.IntFlag{Name: "workers", Aliases: []string{"n"}, DefaultText: "the CPU quota of its cgroup, else the CPUs it may run on", Usage: "workers per generation"},
-			&cli.StringFlag{Name: "ready", Value: "auto", Usage: "when a worker is ready: notify (READY=1 on NOTIFY_SOCKET), delay (alive for --ready-delay), auto (READY=1 from programs that speak the protocol, else the delay)"},
+			&cli.StringFlag{Name: "ready", Value: "auto", Usage: "when a worker is ready: notify (READY=1 on NOTIFY_SOCKET), delay (alive for --ready-delay), auto (READY=1 from programs that speak the protocol, else once it listens on every --listen socket, else the delay)"},
 			&cli.DurationFlag{Name: "ready-delay", Value: workers.DefaultReadyDelay, Usage: "how long a worker that reports nothing must stay alive to count as ready"},
 			&cli.DurationFlag{Name: "ready-timeout", Value: workers.DefaultReadyTimeout, Usage: "a new generation not ready by then fails, and the old one keeps serving"},
 			&cli.DurationFlag{Name: "drain-timeout", Value: workers.DefaultDrainTimeout, Usage: "how long a stopping worker may take before it is killed"},
@@ -163,6 +163,7 @@ worker.`,
 			&cli.StringFlag{Name: "dir", Usage: "working directory of the workers"},
 			&cli.StringFlag{Name: "user", Usage: "run the workers as `USER[:GROUP]` (name or number) while the master keeps the sockets, e.g. bind :80 as root and serve as www-data"},
 			&cli.StringFlag{Name: "ipc", Value: "auto", Usage: "message channel per worker (JSON lines; \"ready\" counts as READY=1): auto (for node, as NODE_CHANNEL_FD: process.send works), on (HOTCLUSTER_IPC_FD for any program), node (both, for any command), off"},
+			&cli.StringFlag{Name: "intercept-bind", Value: "auto", Usage: "a worker that binds a --listen address itself (python3 -m http.server 8000, app.listen(3000), net.Listen) gets the master's socket, and its listen(2) tells that it is ready: auto (where the kernel allows: Linux 5.9 with seccomp user notification) or off"},
 			&cli.StringFlag{Name: "handoff", Value: "auto", Usage: "how traffic moves between generations: auto (steer TCP/UDP listeners with SO_REUSEPORT and BPF, share what cannot be steered) or shared (one socket for every generation)"},
 			&cli.DurationFlag{Name: "quiet-timeout", Value: handoff.DefaultQuietTimeout, Usage: "after the traffic moved to a new generation, how long to wait for the old sockets to be quiet (handshakes done, accept queue empty, every accepted request read) before the old generation is told to stop; connections still queued once it is gone are reset"},
 			&cli.BoolFlag{Name: "nodelay", Value: true, Usage: "set TCP_NODELAY on the TCP sockets hotcluster binds, which accepted connections inherit (--nodelay=false leaves Nagle's algorithm on; sockets from systemd keep its NoDelay=)"},
@@ -258,6 +259,9 @@ func parseRun(c *cli.Context) (*master.Config, error) {
 		}
 	}
 	if p.IPC, err = workers.ParseIPCMode(c.String("ipc")); err != nil {
+		return nil, usagef("--%w", err)
+	}
+	if p.Intercept, err = workers.ParseInterceptMode(c.String("intercept-bind")); err != nil {
 		return nil, usagef("--%w", err)
 	}
 	switch h := c.String("handoff"); h {

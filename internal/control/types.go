@@ -113,6 +113,9 @@ type Event struct {
 	Reason     string          `json:"reason,omitempty"`
 	Error      string          `json:"error,omitempty"`
 	Message    json.RawMessage `json:"message,omitempty"`
+	// Listener names the listener of a "listening" event, e.g.
+	// web=127.0.0.1:8080.
+	Listener string `json:"listener,omitempty"`
 }
 
 // LogStatus is the state of the master's log.

@@ -46,7 +46,7 @@ func (m *Master) event(e workers.Event) {
 
 // publish puts a pool event on the control socket's event streams.
 func (m *Master) publish(e workers.Event) {
-	ev := control.Event{Time: time.Now(), Event: e.Kind.String(), Generation: e.Gen, PID: e.PID, Took: control.Duration(e.Took), Message: e.Message}
+	ev := control.Event{Time: time.Now(), Event: e.Kind.String(), Generation: e.Gen, PID: e.PID, Took: control.Duration(e.Took), Message: e.Message, Listener: e.Listener}
 	switch e.Kind {
 	case workers.GenStarting, workers.GenReady, workers.Scaled:
 		ev.Workers = e.Workers

@@ -80,6 +80,9 @@ func (r *reloader) update() (*workers.Update, error) {
 	if np.IPC != fp.IPC || np.StopSignal != fp.StopSignal || np.Ready != fp.Ready || np.Dir != fp.Dir {
 		fixed = append(fixed, "ipc/stop-signal/ready/dir")
 	}
+	if np.Intercept != fp.Intercept {
+		fixed = append(fixed, "intercept-bind")
+	}
 	if next.MaxMemory != first.MaxMemory {
 		fixed = append(fixed, "max-memory")
 	}

@@ -46,6 +46,13 @@ const (
 // The shim removes it before the exec, so a worker never sees it.
 const EnvShim = "HOTCLUSTER_SHIM"
 
+// EnvInterceptFd names, for the shim only, its end of the socket pair over
+// which it sends the master the notification descriptor of the seccomp
+// filter that intercepts the worker's bind and listen calls (see package
+// internal/intercept). The shim removes it, and closes the descriptor,
+// before the exec.
+const EnvInterceptFd = "HOTCLUSTER_INTERCEPT_FD"
+
 // Notify protocol messages (systemd's sd_notify).
 const (
 	NotifyReady    = "READY=1"

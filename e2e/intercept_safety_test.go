@@ -1,0 +1,238 @@
+package e2e
+
+import (
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"os/signal"
+	"os/user"
+	"regexp"
+	"runtime"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"unsafe"
+
+	"github.com/hotcluster/hotcluster/internal/loadgen"
+	"golang.org/x/sys/unix"
+)
+
+// What bind interception must never do: leave a process waiting on a
+// master that is gone, hide a sandbox's refusal, or take privileges
+// silently.
+
+// A master SIGKILLed while a bind waits for it: the worker dies with it
+// (parent-death signal), and a process that left the worker's group and
+// session, which nothing kills, gets ENOSYS instead of waiting forever.
+func TestMasterGoneLeavesNoBindWaiting(t *testing.T) {
+	t.Parallel()
+	needIntercept(t)
+	result := t.TempDir() + "/result"
+	port := freePort(t)
+	self, _ := os.Executable()
+	m := startCommand(t, []string{"--workers", "1", "--listen", "web=127.0.0.1:" + port, "--ready-delay", "200ms",
+		"--env", roleEnv + "=" + roles.Use("late-binder"), "--env", "PORT=" + port, "--env", "RESULT=" + result}, self)
+	roles.Use("setsid-binder")
+	sm, _ := m.waitLine(0, `^\[g1 w0\] worker=(\d+) grandchild=(\d+)`)
+	worker, _ := strconv.Atoi(sm[1])
+	grandchild, _ := strconv.Atoi(sm[2])
+	t.Cleanup(func() { syscall.Kill(grandchild, syscall.SIGKILL) })
+	m.waitLine(0, `gen 1 ready in`)
+
+	// The master can answer nothing now; the grandchild's bind waits.
+	m.signal(syscall.SIGSTOP)
+	if err := syscall.Kill(grandchild, syscall.SIGUSR1); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the grandchild waits in bind", func() bool {
+		b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/syscall", grandchild))
+		return strings.HasPrefix(string(b), strconv.Itoa(unix.SYS_BIND)+" ")
+	})
+	m.signal(syscall.SIGKILL)
+	m.wait()
+	eventually(t, "the worker died with the master", func() bool { return !alive(worker) })
+	eventually(t, "the grandchild's bind returned", func() bool {
+		b, _ := os.ReadFile(result)
+		return len(b) > 0 && b[len(b)-1] == '\n'
+	})
+	if b, _ := os.ReadFile(result); !strings.Contains(string(b), "function not implemented") {
+		t.Errorf("the grandchild's bind: %q, want ENOSYS (function not implemented)", b)
+	}
+}
+
+// roleLateBinder starts a grandchild in a session of its own, says both
+// PIDs, and waits.
+func roleLateBinder() int {
+	self, _ := os.Executable()
+	cmd := exec.Command(self)
+	cmd.Env = append(os.Environ(), roleEnv+"=setsid-binder")
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	if err := cmd.Start(); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	fmt.Printf("worker=%d grandchild=%d\n", os.Getpid(), cmd.Process.Pid)
+	select {}
+}
+
+// roleSetsidBinder binds PORT on SIGUSR1 and writes what bind returned to
+// RESULT.
+func roleSetsidBinder() int {
+	usr1 := make(chan os.Signal, 1)
+	signal.Notify(usr1, syscall.SIGUSR1)
+	<-usr1
+	_, err := net.Listen("tcp", "127.0.0.1:"+os.Getenv("PORT"))
+	msg := "bound"
+	if err != nil {
+		msg = err.Error()
+	}
+	os.WriteFile(os.Getenv("RESULT"), []byte(msg+"\n"), 0o644)
+	select {}
+}
+
+func init() {
+	roles.Register("late-binder", roleLateBinder)
+	roles.Register("setsid-binder", roleSetsidBinder)
+	roles.Register("sandboxed-master", roleSandboxedMaster)
+}
+
+// roleSandboxedMaster loads a seccomp filter as a container's profile
+// would, then becomes the master (on the same thread, which the filter
+// is on): SANDBOX=seccomp refuses seccomp(2) altogether, SANDBOX=filter
+// only the loading of filters.
+func roleSandboxedMaster() int {
+	runtime.LockOSThread()
+	const (
+		ld  = unix.BPF_LD | unix.BPF_W | unix.BPF_ABS
+		jeq = unix.BPF_JMP | unix.BPF_JEQ | unix.BPF_K
+		ja  = unix.BPF_JMP | unix.BPF_JA
+		ret = unix.BPF_RET | unix.BPF_K
+	)
+	deny := unix.SECCOMP_RET_ERRNO | uint32(unix.EPERM)
+	f := []unix.SockFilter{
+		{Code: ld, K: 0}, // nr
+		{Code: jeq, Jt: 0, Jf: 3, K: unix.SYS_SECCOMP},
+		{Code: ja, K: 0},  // patched below: seccomp altogether
+		{Code: ld, K: 16}, // args[0], low half (little-endian)
+		{Code: jeq, Jt: 1, Jf: 0, K: unix.SECCOMP_SET_MODE_FILTER},
+		{Code: ret, K: unix.SECCOMP_RET_ALLOW},
+		{Code: ret, K: deny},
+	}
+	if os.Getenv("SANDBOX") == "seccomp" {
+		f[2].K = 3 // to the denial
+	}
+	prog := unix.SockFprog{Len: uint16(len(f)), Filter: &f[0]}
+	if _, _, e := unix.Syscall(unix.SYS_SECCOMP, unix.SECCOMP_SET_MODE_FILTER, 0, uintptr(unsafe.Pointer(&prog))); e != 0 {
+		fmt.Fprintln(os.Stderr, "sandbox:", e)
+		return 3
+	}
+	os.Setenv(roleEnv, "master")
+	self, _ := os.Executable()
+	err := syscall.Exec(self, os.Args, os.Environ())
+	fmt.Fprintln(os.Stderr, "exec:", err)
+	return 127
+}
+
+// Under a sandbox without seccomp user notification the master says why
+// once, and serves programs that take fd 3 as ever (ready after the
+// delay); the same when only loading a filter is refused, which the shims
+// find out.
+func TestSandboxWithoutInterceptionFallsBack(t *testing.T) {
+	t.Parallel()
+	needIntercept(t)
+	for _, tc := range []struct{ sandbox, want string }{
+		{"seccomp", `bind interception off: seccomp: operation not permitted \(a sandbox's seccomp profile refuses it\)`},
+		{"filter", `bind interception does not work for gen 1 worker \d \(pid \d+\): load the seccomp filter: operation not permitted`},
+	} {
+		t.Run(tc.sandbox, func(t *testing.T) {
+			t.Parallel()
+			self, _ := os.Executable()
+			cmd := exec.Command(self, "run", "--workers", "2", "--listen", "web=127.0.0.1:0", "--ready-delay", "200ms",
+				"--env", roleEnv+"="+roles.Use("silent"), "--", self)
+			cmd.Args[0] = "hotcluster"
+			cmd.Env = append(os.Environ(), append(masterEnv(t), roleEnv+"="+roles.Use("sandboxed-master"), "SANDBOX="+tc.sandbox)...)
+			m := startMasterCmd(t, cmd)
+			addr := m.listenAddr("web")
+			m.waitLine(0, `gen 1 ready in`)
+			stop := load(t, loadgen.Config{Addr: addr, Clients: 4})
+			m.reload(2)
+			m.reload(3)
+			assertNoFailures(t, stop())
+			assertServedBy(t, "tcp", addr, 3)
+			if n := m.count(tc.want); n != 1 {
+				t.Errorf("%d lines matching %q, want 1", n, tc.want)
+			}
+			if n := m.count(`bind interception`); n != 1 {
+				t.Errorf("%d lines about bind interception, want 1", n)
+			}
+		})
+	}
+}
+
+// A root master's workers run as another user: the shim has no
+// CAP_SYS_ADMIN, sets no_new_privs to load the filter, and the master
+// says so once. Workers of a root master that stay root do not need it.
+func TestUnprivilegedWorkersRunWithNoNewPrivs(t *testing.T) {
+	t.Parallel()
+	needIntercept(t)
+	if os.Geteuid() != 0 {
+		t.Skip("switching users needs root; this test runs as uid " + strconv.Itoa(os.Geteuid()))
+	}
+	if _, err := user.Lookup("nobody"); err != nil {
+		t.Skipf("no user nobody here: %v", err)
+	}
+	// A directory every user can enter, with the C server and the notify
+	// sockets' directory in it.
+	dir, err := os.MkdirTemp("", "hotcluster-nnp-test-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	tmp := dir + "/tmp"
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Mkdir(tmp, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	bin := dir + "/cserver"
+	copyFile(t, buildC(t), bin)
+	for _, tc := range []struct {
+		name string
+		args []string
+		nnp  string
+	}{
+		{"nobody", []string{"--user", "nobody"}, "1"},
+		{"root", nil, "0"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			port := freePort(t)
+			args := append([]string{"--workers", "2", "--listen", "web=127.0.0.1:" + port, "--ready-delay", "10m", "--ready-timeout", "50s"}, tc.args...)
+			m := startCommandEnv(t, []string{"TMPDIR=" + tmp}, args, bin, port, "127.0.0.1")
+			m.waitLine(0, `gen 1 ready in`)
+			assertServedBy(t, "tcp", "127.0.0.1:"+port, 1)
+			kids := children(m.pid)
+			if len(kids) != 2 {
+				t.Fatalf("master has %d children, want 2 workers", len(kids))
+			}
+			for _, pid := range kids {
+				b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+				got := regexp.MustCompile(`NoNewPrivs:\s*(\d)`).FindSubmatch(b)
+				if got == nil || string(got[1]) != tc.nnp {
+					t.Errorf("worker %d: NoNewPrivs %q, want %s", pid, got, tc.nnp)
+				}
+			}
+			want := 0
+			if tc.nnp == "1" {
+				want = 1
+			}
+			m.reload(2)
+			if n := m.count(`workers run with no_new_privs`); n != want {
+				t.Errorf("%d lines about no_new_privs, want %d", n, want)
+			}
+		})
+	}
+}
