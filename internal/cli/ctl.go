@@ -30,15 +30,13 @@ func ctlFlags() []cli.Flag {
 
 func ctlCommand(name, usage, argsUsage string, action cli.ActionFunc, extra ...cli.Flag) *cli.Command {
 	return &cli.Command{
-		Name:      name,
-		Usage:     usage,
-		ArgsUsage: argsUsage,
-		Category:  "operating a running instance",
-		Flags:     append(ctlFlags(), extra...),
-		Action:    action,
-		OnUsageError: func(_ *cli.Context, err error, _ bool) error {
-			return &usageError{err}
-		},
+		Name:         name,
+		Usage:        usage,
+		ArgsUsage:    argsUsage,
+		Category:     "operating a running instance",
+		Flags:        append(ctlFlags(), extra...),
+		Action:       action,
+		OnUsageError: onUsageError,
 	}
 }
 
@@ -52,17 +50,15 @@ func ctlCommands() []*cli.Command {
 			&cli.BoolFlag{Name: "force", Usage: "kill the workers at once instead of draining them"}),
 		ctlCommand("events", "print the instance's events as JSON lines as they happen (fork, ready, exit, reload-start, reload-done, ...)", "", eventsAction),
 		ctlCommand("send", "send a JSON value to the workers' message channel (--ipc)", "JSON", sendAction,
-			&cli.IntFlag{Name: "worker", Value: -1, Usage: "the worker `SLOT` to send to"},
+			&cli.IntFlag{Name: "worker", DefaultText: "every worker, as --all", Usage: "send only to the worker in `SLOT` of the serving generation"},
 			&cli.BoolFlag{Name: "all", Usage: "send to every worker of the serving generation (the default)"}),
 		{
-			Name:     "ls",
-			Usage:    "list this user's running instances",
-			Category: "operating a running instance",
-			Flags:    []cli.Flag{&cli.BoolFlag{Name: "json", Usage: "print JSON instead of text"}},
-			Action:   lsAction,
-			OnUsageError: func(_ *cli.Context, err error, _ bool) error {
-				return &usageError{err}
-			},
+			Name:         "ls",
+			Usage:        "list this user's running instances",
+			Category:     "operating a running instance",
+			Flags:        []cli.Flag{&cli.BoolFlag{Name: "json", Usage: "print JSON instead of text"}},
+			Action:       lsAction,
+			OnUsageError: onUsageError,
 		},
 	}
 }

@@ -24,7 +24,7 @@ func initCommand() *cli.Command {
 hotcluster run as a commented key with its usage and default, and an example
 listen and command to edit. hotcluster run reads ./hotcluster.toml when it
 exists, or the file --config names.`,
-		OnUsageError: func(_ *cli.Context, err error, _ bool) error { return &usageError{err} },
+		OnUsageError: onUsageError,
 		Flags: []cli.Flag{
 			&cli.BoolFlag{Name: "force", Aliases: []string{"f"}, Usage: "overwrite FILE if it exists"},
 		},

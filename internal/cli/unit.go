@@ -24,9 +24,9 @@ func unitCommand() *cli.Command {
 
 prints myapp.service (and myapp.socket) on standard output, each preceded by a
 "# file: NAME" line; --out DIR writes them into DIR instead.`,
-		OnUsageError: func(_ *cli.Context, err error, _ bool) error { return &usageError{err} },
+		OnUsageError: onUsageError,
 		Flags: []cli.Flag{
-			&cli.StringFlag{Name: "name", Required: true, Usage: "unit base `NAME`: NAME.service, NAME.socket"},
+			&cli.StringFlag{Name: "name", Usage: "unit base `NAME`: NAME.service, NAME.socket (required)"},
 			&cli.BoolFlag{Name: "socket", Usage: "also a .socket unit per --listen: systemd binds, hotcluster inherits"},
 			&cli.StringFlag{Name: "exec", Usage: "absolute path of the hotcluster binary in the unit (default: this one)"},
 			&cli.StringFlag{Name: "user", Usage: "User= of the service"},
@@ -57,6 +57,9 @@ func hasRunFlag(args []string, names ...string) bool {
 }
 
 func unitAction(c *cli.Context) error {
+	if c.String("name") == "" {
+		return usagef("unit: --name is required: the units' base name, e.g. --name myapp for myapp.service")
+	}
 	runArgs := c.Args().Slice()
 	if len(runArgs) == 0 {
 		return usagef("no run arguments: give them after --, e.g. hotcluster unit --name app -- --listen :8080 -- /srv/app/server")
