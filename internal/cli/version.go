@@ -15,11 +15,12 @@ var version = ""
 
 // childVersion is the release of the worker library, module
 // github.com/hotcluster/hotcluster/child (tag child/vX.Y.Z), that goes with
-// this master. The two modules share no package, so the binary cannot
-// learn it from its build information: scripts/release sets it from the
-// newest child/ tag with -X, and otherwise it is the release CHANGELOG.md's
-// newest entry names, which TestChildVersionMatchesChangelog keeps equal.
-var childVersion = "v0.1.0"
+// this master: the one whose copy of the worker contract it speaks. The two
+// modules share no package, so the binary cannot learn it from its build
+// information. CHANGELOG.md's newest entry names the same release
+// (TestChildVersionMatchesChangelog), and scripts/release refuses to build
+// a product tag whose child tag is missing.
+const childVersion = "v0.1.0"
 
 // fullVersion is version, or without -X the module version (`go install
 // …@v1.2.3`) or the commit the binary was built from, so that `hotcluster
