@@ -59,6 +59,11 @@ type worker struct {
 	// outbox feeds the writer of its message channel (nil without one);
 	// the pool never blocks on it.
 	outbox chan []byte
+	// restarts counts the respawns of its slot in its generation before
+	// it; prevExit says how the worker it replaced ended, and when.
+	restarts   int
+	prevExit   string
+	prevExitAt time.Time
 
 	tail tail
 }

@@ -152,7 +152,7 @@ func (m *Master) status(ctx context.Context) (control.Status, error) {
 	for _, w := range ps.Workers {
 		cw := control.Worker{
 			Slot: w.Slot, Generation: w.Gen, PID: w.PID, State: w.State, Replacing: w.Replacing,
-			Uptime: control.Duration(now.Sub(w.Started)), Restarts: w.Restarts, LastExit: w.LastExit,
+			Uptime: control.Duration(now.Sub(w.Started)), Restarts: w.Restarts, LastExit: w.PrevExit,
 		}
 		if s, err := procstat.Read(w.PID); err == nil {
 			cw.RSS = s.RSS
