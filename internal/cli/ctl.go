@@ -211,7 +211,7 @@ func printStatus(out io.Writer, st control.Status) error {
 		if w.Replacing {
 			state += " (replacement)"
 		}
-		last := w.LastExit
+		last := w.PreviousExit
 		if last == "" {
 			last = "-"
 		}
