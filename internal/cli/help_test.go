@@ -3,18 +3,14 @@ package cli
 import (
 	"bytes"
 	"errors"
-	"io"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"regexp"
-	"strconv"
 	"strings"
 	"testing"
-	"time"
 	"unicode/utf8"
 
-	"golang.org/x/sys/unix"
+	"github.com/hotcluster/hotcluster/internal/testroles"
 )
 
 // hotclusterOut is hotcluster with stdout and stderr apart.
@@ -159,71 +155,11 @@ func TestHelpFitsEightyColumns(t *testing.T) {
 // pseudo-terminal of cols columns, and returns what it printed.
 func onTerminal(t *testing.T, cols int, args ...string) string {
 	t.Helper()
-	ptmx, err := os.OpenFile("/dev/ptmx", os.O_RDWR|unix.O_NOCTTY, 0)
-	if err != nil {
-		t.Skipf("no pseudo-terminals here: %v", err)
-	}
-	defer ptmx.Close()
-	// Through SyscallConn: Fd would make the file blocking, and its read
-	// deadline would not work.
-	var n int
-	fdControl(t, ptmx, func(fd int) error {
-		if err := unix.IoctlSetPointerInt(fd, unix.TIOCSPTLCK, 0); err != nil {
-			return err
-		}
-		n, err = unix.IoctlGetInt(fd, unix.TIOCGPTN)
-		return err
-	})
-	tty, err := os.OpenFile(filepath.Join("/dev/pts", strconv.Itoa(n)), os.O_RDWR|unix.O_NOCTTY, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer tty.Close()
-	fdControl(t, tty, func(fd int) error {
-		if err := unix.IoctlSetWinsize(fd, unix.TIOCSWINSZ, &unix.Winsize{Row: 50, Col: uint16(cols)}); err != nil {
-			return err
-		}
-		// No "\n" made "\r\n": the output as the program wrote it.
-		tio, err := unix.IoctlGetTermios(fd, unix.TCGETS)
-		if err != nil {
-			return err
-		}
-		tio.Oflag &^= unix.OPOST
-		return unix.IoctlSetTermios(fd, unix.TCSETS, tio)
-	})
 	self, _ := os.Executable()
 	cmd := exec.Command(self)
 	cmd.Args = append([]string{"hotcluster"}, args...)
 	cmd.Env = append(os.Environ(), roleEnv+"=master", "XDG_RUNTIME_DIR="+t.TempDir())
-	cmd.Stdout = tty
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	tty.Close()
-	// The read ends with EIO once the child, the last holder of the
-	// terminal's other side, has exited.
-	ptmx.SetReadDeadline(time.Now().Add(30 * time.Second))
-	out, _ := io.ReadAll(ptmx)
-	if err := cmd.Wait(); err != nil {
-		t.Fatalf("hotcluster %q: %v", args, err)
-	}
-	return string(out)
-}
-
-// fdControl runs fn on f's descriptor and fails the test on its error.
-func fdControl(t *testing.T, f *os.File, fn func(fd int) error) {
-	t.Helper()
-	rc, err := f.SyscallConn()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var ferr error
-	if err := rc.Control(func(fd uintptr) { ferr = fn(int(fd)) }); err != nil {
-		t.Fatal(err)
-	}
-	if ferr != nil {
-		t.Fatalf("terminal %s: %v", f.Name(), ferr)
-	}
+	return testroles.OnTerminal(t, cols, cmd)
 }
 
 // On a terminal, help fits the terminal's width, however narrow or wide.
