@@ -81,10 +81,12 @@ func unitAction(c *cli.Context) error {
 	// Parse them exactly as `hotcluster run` would, so a unit never holds a
 	// command line that run refuses.
 	var rc *master.Config
+	var configFile string
 	parse := runCommand()
 	parse.Action = func(rctx *cli.Context) error {
 		var err error
 		rc, err = parseRun(rctx)
+		configFile = rctx.String(configFlagName)
 		return err
 	}
 	app := &cli.App{Name: "hotcluster", Commands: []*cli.Command{parse}, DisableSliceFlagSeparator: true,
@@ -103,9 +105,27 @@ func unitAction(c *cli.Context) error {
 			return fmt.Errorf("find this binary: %w (give --exec)", err)
 		}
 	}
+	// A service starts in WorkingDirectory, with systemd's PATH: what the
+	// shell found relative to here, or on this user's PATH, must be given
+	// the way it will be found there.
+	cwd, err := os.Getwd()
+	if err != nil {
+		return fmt.Errorf("unit: the current directory: %w", err)
+	}
+	workDir := cwd
+	if rc.Pool.Dir != "" {
+		workDir = rc.Pool.Dir
+	}
+	runArgs = absoluteRunArgs(runArgs, rc, cwd)
+	if configFile != "" && !filepath.IsAbs(configFile) {
+		configFile = filepath.Join(cwd, configFile)
+	}
+	for _, w := range pathWarnings(rc, configFile, c.String("user"), exe, workDir) {
+		fmt.Fprintf(c.App.ErrWriter, "hotcluster: warning: %s\n", w)
+	}
 	o := unitfile.Options{
 		Name: c.String("name"), Description: c.String("description"), Exec: exe, RunArgs: runArgs,
-		WorkingDirectory: rc.Pool.Dir, User: c.String("user"), Group: c.String("group"),
+		WorkingDirectory: workDir, User: c.String("user"), Group: c.String("group"),
 		DrainTimeout: rc.Pool.DrainTimeout, ReadyTimeout: rc.Pool.ReadyTimeout,
 		Nagle: rc.Sockets.Nagle,
 	}
