@@ -1,6 +1,6 @@
 //go:build systemd_e2e
 
-package main
+package e2e
 
 // End-to-end tests against a real systemd, booted by scripts/systemd-e2e in
 // a private PID+mount namespace; they drive it with systemctl through
