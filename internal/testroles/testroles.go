@@ -120,3 +120,17 @@ func Tool(t testing.TB, name string) string {
 	t.Skipf("%s is not installed here (.ci/run installs it): %v", name, err)
 	return ""
 }
+
+// Need is Tool for what a test needs besides a program on $PATH (a
+// library, a package's files): err, when not nil, says what is missing,
+// and the test skips, or fails under RequireToolsEnv.
+func Need(t testing.TB, what string, err error) {
+	t.Helper()
+	if err == nil {
+		return
+	}
+	if os.Getenv(RequireToolsEnv) == "1" {
+		t.Fatalf("%s is missing, and %s=1 requires it (.ci/run installs it): %v", what, RequireToolsEnv, err)
+	}
+	t.Skipf("%s is missing here (.ci/run installs it): %v", what, err)
+}
