@@ -327,7 +327,7 @@ func TestBadInput(t *testing.T) {
 		{"bad workers", []string{"run", "--workers", "0", "--", self}, 2, "--workers 0: want 1 or more"},
 		{"bad signal", []string{"run", "--stop-signal", "NOPE", "--", self}, 2, `unknown signal "NOPE"`},
 		{"bad env", []string{"run", "--env", "NOEQUALS", "--", self}, 2, `--env "NOEQUALS": want K=V`},
-		{"unknown flag", []string{"run", "--lisen", ":80", "--", self}, 2, "flag provided but not defined"},
+		{"unknown flag", []string{"run", "--lisen", ":80", "--", self}, 2, "run: unknown flag --lisen (did you mean --listen?)"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			code, out := hotcluster(t, tc.args...)

@@ -77,6 +77,20 @@ type generation struct {
 	// told holds what was logged for it that is logged once per
 	// generation (see tell).
 	told map[string]bool
+	// down holds the slots whose serving worker died and waits for its
+	// respawn, by slot, for status.
+	down map[int]downSlot
+}
+
+// downSlot is a slot of a serving generation between its worker's crash
+// and the respawn.
+type downSlot struct {
+	pid       int
+	exit      string
+	at        time.Time
+	respawnAt time.Time
+	restarts  int // of the worker that died
+	crashes   int // in a row, so far
 }
 
 // empty: no worker of g, standbys included, is left.
@@ -88,7 +102,7 @@ func (g *generation) empty() bool {
 func (p *Pool) startGeneration() {
 	p.gen++
 	first := p.current == nil
-	g := &generation{num: p.gen, size: p.size, cmd: p.cmd, env: p.env, started: time.Now(), workers: make(map[int]*worker), standby: make(map[int]*worker), replaced: make(map[*worker]bool)}
+	g := &generation{num: p.gen, size: p.size, cmd: p.cmd, env: p.env, started: time.Now(), workers: make(map[int]*worker), standby: make(map[int]*worker), replaced: make(map[*worker]bool), down: make(map[int]downSlot)}
 	g.waiters, p.waiters = p.waiters, nil
 	p.gens[g.num] = g
 	p.pending = g
@@ -351,7 +365,6 @@ func (p *Pool) exited(e exitEvent) {
 	}
 	delete(g.replaced, w)
 	how := exitDescription(e.status, e.err)
-	p.lastExit[w.slot] = how
 	p.emit(Event{Kind: WorkerExited, Gen: w.gen, Slot: w.slot, PID: w.pid, Err: how, Took: time.Since(w.started)})
 	switch {
 	case standby:
@@ -391,7 +404,8 @@ func (p *Pool) exited(e exitEvent) {
 			loop = fmt.Sprintf(" (crash loop: %d crashes in a row)", n)
 		}
 		p.logf(slog.LevelError, w, "%s exited: %s; respawning in %s%s%s", w, how, d.Round(time.Millisecond), loop, w.tail.String())
-		p.restarts[w.slot]++
+		now := time.Now()
+		g.down[w.slot] = downSlot{pid: w.pid, exit: how, at: now, respawnAt: now.Add(d), restarts: w.restarts, crashes: n}
 		p.emit(Event{Kind: WorkerRespawn, Gen: g.num, Slot: w.slot, PID: w.pid, Took: d, Err: how})
 		p.after(d, respawnEvent{g.num, w.slot})
 	}

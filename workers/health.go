@@ -20,6 +20,12 @@ import (
 type erroredSlot struct {
 	why   string
 	since time.Time
+	// The worker that was the last straw: its generation, PID, exit and
+	// the respawns before it.
+	gen      uint64
+	pid      int
+	exit     string
+	restarts int
 }
 
 // notHolding says why worker w, about to count as ready, cannot serve:
@@ -89,7 +95,7 @@ func (p *Pool) restarted(slot int, now time.Time) (exhausted bool, recent int) {
 // the instance errored once no worker of g is left.
 func (p *Pool) giveUp(g *generation, w *worker, how string, recent int) {
 	why := fmt.Sprintf("%d restarts within %s, then %s", recent, p.cfg.RestartWindow, how)
-	p.errored[w.slot] = erroredSlot{why: why, since: time.Now()}
+	p.errored[w.slot] = erroredSlot{why: why, since: time.Now(), gen: g.num, pid: w.pid, exit: how, restarts: w.restarts}
 	p.logf(slog.LevelError, w, "%s exited: %s; given up after %d restarts within %s (--max-restarts %d --restart-window %s): the slot stays empty until the next reload%s",
 		w, how, recent, p.cfg.RestartWindow, p.cfg.MaxRestarts, p.cfg.RestartWindow, w.tail.String())
 	p.emit(Event{Kind: WorkerErrored, Gen: g.num, Slot: w.slot, PID: w.pid, Err: why})

@@ -59,9 +59,8 @@ type Pool struct {
 	// activations are the generations the traffic is moving to, with what
 	// cancels their Sockets.Activate.
 	activations map[*generation]context.CancelFunc
-	cmd         Command     // of the next generation
-	env         []string    // of the next generation (Config.Env, or an Update's)
-	restarts    map[int]int // respawns per slot, for status
+	cmd         Command  // of the next generation
+	env         []string // of the next generation (Config.Env, or an Update's)
 	// restartLog holds the times of each slot's recent respawns, for
 	// MaxRestarts; errored the slots given up, with why.
 	restartLog map[int][]time.Time
@@ -71,7 +70,6 @@ type Pool struct {
 	// intercepting: workers get the bind and listen filter (see
 	// startIntercepting); what it tells about all workers is said once.
 	intercepting, toldNoNewPrivs, toldInterceptFailed bool
-	lastExit                                          map[int]string // per slot
 	waiters                                           []chan<- Event // reloads queued behind a turnover, for their outcome
 	lastReload                                        *Event         // the last GenReady or GenFailed after the first
 	started                                           time.Time
@@ -372,8 +370,16 @@ func (e respawnEvent) handle(p *Pool) {
 		p.crashes[e.slot]++
 		d := backoff(p.crashes[e.slot], p.cfg.BackoffMin, p.cfg.BackoffMax)
 		p.genf(slog.LevelError, g.num, "gen %d worker %d: %v; retrying in %s", g.num, e.slot, err, d.Round(time.Millisecond))
+		if down, ok := g.down[e.slot]; ok {
+			down.respawnAt, down.crashes = time.Now().Add(d), p.crashes[e.slot]
+			g.down[e.slot] = down
+		}
 		p.after(d, respawnEvent{g.num, e.slot})
 		return
+	}
+	if down, ok := g.down[e.slot]; ok {
+		w.restarts, w.prevExit, w.prevExitAt = down.restarts+1, down.exit, down.at
+		delete(g.down, e.slot)
 	}
 	g.workers[e.slot] = w
 }

@@ -28,6 +28,30 @@ type ErroredSlot struct {
 	Slot  int
 	Why   string
 	Since time.Time
+	// Gen, PID, Exit and Restarts describe the worker whose exit made the
+	// slot be given up: its generation and PID (gone), how it ended, and
+	// the respawns of the slot before it.
+	Gen      uint64
+	PID      int
+	Exit     string
+	Restarts int
+}
+
+// RestartingSlot is a slot of the serving generation whose worker died and
+// is respawned at RespawnAt (after the back-off).
+type RestartingSlot struct {
+	Gen  uint64
+	Slot int
+	// PID, Exit and ExitedAt are the worker that died (its PID is gone).
+	PID       int
+	Exit      string
+	ExitedAt  time.Time
+	RespawnAt time.Time
+	// Restarts counts the respawns of the slot before the worker that
+	// died; Crashes its crashes in a row (CrashLoop once 5 or more).
+	Restarts  int
+	Crashes   int
+	CrashLoop bool
 }
 
 // Status is a snapshot of the pool.
@@ -35,14 +59,22 @@ type Status struct {
 	// State is one of the State constants.
 	State   string
 	Errored []ErroredSlot
-	Started time.Time
+	// Restarting lists the slots waiting for their respawn.
+	Restarting []RestartingSlot
+	Started    time.Time
 	// Size is the number of workers the serving generation keeps.
 	Size int
 	// Current is the serving generation (0: none yet); Pending the one
 	// starting, if any.
 	Current, Pending uint64
 	Stopping         bool
-	Command          Command
+	// Command is what the serving generation runs (before the first
+	// serves: what it will run). NextCommand, when it differs, is what
+	// the next generation runs: the pending one's, or after a failed
+	// reload the command that failed, which the next reload tries again
+	// unless it brings another.
+	Command     Command
+	NextCommand *Command
 	// LastReload is the last GenReady or GenFailed after the first
 	// generation; nil before any reload.
 	LastReload *Event
@@ -54,12 +86,15 @@ type WorkerStatus struct {
 	Gen     uint64
 	Slot    int
 	PID     int
-	State   string // starting, ready or draining
+	State   string // starting, ready, draining or hung
 	Started time.Time
-	// Restarts counts the respawns of the slot; LastExit says how the
-	// slot's last worker ended ("" if none has).
-	Restarts int
-	LastExit string
+	// Restarts counts the respawns of the slot in this worker's
+	// generation before this worker (a new generation starts at 0);
+	// PrevExit says how the worker it replaced ended, and when ("" for a
+	// worker that replaced none).
+	Restarts   int
+	PrevExit   string
+	PrevExitAt time.Time
 	// Replacing: a standby that takes the slot from a worker being
 	// recycled once it is ready.
 	Replacing bool
@@ -85,9 +120,15 @@ func (p *Pool) snapshot() Status {
 	s := Status{Started: p.started, Size: p.size, Stopping: p.stopping, Command: p.cmd}
 	if p.current != nil {
 		s.Current = p.current.num
+		s.Command = p.current.cmd
 	}
+	next := p.cmd
 	if p.pending != nil {
 		s.Pending = p.pending.num
+		next = p.pending.cmd
+	}
+	if !sameCommand(next, s.Command) {
+		s.NextCommand = &next
 	}
 	if p.lastReload != nil {
 		e := *p.lastReload
@@ -100,7 +141,7 @@ func (p *Pool) snapshot() Status {
 		}
 		s.Workers = append(s.Workers, WorkerStatus{
 			Gen: w.gen, Slot: w.slot, PID: w.pid, State: state, Started: w.started,
-			Restarts: p.restarts[w.slot], LastExit: p.lastExit[w.slot], Replacing: replacing, IPC: w.outbox != nil,
+			Restarts: w.restarts, PrevExit: w.prevExit, PrevExitAt: w.prevExitAt, Replacing: replacing, IPC: w.outbox != nil,
 		})
 	}
 	for _, g := range p.gens {
@@ -111,9 +152,19 @@ func (p *Pool) snapshot() Status {
 			add(w, true)
 		}
 	}
+	if g := p.current; g != nil && !p.stopping {
+		for _, slot := range slices.Sorted(maps.Keys(g.down)) {
+			d := g.down[slot]
+			if slot >= p.size || g.workers[slot] != nil {
+				continue
+			}
+			s.Restarting = append(s.Restarting, RestartingSlot{Gen: g.num, Slot: slot, PID: d.pid, Exit: d.exit, ExitedAt: d.at,
+				RespawnAt: d.respawnAt, Restarts: d.restarts, Crashes: d.crashes, CrashLoop: d.crashes >= crashLoopAt})
+		}
+	}
 	for _, slot := range slices.Sorted(maps.Keys(p.errored)) {
 		e := p.errored[slot]
-		s.Errored = append(s.Errored, ErroredSlot{Slot: slot, Why: e.why, Since: e.since})
+		s.Errored = append(s.Errored, ErroredSlot{Slot: slot, Why: e.why, Since: e.since, Gen: e.gen, PID: e.pid, Exit: e.exit, Restarts: e.restarts})
 	}
 	switch {
 	case p.stopping:
@@ -134,4 +185,8 @@ func (p *Pool) snapshot() Status {
 		return a.Slot - b.Slot
 	})
 	return s
+}
+
+func sameCommand(a, b Command) bool {
+	return a.Path == b.Path && slices.Equal(a.Args, b.Args)
 }

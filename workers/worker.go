@@ -62,6 +62,11 @@ type worker struct {
 	// listening says, per listener, whether it called listen(2) on the
 	// socket (nil until it did on one).
 	listening []bool
+	// restarts counts the respawns of its slot in its generation before
+	// it; prevExit says how the worker it replaced ended, and when.
+	restarts   int
+	prevExit   string
+	prevExitAt time.Time
 
 	tail tail
 }

@@ -341,12 +341,16 @@ func quoteAll(ss []string) string {
 // reload to pick up changes to the file. It runs a fresh App from newApp
 // whose run action only parses, so it starts nothing and is safe to call
 // while the real App runs, also from several goroutines: the fresh App
-// hides cli's help and version flags and its help command, which are
+// hides cli's help, version and completion flags and its help command, which are
 // package variables that setting up an App writes to. Its errors are those
 // `hotcluster run` would fail with (usage errors are *usageError).
 func reparseRun(args []string) (*master.Config, error) {
 	app := newApp()
 	app.HideHelp, app.HideVersion = true, true
+	// Nor the --help and completion flags, nor the help printed for a
+	// command line without a command.
+	app.Flags, app.EnableBashCompletion = nil, false
+	app.Action = func(*cli.Context) error { return nil }
 	app.Writer, app.ErrWriter = io.Discard, io.Discard
 	var rc *master.Config
 	for _, cmd := range app.Commands {

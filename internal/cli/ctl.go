@@ -32,15 +32,13 @@ func ctlFlags() []cli.Flag {
 
 func ctlCommand(name, usage, argsUsage string, action cli.ActionFunc, extra ...cli.Flag) *cli.Command {
 	return &cli.Command{
-		Name:      name,
-		Usage:     usage,
-		ArgsUsage: argsUsage,
-		Category:  "operating a running instance",
-		Flags:     append(ctlFlags(), extra...),
-		Action:    action,
-		OnUsageError: func(_ *cli.Context, err error, _ bool) error {
-			return &usageError{err}
-		},
+		Name:         name,
+		Usage:        usage,
+		ArgsUsage:    argsUsage,
+		Category:     "operating a running instance",
+		Flags:        append(ctlFlags(), extra...),
+		Action:       action,
+		OnUsageError: onUsageError,
 	}
 }
 
@@ -60,22 +58,26 @@ func ctlCommands() []*cli.Command {
 			&cli.IntFlag{Name: "generation", Usage: "only the lines of generation `G`"},
 			&cli.DurationFlag{Name: "since", Usage: "only lines of the last `DURATION` (e.g. 10m)"}),
 		ctlCommand("send", "send a JSON value to the workers' message channel (--ipc)", "JSON", sendAction,
-			&cli.IntFlag{Name: "worker", Value: -1, Usage: "the worker `SLOT` to send to"},
+			&cli.IntFlag{Name: "worker", DefaultText: "every worker, as --all", Usage: "send only to the worker in `SLOT` of the serving generation"},
 			&cli.BoolFlag{Name: "all", Usage: "send to every worker of the serving generation (the default)"}),
 		{
-			Name:     "ls",
-			Usage:    "list this user's running instances",
-			Category: "operating a running instance",
-			Flags:    []cli.Flag{&cli.BoolFlag{Name: "json", Usage: "print JSON instead of text"}},
-			Action:   lsAction,
-			OnUsageError: func(_ *cli.Context, err error, _ bool) error {
-				return &usageError{err}
-			},
+			Name:         "ls",
+			Usage:        "list this user's running instances",
+			Category:     "operating a running instance",
+			Flags:        []cli.Flag{&cli.BoolFlag{Name: "json", Usage: "print JSON instead of text"}},
+			Action:       lsAction,
+			OnUsageError: onUsageError,
 		},
 	}
 }
 
-// socketOf resolves the control socket a command talks to.
+// socketOf resolves the control socket a command talks to: --control, or
+// the instance --name names, or without a name the only one running.
+// Masters are looked for where `hotcluster ls` looks: this user's
+// directory first, and for root also the other users' and the one a
+// service systemd runs uses (/run/hotcluster, without XDG_RUNTIME_DIR),
+// so that root in an ssh session finds the service. Sockets left by
+// masters that were killed do not count.
 func socketOf(c *cli.Context) (string, error) {
 	if p := c.String("control"); p != "" {
 		return p, nil
@@ -86,44 +88,56 @@ func socketOf(c *cli.Context) (string, error) {
 		if err := control.CheckName(n); err != nil {
 			return "", usagef("--name: %w", err)
 		}
+		if control.Alive(c.Context, control.SocketPath(dir, n)) {
+			return control.SocketPath(dir, n), nil
+		}
 	}
-	// Sockets left by masters that were killed do not count. Without a
-	// name, only this user's instances; a name is also looked for among
-	// the other users' instances that root may control.
-	if n != "" && control.Alive(c.Context, control.SocketPath(dir, n)) {
-		return control.SocketPath(dir, n), nil
-	}
-	dirs := []string{dir}
-	if n != "" {
-		dirs = control.Dirs()[1:]
+	dirs := control.Dirs()
+	running := control.Running(c.Context, dirs)
+	if n == "" {
+		// This user's own instances first: root's in its session wins
+		// over the services it can also see.
+		var own []control.Instance
+		for _, in := range running {
+			if filepath.Dir(in.Socket) == dir {
+				own = append(own, in)
+			}
+		}
+		if len(own) > 0 {
+			running = own
+		}
 	}
 	var found []control.Instance
-	for _, in := range control.Running(c.Context, dirs) {
+	for _, in := range running {
 		if n == "" || in.Name == n {
 			found = append(found, in)
 		}
 	}
+	// Names, and where each is when it is not in this user's directory.
+	describe := func(ins []control.Instance, sockets bool) string {
+		var s []string
+		for _, in := range ins {
+			if sockets || filepath.Dir(in.Socket) != dir {
+				s = append(s, in.Name+" at "+in.Socket)
+			} else {
+				s = append(s, in.Name)
+			}
+		}
+		return strings.Join(s, ", ")
+	}
 	switch {
 	case len(found) == 1:
 		return found[0].Socket, nil
+	case len(found) == 0 && n != "" && len(running) > 0:
+		return "", fmt.Errorf("no master is running as %s; running: %s (give one of these to --name)", n, describe(running, false))
 	case len(found) == 0 && n != "":
-		// Its error says that no master answers there.
-		return control.SocketPath(dir, n), nil
+		return "", fmt.Errorf("no master is running as %s, nor any other (looked in %s); start one with hotcluster run --name %s, or give --control", n, strings.Join(dirs, ", "), n)
 	case len(found) == 0:
-		return "", fmt.Errorf("no hotcluster instance is running for this user (no socket in %s); start one with hotcluster run, or give --control", dir)
+		return "", fmt.Errorf("no hotcluster instance is running (looked in %s); start one with hotcluster run, or give --control", strings.Join(dirs, ", "))
+	case n != "":
+		return "", usagef("%d instances are named %s (%s): pick one with --control", len(found), n, describe(found, true))
 	}
-	var names []string
-	for _, in := range found {
-		names = append(names, in.Name)
-	}
-	if n != "" {
-		var socks []string
-		for _, in := range found {
-			socks = append(socks, in.Socket)
-		}
-		return "", usagef("%d instances are named %s (%s): pick one with --control", len(found), n, strings.Join(socks, ", "))
-	}
-	return "", usagef("%d instances are running (%s): pick one with --name", len(found), strings.Join(names, ", "))
+	return "", usagef("%d instances are running (%s): pick one with --name", len(found), describe(found, false))
 }
 
 // ctlContext ends on Ctrl-C, so that a waiting command stops cleanly.
@@ -158,110 +172,7 @@ func statusAction(c *cli.Context) error {
 	if c.Bool("json") {
 		return printJSON(c.App.Writer, st)
 	}
-	return printStatus(c.App.Writer, st)
-}
-
-func printStatus(out io.Writer, st control.Status) error {
-	fmt.Fprintf(out, "%s: master pid %d, hotcluster %s, up %s\n", st.Name, st.PID, st.Version, roundDuration(st.Uptime.D()))
-	fmt.Fprintf(out, "command: %s\n", strings.Join(st.Command, " "))
-	for _, l := range st.Listeners {
-		mode := l.Mode
-		if l.Selector != "" {
-			mode += ", " + l.Selector
-		}
-		fmt.Fprintf(out, "listening: %s on %s (%s)\n", l.Name, l.Addr, mode)
-	}
-	for _, f := range st.ForeignSockets {
-		var owners []string
-		for _, o := range f.Owners {
-			owners = append(owners, fmt.Sprintf("pid %d (%s)", o.PID, o.Command))
-		}
-		if len(owners) == 0 {
-			owners = []string{"an owner this user cannot see"}
-		}
-		effect := "it gets no connections"
-		if f.TakesConnections {
-			effect = "it TAKES CONNECTIONS meant for the workers"
-		}
-		fmt.Fprintf(out, "FOREIGN SOCKET on %s (listener %s) since %s: %s; %s\n", f.Addr, f.Listener,
-			f.Since.Format(time.RFC3339), strings.Join(owners, ", "), effect)
-	}
-	state := st.State
-	switch {
-	case state == "":
-		// A master from before states: serving or stopping.
-		state = "serving"
-		if st.Stopping {
-			state = "stopping"
-		}
-	case state == "errored":
-		state = "ERRORED: no worker serves; waiting for a reload"
-	}
-	line := fmt.Sprintf("generation %d %s, %d workers", st.Generation, state, st.Size)
-	if st.Pending != 0 {
-		line += fmt.Sprintf("; generation %d starting", st.Pending)
-	}
-	fmt.Fprintln(out, line)
-	if r := st.LastReload; r != nil {
-		if r.OK {
-			fmt.Fprintf(out, "last reload: generation %d ready in %s\n", r.Generation, roundDuration(r.Took.D()))
-		} else {
-			fmt.Fprintf(out, "last reload: generation %d FAILED after %s: %s\n", r.Generation, roundDuration(r.Took.D()), r.Error)
-		}
-	}
-	for _, e := range st.Errored {
-		fmt.Fprintf(out, "slot %d given up %s ago: %s\n", e.Slot, roundDuration(time.Since(e.Since)), e.Why)
-	}
-	if l := st.Log; l != nil {
-		var names []string
-		for _, o := range l.Outputs {
-			names = append(names, o.Name)
-		}
-		kept := "none kept for hotcluster logs (--log-buffer 0)"
-		if l.BufferMaxLines > 0 {
-			kept = fmt.Sprintf("%d lines kept for hotcluster logs (%s of %s)", l.BufferLines, formatSize(uint64(l.BufferBytes)), formatSize(uint64(l.BufferMaxBytes)))
-		}
-		fmt.Fprintf(out, "log: to %s; %s\n", strings.Join(names, ", "), kept)
-		for _, o := range l.Outputs {
-			if o.Dropped > 0 {
-				why := "not written fast enough"
-				if o.Error != "" {
-					why = o.Error
-				}
-				fmt.Fprintf(out, "log: %d lines dropped by %s (%s)\n", o.Dropped, o.Name, why)
-			}
-		}
-	} else if st.LogDropped > 0 {
-		fmt.Fprintf(out, "log: %d lines dropped (the master's output was not read fast enough, or has gone)\n", st.LogDropped)
-	}
-	fmt.Fprintln(out)
-	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "SLOT\tGEN\tPID\tSTATE\tUPTIME\tRESTARTS\tLAST EXIT\tRSS\tCPU")
-	for _, w := range st.Workers {
-		state := w.State
-		if w.Replacing {
-			state += " (replacement)"
-		}
-		last := w.LastExit
-		if last == "" {
-			last = "-"
-		}
-		fmt.Fprintf(tw, "%d\t%d\t%d\t%s\t%s\t%d\t%s\t%s\t%.1f%%\n", w.Slot, w.Generation, w.PID, state,
-			roundDuration(w.Uptime.D()), w.Restarts, last, formatSize(w.RSS), w.CPUPercent)
-	}
-	return tw.Flush()
-}
-
-func roundDuration(d time.Duration) time.Duration {
-	switch {
-	case d >= time.Hour:
-		return d.Round(time.Minute)
-	case d >= time.Minute:
-		return d.Round(time.Second)
-	case d >= time.Second:
-		return d.Round(100 * time.Millisecond)
-	}
-	return d.Round(time.Millisecond)
+	return printStatus(c.App.Writer, st, statusColour(c.App.Writer))
 }
 
 func reloadAction(c *cli.Context) error {
@@ -272,7 +183,7 @@ func reloadAction(c *cli.Context) error {
 	if c.Bool("json") {
 		return printJSON(c.App.Writer, r)
 	}
-	fmt.Fprintf(c.App.Writer, "generation %d ready in %s\n", r.Generation, roundDuration(r.Took.D()))
+	fmt.Fprintf(c.App.Writer, "generation %d ready in %s\n", r.Generation, humanDuration(r.Took.D()))
 	return nil
 }
 
@@ -323,7 +234,7 @@ func stopAction(c *cli.Context) error {
 	if c.Bool("json") {
 		return printJSON(c.App.Writer, map[string]any{"stopped": true, "took_seconds": control.Duration(time.Since(start))})
 	}
-	fmt.Fprintf(c.App.Writer, "stopped in %s\n", roundDuration(time.Since(start)))
+	fmt.Fprintf(c.App.Writer, "stopped in %s\n", humanDuration(time.Since(start)))
 	return nil
 }
 
@@ -566,7 +477,7 @@ func lsAction(c *cli.Context) error {
 				addrs = append(addrs, l.Addr)
 			}
 			cols = []string{r.Name, strconv.Itoa(st.PID), strconv.FormatUint(st.Generation, 10), strconv.Itoa(len(st.Workers)),
-				roundDuration(st.Uptime.D()).String(), strings.Join(addrs, ","), strings.Join(st.Command, " ")}
+				humanDuration(st.Uptime.D()), strings.Join(addrs, ","), strings.Join(st.Command, " ")}
 		}
 		if other {
 			cols = append(cols, r.Socket)

@@ -24,7 +24,7 @@ func initCommand() *cli.Command {
 hotcluster run as a commented key with its usage and default, and an example
 listen and command to edit. hotcluster run reads ./hotcluster.toml when it
 exists, or the file --config names.`,
-		OnUsageError: func(_ *cli.Context, err error, _ bool) error { return &usageError{err} },
+		OnUsageError: onUsageError,
 		Flags: []cli.Flag{
 			&cli.BoolFlag{Name: "force", Aliases: []string{"f"}, Usage: "overwrite FILE if it exists"},
 		},
@@ -242,18 +242,40 @@ func shortDuration(d time.Duration) string {
 func wrapWords(s string, width int) []string {
 	var lines []string
 	line := ""
-	for _, w := range strings.Fields(s) {
-		if line != "" && len(line)+1+len(w) > width {
-			lines = append(lines, line)
-			line = ""
+	for _, word := range strings.Fields(s) {
+		for i, w := range splitLong(word, width) {
+			// The pieces of a split word each start a line of their own;
+			// only the first may follow other words.
+			if line != "" && (i > 0 || len(line)+1+len(w) > width) {
+				lines = append(lines, line)
+				line = ""
+			}
+			if line != "" {
+				line += " "
+			}
+			line += w
 		}
-		if line != "" {
-			line += " "
-		}
-		line += w
 	}
 	if line != "" {
 		lines = append(lines, line)
 	}
 	return lines
+}
+
+// splitLong cuts a word longer than width after its slashes (a path), so
+// that no line runs past width when it can be helped.
+func splitLong(w string, width int) []string {
+	if len(w) <= width || width <= 0 {
+		return []string{w}
+	}
+	var parts []string
+	for len(w) > width {
+		i := strings.LastIndex(w[:width], "/")
+		if i <= 0 {
+			break
+		}
+		parts = append(parts, w[:i+1])
+		w = w[i+1:]
+	}
+	return append(parts, w)
 }

@@ -15,7 +15,6 @@ import (
 	"net"
 	"os"
 	"path/filepath"
-	"runtime/debug"
 	"strconv"
 	"strings"
 	"syscall"
@@ -35,39 +34,6 @@ import (
 	"github.com/urfave/cli/v2"
 	"golang.org/x/sys/unix"
 )
-
-// version is set at build time with -ldflags "-X main.version=…".
-var version = "dev"
-
-// fullVersion is version, or without -X the module version or commit the
-// binary was built from, so that `hotcluster status` tells which binary
-// serves after an upgrade.
-func fullVersion() string {
-	v := version
-	if v != "dev" {
-		return v
-	}
-	bi, ok := debug.ReadBuildInfo()
-	if !ok {
-		return v
-	}
-	if bi.Main.Version != "" && bi.Main.Version != "(devel)" {
-		return bi.Main.Version
-	}
-	var rev, dirty string
-	for _, s := range bi.Settings {
-		switch {
-		case s.Key == "vcs.revision" && len(s.Value) >= 12:
-			rev = s.Value[:12]
-		case s.Key == "vcs.modified" && s.Value == "true":
-			dirty = "-dirty"
-		}
-	}
-	if rev == "" {
-		return v
-	}
-	return v + "-" + rev + dirty
-}
 
 // usageError marks a mistake in the command line: exit code 2.
 type usageError struct{ err error }
@@ -97,7 +63,12 @@ func runApp(args []string, stdout, stderr io.Writer) int {
 	app := newApp()
 	app.Writer, app.ErrWriter = stdout, stderr
 	app.Metadata = map[string]any{argsKey: args}
-	err := app.RunContext(context.Background(), scaleArgs(args))
+	if n := len(args); n == 0 || args[n-1] != completionFlag {
+		// Not while completing: with the "--" it adds, urfave/cli would
+		// run `scale -1` instead of completing it.
+		args = scaleArgs(args)
+	}
+	err := app.RunContext(context.Background(), args)
 	if err == nil {
 		return 0
 	}
@@ -112,23 +83,48 @@ func runApp(args []string, stdout, stderr io.Writer) int {
 	return 1
 }
 
+// completionFlag ends the command line a shell's completion script runs
+// (urfave/cli's EnableBashCompletion): the words that may follow are
+// printed, and nothing is run.
+const completionFlag = "--generate-bash-completion"
+
 // argsKey is where Main keeps the command line in the app's Metadata: a
 // reload parses it again, with the config file as it is now.
 const argsKey = "args"
 
 func newApp() *cli.App {
-	return &cli.App{
+	app := &cli.App{
 		Name:                      "hotcluster",
 		Usage:                     "run a server program on every core and replace it without dropping a connection",
-		Version:                   fullVersion(),
+		Version:                   versionLine(),
 		DisableSliceFlagSeparator: true,
-		HideHelpCommand:           true,
-		ExitErrHandler:            func(*cli.Context, error) {}, // Main maps errors to exit codes
-		OnUsageError: func(_ *cli.Context, err error, _ bool) error {
-			return &usageError{err}
-		},
-		Commands: append([]*cli.Command{runCommand(), unitCommand(), initCommand(), keeperCommand()}, ctlCommands()...),
+		// Ours (helpCommand) answers "help stauts" with a suggestion and
+		// exit 2; it needs the --help flag given by hand.
+		HideHelpCommand:      true,
+		Flags:                []cli.Flag{cli.HelpFlag},
+		EnableBashCompletion: true,
+		ExitErrHandler:       func(*cli.Context, error) {}, // Main maps errors to exit codes
+		OnUsageError:         onUsageError,
+		Action:               rootAction,
+		Commands: append(append([]*cli.Command{runCommand(), unitCommand(), initCommand(), keeperCommand()}, ctlCommands()...),
+			withCategory(docsCategory, helpCommand(), completionCommand(), manCommand())...),
 	}
+	for _, c := range app.Commands {
+		if c.BashComplete == nil {
+			c.BashComplete = completeFlags(c)
+		}
+	}
+	return app
+}
+
+// docsCategory groups the commands about hotcluster itself in the help.
+const docsCategory = "help, manual and shell completion"
+
+func withCategory(cat string, cmds ...*cli.Command) []*cli.Command {
+	for _, c := range cmds {
+		c.Category = cat
+	}
+	return cmds
 }
 
 func runCommand() *cli.Command {
@@ -145,53 +141,51 @@ Signals: HUP reloads (new generation, old one drains once the new one is
 ready), USR2 upgrades hotcluster's own binary in place, TERM/INT drain and exit
 (a second one, 500ms or more later, kills at once), TTIN/TTOU add or remove a
 worker.`,
-		OnUsageError: func(_ *cli.Context, err error, _ bool) error {
-			return &usageError{err}
-		},
+		OnUsageError: onUsageError,
 		Flags: withConfigFile([]cli.Flag{
 			&cli.StringSliceFlag{Name: "listen", Aliases: []string{"l"}, Usage: "`[NAME=]ADDR` to listen on, repeatable: :8080, 127.0.0.1:8080, [::1]:8080, tcp4://…, tcp6://…, udp://:5353, unix:///run/app.sock"},
-			&cli.IntFlag{Name: "workers", Aliases: []string{"n"}, DefaultText: "the CPU quota of its cgroup, else the CPUs it may run on", Usage: "workers per generation"},
-			&cli.StringFlag{Name: "ready", Value: "auto", Usage: "when a worker is ready: notify (READY=1 on NOTIFY_SOCKET), delay (alive for --ready-delay), auto (READY=1 from programs that speak the protocol, else once it listens on every --listen socket, else the delay)"},
-			&cli.DurationFlag{Name: "ready-delay", Value: workers.DefaultReadyDelay, Usage: "how long a worker that reports nothing must stay alive to count as ready"},
-			&cli.DurationFlag{Name: "ready-timeout", Value: workers.DefaultReadyTimeout, Usage: "a new generation not ready by then fails, and the old one keeps serving"},
-			&cli.DurationFlag{Name: "drain-timeout", Value: workers.DefaultDrainTimeout, Usage: "how long a stopping worker may take before it is killed"},
-			&cli.StringFlag{Name: "stop-signal", Value: "TERM", Usage: "signal that asks a worker to drain and exit"},
-			&cli.IntFlag{Name: "max-restarts", Value: workers.DefaultMaxRestarts, Usage: "respawns of one worker slot allowed within --restart-window; the next crash gives the slot up until the next reload (errored in status when no slot is left); 0: no limit"},
-			&cli.DurationFlag{Name: "restart-window", Value: workers.DefaultRestartWindow, Usage: "the window --max-restarts counts in"},
-			&cli.DurationFlag{Name: "watchdog", Usage: "each ready worker must send WATCHDOG=1 on NOTIFY_SOCKET within this interval (it gets WATCHDOG_USEC); one that misses it is hung: replaced, then aborted (default: no watchdog)"},
+			&cli.IntFlag{Name: "workers", Aliases: []string{"n"}, DefaultText: "the CPU quota of its cgroup, else the CPUs it may run on", Usage: "`N` workers per generation"},
+			&cli.StringFlag{Name: "ready", Value: "auto", Usage: "`MODE`: when a worker is ready: notify (READY=1 on NOTIFY_SOCKET), delay (alive for --ready-delay), auto (READY=1 from programs that speak the protocol, else once it listens on every --listen socket, else the delay)"},
+			&cli.DurationFlag{Name: "ready-delay", Value: workers.DefaultReadyDelay, Usage: "`D`: how long a worker that reports nothing must stay alive to count as ready"},
+			&cli.DurationFlag{Name: "ready-timeout", Value: workers.DefaultReadyTimeout, Usage: "`D`: a new generation not ready by then fails, and the old one keeps serving"},
+			&cli.DurationFlag{Name: "drain-timeout", Value: workers.DefaultDrainTimeout, Usage: "`D`: how long a stopping worker may take before it is killed"},
+			&cli.StringFlag{Name: "stop-signal", Value: "TERM", Usage: "`SIG`: the signal that asks a worker to drain and exit"},
+			&cli.IntFlag{Name: "max-restarts", Value: workers.DefaultMaxRestarts, Usage: "`N` respawns of one worker slot allowed within --restart-window; the next crash gives the slot up until the next reload (errored in status when no slot is left); 0: no limit"},
+			&cli.DurationFlag{Name: "restart-window", Value: workers.DefaultRestartWindow, Usage: "`D`: the window --max-restarts counts in"},
+			&cli.DurationFlag{Name: "watchdog", Usage: "`D`: each ready worker must send WATCHDOG=1 on NOTIFY_SOCKET within this interval (it gets WATCHDOG_USEC); one that misses it is hung: replaced, then aborted (default: no watchdog)"},
 			&cli.StringSliceFlag{Name: "env", Aliases: []string{"e"}, Usage: "`K=V` added to the workers' environment, repeatable"},
-			&cli.StringFlag{Name: "dir", Usage: "working directory of the workers"},
+			&cli.StringFlag{Name: "dir", Usage: "working directory `DIR` of the workers (default: the current one)"},
 			&cli.StringFlag{Name: "user", Usage: "run the workers as `USER[:GROUP]` (name or number) while the master keeps the sockets, e.g. bind :80 as root and serve as www-data"},
-			&cli.StringFlag{Name: "ipc", Value: "auto", Usage: "message channel per worker (JSON lines; \"ready\" counts as READY=1): auto (for node, as NODE_CHANNEL_FD: process.send works), on (HOTCLUSTER_IPC_FD for any program), node (both, for any command), off"},
-			&cli.StringFlag{Name: "intercept-bind", Value: "auto", Usage: "a worker that binds a --listen address itself (python3 -m http.server 8000, app.listen(3000), net.Listen) gets the master's socket, and its listen(2) tells that it is ready: auto (where the kernel allows: Linux 5.9 with seccomp user notification) or off"},
-			&cli.StringFlag{Name: "handoff", Value: "auto", Usage: "how traffic moves between generations: auto (steer TCP/UDP listeners with SO_REUSEPORT and BPF, share what cannot be steered) or shared (one socket for every generation)"},
-			&cli.DurationFlag{Name: "quiet-timeout", Value: handoff.DefaultQuietTimeout, Usage: "after the traffic moved to a new generation, how long to wait for the old sockets to be quiet (handshakes done, accept queue empty, every accepted request read) before the old generation is told to stop; connections still queued once it is gone are reset"},
+			&cli.StringFlag{Name: "ipc", Value: "auto", Usage: "`MODE` of the message channel per worker (JSON lines; \"ready\" counts as READY=1): auto (for node, as NODE_CHANNEL_FD: process.send works), on (HOTCLUSTER_IPC_FD for any program), node (both, for any command), off"},
+			&cli.StringFlag{Name: "intercept-bind", Value: "auto", Usage: "`MODE`: a worker that binds a --listen address itself (python3 -m http.server 8000, app.listen(3000), net.Listen) gets the master's socket, and its listen(2) tells that it is ready: auto (where the kernel allows: Linux 5.9 with seccomp user notification) or off"},
+			&cli.StringFlag{Name: "handoff", Value: "auto", Usage: "`MODE`: how traffic moves between generations: auto (steer TCP/UDP listeners with SO_REUSEPORT and BPF, share what cannot be steered) or shared (one socket for every generation)"},
+			&cli.DurationFlag{Name: "quiet-timeout", Value: handoff.DefaultQuietTimeout, Usage: "`D`: after the traffic moved to a new generation, how long to wait for the old sockets to be quiet (handshakes done, accept queue empty, every accepted request read) before the old generation is told to stop; connections still queued once it is gone are reset"},
 			&cli.BoolFlag{Name: "nodelay", Value: true, Usage: "set TCP_NODELAY on the TCP sockets hotcluster binds, which accepted connections inherit (--nodelay=false leaves Nagle's algorithm on; sockets from systemd keep its NoDelay=)"},
-			&cli.StringFlag{Name: "pidfile", Usage: "file that always holds the PID of the live master (written once it serves, also after an upgrade)"},
-			&cli.DurationFlag{Name: "upgrade-timeout", DefaultText: "--ready-timeout + --quiet-timeout", Usage: "a new master (SIGUSR2) not serving by then is killed and the old one keeps serving"},
+			&cli.StringFlag{Name: "pidfile", Usage: "`FILE` that always holds the PID of the live master (written once it serves, also after an upgrade)"},
+			&cli.DurationFlag{Name: "upgrade-timeout", DefaultText: "--ready-timeout + --quiet-timeout", Usage: "`D`: a new master (SIGUSR2) not serving by then is killed and the old one keeps serving"},
 			&cli.StringSliceFlag{Name: "watch", Aliases: []string{"w"}, Category: "development", Usage: "`PATH` to watch (recursively) for changes that rebuild and reload, repeatable"},
 			&cli.StringSliceFlag{Name: "ignore", Category: "development", Usage: "`GLOB` of paths not to watch, repeatable (.git, node_modules, editor swap files are always ignored)"},
-			&cli.StringFlag{Name: "ext", Category: "development", Usage: "comma-separated extensions that count as changes, e.g. .go,.html (default: every file)"},
-			&cli.DurationFlag{Name: "debounce", Category: "development", Value: watch.DefaultDebounce, Usage: "quiet time that ends a burst of changes"},
+			&cli.StringFlag{Name: "ext", Category: "development", Usage: "comma-separated `EXTS` that count as changes, e.g. .go,.html (default: every file)"},
+			&cli.DurationFlag{Name: "debounce", Category: "development", Value: watch.DefaultDebounce, Usage: "`D` of quiet time that ends a burst of changes"},
 			&cli.StringFlag{Name: "build", Category: "development", Usage: "shell `COMMAND` run at start and after each burst of changes; {out} is a fresh output path per build, also usable in the worker command"},
 			&cli.StringFlag{Name: "name", Category: "operations", Usage: "`NAME` of this instance for hotcluster status/reload/...; default: the program's name"},
 			&cli.StringFlag{Name: "control", Category: "operations", Usage: "control socket `PATH` (default: $XDG_RUNTIME_DIR/hotcluster/NAME.sock, /run/hotcluster/NAME.sock for root)"},
 			&cli.StringFlag{Name: "max-memory", Category: "operations", Usage: "replace a worker whose RSS stays above `SIZE` (e.g. 512M, 1G) for 3 checks a second apart; its replacement is ready before it drains"},
 			&cli.StringFlag{Name: "metrics", Category: "operations", Usage: "serve Prometheus metrics at http://`ADDR`/metrics, e.g. 127.0.0.1:9100"},
 			&cli.StringFlag{Name: "health", Category: "operations", Usage: "serve the probes at http://`ADDR`: /livez (the master's loop answers), /readyz (a generation serves; 503 from the start of a shutdown), /status (status --json), e.g. :8081 for Kubernetes' probes"},
-			&cli.DurationFlag{Name: "shutdown-delay", Category: "operations", Usage: "on the first SIGTERM/SIGINT, fail /readyz and keep serving this long before draining, while load balancers and Kubernetes' endpoints stop sending (5s-10s there); a second signal or hotcluster stop drains at once (default: 0, drain at once)"},
-			&cli.StringFlag{Name: "cgroup", Category: "operations", Value: "auto", Usage: "auto: each worker in a cgroup of its own, where hotcluster may make one (root, or a subtree systemd delegated), so that whatever it starts is killed with it; off: process groups and the reaper of orphans only"},
+			&cli.DurationFlag{Name: "shutdown-delay", Category: "operations", Usage: "`D`: on the first SIGTERM/SIGINT, fail /readyz and keep serving this long before draining, while load balancers and Kubernetes' endpoints stop sending (5s-10s there); a second signal or hotcluster stop drains at once (default: 0, drain at once)"},
+			&cli.StringFlag{Name: "cgroup", Category: "operations", Value: "auto", Usage: "`MODE`: auto: each worker in a cgroup of its own, where hotcluster may make one (root, or a subtree systemd delegated), so that whatever it starts is killed with it; off: process groups and the reaper of orphans only"},
 			&cli.StringFlag{Name: "config", Usage: "TOML `FILE` setting any of these flags by name (workers = 4, listen = [\":8080\"], ready-timeout = \"30s\") and command = [...] for the worker command; the command line wins (default: ./hotcluster.toml when it exists; --config '' reads none; hotcluster init writes an example)"},
-			&cli.StringFlag{Name: "log-format", Category: "logs", Value: "text", Usage: "format of every log line, hotcluster's and the workers': text (\"hotcluster: …\", \"[gN wS] …\", \"[gN wS err] …\" for a worker's stderr), or json (one object per line: time, level, msg, and for a worker's line gen, slot, pid, stream; a line that is a JSON object stays one, as \"json\")"},
-			&cli.StringFlag{Name: "log-level", Category: "logs", Value: "info", Usage: "info, or debug to also log every message a worker sends on its channel"},
+			&cli.StringFlag{Name: "log-format", Category: "logs", Value: "text", Usage: "`FORMAT` of every log line, hotcluster's and the workers': text (\"hotcluster: …\", \"[gN wS] …\", \"[gN wS err] …\" for a worker's stderr), or json (one object per line: time, level, msg, and for a worker's line gen, slot, pid, stream; a line that is a JSON object stays one, as \"json\")"},
+			&cli.StringFlag{Name: "log-level", Category: "logs", Value: "info", Usage: "`LEVEL`: info, or debug to also log every message a worker sends on its channel"},
 			&cli.BoolFlag{Name: "log-time", Category: "logs", Value: true, DefaultText: "on, except on the journal's stream, which stamps lines itself", Usage: "start each text line with its time (RFC 3339, to the millisecond); --log-time=false leaves it out"},
 			&cli.StringFlag{Name: "log-file", Category: "logs", Usage: "write the log to `FILE` instead of stderr/stdout (or the journal): hotcluster's lines, and the workers' unless --worker-log-file; rotated by size, reopened on SIGUSR1 (logrotate). Its directory must be one no other user can write, e.g. /var/log/NAME"},
 			&cli.StringFlag{Name: "worker-log-file", Category: "logs", Usage: "write the workers' lines to `FILE` (rotated and reopened as --log-file)"},
 			&cli.StringFlag{Name: "log-max-size", Category: "logs", Value: "100M", Usage: "rotate a log file once it would pass `SIZE` (1M or more; whole MiB)"},
-			&cli.IntFlag{Name: "log-max-files", Category: "logs", Value: logfile.DefaultMaxFiles, Usage: "rotated log files kept beside the current one; 0: all"},
+			&cli.IntFlag{Name: "log-max-files", Category: "logs", Value: logfile.DefaultMaxFiles, Usage: "`N` rotated log files kept beside the current one; 0: all"},
 			&cli.BoolFlag{Name: "log-compress", Category: "logs", Usage: "gzip rotated log files"},
 			&cli.BoolFlag{Name: "log-journal", Category: "logs", Value: true, Usage: "under systemd (stderr is the journal's stream), write to the journal natively, with HOTCLUSTER_GENERATION, HOTCLUSTER_SLOT, HOTCLUSTER_WORKER_PID and a priority per line (err for stderr); --log-journal=false writes plain lines"},
-			&cli.IntFlag{Name: "log-buffer", Category: "logs", Value: logring.DefaultMaxLines, Usage: "lines the master keeps in memory for hotcluster logs (the last of each worker, and its own); 0: none"},
+			&cli.IntFlag{Name: "log-buffer", Category: "logs", Value: logring.DefaultMaxLines, Usage: "`N` lines the master keeps in memory for hotcluster logs (the last of each worker, and its own); 0: none"},
 			&cli.StringFlag{Name: "log-buffer-size", Category: "logs", Value: "4M", Usage: "bound of those lines' memory, `SIZE` (1M or more)"},
 		}),
 		Before: loadConfigFile,

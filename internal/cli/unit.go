@@ -24,9 +24,9 @@ func unitCommand() *cli.Command {
 
 prints myapp.service (and myapp.socket) on standard output, each preceded by a
 "# file: NAME" line; --out DIR writes them into DIR instead.`,
-		OnUsageError: func(_ *cli.Context, err error, _ bool) error { return &usageError{err} },
+		OnUsageError: onUsageError,
 		Flags: []cli.Flag{
-			&cli.StringFlag{Name: "name", Required: true, Usage: "unit base `NAME`: NAME.service, NAME.socket"},
+			&cli.StringFlag{Name: "name", Usage: "unit base `NAME`: NAME.service, NAME.socket (required)"},
 			&cli.BoolFlag{Name: "socket", Usage: "also a .socket unit per --listen: systemd binds, hotcluster inherits"},
 			&cli.StringFlag{Name: "exec", Usage: "absolute path of the hotcluster binary in the unit (default: this one)"},
 			&cli.StringFlag{Name: "user", Usage: "User= of the service"},
@@ -57,6 +57,9 @@ func hasRunFlag(args []string, names ...string) bool {
 }
 
 func unitAction(c *cli.Context) error {
+	if c.String("name") == "" {
+		return usagef("unit: --name is required: the units' base name, e.g. --name myapp for myapp.service")
+	}
 	runArgs := c.Args().Slice()
 	if len(runArgs) == 0 {
 		return usagef("no run arguments: give them after --, e.g. hotcluster unit --name app -- --listen :8080 -- /srv/app/server")
@@ -78,10 +81,12 @@ func unitAction(c *cli.Context) error {
 	// Parse them exactly as `hotcluster run` would, so a unit never holds a
 	// command line that run refuses.
 	var rc *master.Config
+	var configFile string
 	parse := runCommand()
 	parse.Action = func(rctx *cli.Context) error {
 		var err error
 		rc, err = parseRun(rctx)
+		configFile = rctx.String(configFlagName)
 		return err
 	}
 	app := &cli.App{Name: "hotcluster", Commands: []*cli.Command{parse}, DisableSliceFlagSeparator: true,
@@ -100,9 +105,27 @@ func unitAction(c *cli.Context) error {
 			return fmt.Errorf("find this binary: %w (give --exec)", err)
 		}
 	}
+	// A service starts in WorkingDirectory, with systemd's PATH: what the
+	// shell found relative to here, or on this user's PATH, must be given
+	// the way it will be found there.
+	cwd, err := os.Getwd()
+	if err != nil {
+		return fmt.Errorf("unit: the current directory: %w", err)
+	}
+	workDir := cwd
+	if rc.Pool.Dir != "" {
+		workDir = rc.Pool.Dir
+	}
+	runArgs = absoluteRunArgs(runArgs, rc, cwd)
+	if configFile != "" && !filepath.IsAbs(configFile) {
+		configFile = filepath.Join(cwd, configFile)
+	}
+	for _, w := range pathWarnings(rc, configFile, c.String("user"), exe, workDir) {
+		fmt.Fprintf(c.App.ErrWriter, "hotcluster: warning: %s\n", w)
+	}
 	o := unitfile.Options{
 		Name: c.String("name"), Description: c.String("description"), Exec: exe, RunArgs: runArgs,
-		WorkingDirectory: rc.Pool.Dir, User: c.String("user"), Group: c.String("group"),
+		WorkingDirectory: workDir, User: c.String("user"), Group: c.String("group"),
 		DrainTimeout: rc.Pool.DrainTimeout, ShutdownDelay: rc.ShutdownDelay, ReadyTimeout: rc.Pool.ReadyTimeout,
 		Nagle: rc.Sockets.Nagle,
 	}

@@ -41,7 +41,7 @@ func TestUnitCommand(t *testing.T) {
 		{[]string{"unit", "--name", "app", "--", "--listen", "bad:port", "--", self}, `invalid port "port"`},
 		{[]string{"unit", "--name", "app", "--", "--", "./no-such-server"}, "no-such-server does not exist"},
 		{[]string{"unit", "--name", "app", "--socket", "--", "--", self}, "--socket needs at least one --listen"},
-		{[]string{"unit", "--", "--", self}, `Required flag "name" not set`},
+		{[]string{"unit", "--", "--", self}, `unit: --name is required`},
 	} {
 		if code, out := hotcluster(t, tc.args...); code == 0 || !strings.Contains(out, tc.want) {
 			t.Errorf("hotcluster %v: exit %d, output:\n%s\nwant non-zero and %q", tc.args, code, out, tc.want)

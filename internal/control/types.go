@@ -18,15 +18,22 @@ type Status struct {
 	Uptime    Duration   `json:"uptime_seconds"`
 	Listeners []Listener `json:"listeners"`
 	// Generation is the serving generation, Pending the one starting.
-	Generation uint64   `json:"generation"`
-	Pending    uint64   `json:"pending,omitempty"`
-	Size       int      `json:"size"`
-	Stopping   bool     `json:"stopping,omitempty"`
-	Command    []string `json:"command"`
-	LastReload *Reload  `json:"last_reload,omitempty"`
-	Workers    []Worker `json:"workers"`
-	// Errored lists the slots given up after too many restarts.
-	Errored []ErroredSlot `json:"errored,omitempty"`
+	Generation uint64 `json:"generation"`
+	Pending    uint64 `json:"pending,omitempty"`
+	Size       int    `json:"size"`
+	Stopping   bool   `json:"stopping,omitempty"`
+	// Command is what the serving generation runs; NextCommand, when it
+	// differs, what the next generation runs (the starting one's, or the
+	// command of a reload that failed).
+	Command     []string `json:"command"`
+	NextCommand []string `json:"next_command,omitempty"`
+	LastReload  *Reload  `json:"last_reload,omitempty"`
+	// Workers are the live worker processes.
+	Workers []Worker `json:"workers"`
+	// Restarting lists the slots whose worker died and waits for its
+	// respawn; Errored the slots given up after too many restarts.
+	Restarting []RestartingSlot `json:"restarting,omitempty"`
+	Errored    []ErroredSlot    `json:"errored,omitempty"`
 	// LogDropped counts the log lines the master dropped because its
 	// output was not read fast enough, or had gone.
 	LogDropped uint64 `json:"log_dropped,omitempty"`
@@ -81,6 +88,26 @@ type ErroredSlot struct {
 	Slot  int       `json:"slot"`
 	Why   string    `json:"why"`
 	Since time.Time `json:"since"`
+	// The worker whose exit gave the slot up: its generation, PID (gone),
+	// how it ended, and the respawns of the slot before it.
+	Generation uint64 `json:"generation,omitempty"`
+	PID        int    `json:"pid,omitempty"`
+	Exit       string `json:"exit,omitempty"`
+	Restarts   int    `json:"restarts"`
+}
+
+// RestartingSlot is a slot whose worker died: it is respawned after a
+// back-off. CrashLoop: 5 or more crashes in a row.
+type RestartingSlot struct {
+	Slot       int       `json:"slot"`
+	Generation uint64    `json:"generation"`
+	PID        int       `json:"pid"`
+	Exit       string    `json:"exit"`
+	ExitedAt   time.Time `json:"exited_at"`
+	RespawnIn  Duration  `json:"respawn_in_seconds"`
+	Restarts   int       `json:"restarts"`
+	Crashes    int       `json:"crashes"`
+	CrashLoop  bool      `json:"crash_loop,omitempty"`
 }
 
 // Worker is one worker process.
@@ -90,13 +117,17 @@ type Worker struct {
 	PID        int    `json:"pid"`
 	// State is starting, ready, draining, hung (missed its watchdog) or
 	// stopped (SIGSTOP, a debugger).
-	State      string   `json:"state"`
-	Replacing  bool     `json:"replacing,omitempty"`
-	Uptime     Duration `json:"uptime_seconds"`
-	Restarts   int      `json:"restarts"`
-	LastExit   string   `json:"last_exit,omitempty"`
-	RSS        uint64   `json:"rss_bytes"`
-	CPUPercent float64  `json:"cpu_percent"`
+	State     string   `json:"state"`
+	Replacing bool     `json:"replacing,omitempty"`
+	Uptime    Duration `json:"uptime_seconds"`
+	// Restarts counts the respawns of the slot in this worker's generation
+	// before it (a reload starts at 0); PreviousExit says how the worker it
+	// replaced ended, and when.
+	Restarts       int        `json:"restarts"`
+	PreviousExit   string     `json:"previous_exit,omitempty"`
+	PreviousExitAt *time.Time `json:"previous_exit_at,omitempty"`
+	RSS            uint64     `json:"rss_bytes"`
+	CPUPercent     float64    `json:"cpu_percent"`
 }
 
 // Event is one line of the event stream. Its names follow Node's cluster

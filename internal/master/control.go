@@ -154,13 +154,25 @@ func (m *Master) status(ctx context.Context) (control.Status, error) {
 	if e := ps.LastReload; e != nil {
 		st.LastReload = &control.Reload{Generation: e.Gen, OK: e.Kind == workers.GenReady, Error: e.Err, Took: control.Duration(e.Took)}
 	}
+	if ps.NextCommand != nil {
+		st.NextCommand = ps.NextCommand.Args
+	}
 	for _, e := range ps.Errored {
-		st.Errored = append(st.Errored, control.ErroredSlot{Slot: e.Slot, Why: e.Why, Since: e.Since})
+		st.Errored = append(st.Errored, control.ErroredSlot{Slot: e.Slot, Why: e.Why, Since: e.Since,
+			Generation: e.Gen, PID: e.PID, Exit: e.Exit, Restarts: e.Restarts})
+	}
+	for _, r := range ps.Restarting {
+		st.Restarting = append(st.Restarting, control.RestartingSlot{Slot: r.Slot, Generation: r.Gen, PID: r.PID, Exit: r.Exit,
+			ExitedAt: r.ExitedAt, RespawnIn: control.Duration(max(r.RespawnAt.Sub(now), 0)), Restarts: r.Restarts, Crashes: r.Crashes, CrashLoop: r.CrashLoop})
 	}
 	for _, w := range ps.Workers {
 		cw := control.Worker{
 			Slot: w.Slot, Generation: w.Gen, PID: w.PID, State: w.State, Replacing: w.Replacing,
-			Uptime: control.Duration(now.Sub(w.Started)), Restarts: w.Restarts, LastExit: w.LastExit,
+			Uptime: control.Duration(now.Sub(w.Started)), Restarts: w.Restarts, PreviousExit: w.PrevExit,
+		}
+		if !w.PrevExitAt.IsZero() {
+			at := w.PrevExitAt
+			cw.PreviousExitAt = &at
 		}
 		if s, err := procstat.Read(w.PID); err == nil {
 			cw.RSS = s.RSS

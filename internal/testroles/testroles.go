@@ -22,6 +22,7 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"os/exec"
 	"sort"
 	"sync"
 	"testing"
@@ -97,4 +98,39 @@ func (s *Set) CheckUsed() int {
 	sort.Strings(unused)
 	fmt.Fprintf(os.Stderr, "test roles never used: %v\n", unused)
 	return 1
+}
+
+// RequireToolsEnv, set to 1 (as .ci/run does), turns a missing tool into a
+// failure of the test that needs it rather than a skip: CI installs every
+// tool, and a skip there would hide a test that never ran.
+const RequireToolsEnv = "HOTCLUSTER_TEST_REQUIRE_TOOLS"
+
+// Tool returns the path of the program name, for a test that runs it. A
+// program that is not installed skips the test, naming it, except under
+// RequireToolsEnv, where it fails the test.
+func Tool(t testing.TB, name string) string {
+	t.Helper()
+	path, err := exec.LookPath(name)
+	if err == nil {
+		return path
+	}
+	if os.Getenv(RequireToolsEnv) == "1" {
+		t.Fatalf("%s is not installed, and %s=1 requires it (.ci/run installs it): %v", name, RequireToolsEnv, err)
+	}
+	t.Skipf("%s is not installed here (.ci/run installs it): %v", name, err)
+	return ""
+}
+
+// Need is Tool for what a test needs besides a program on $PATH (a
+// library, a package's files): err, when not nil, says what is missing,
+// and the test skips, or fails under RequireToolsEnv.
+func Need(t testing.TB, what string, err error) {
+	t.Helper()
+	if err == nil {
+		return
+	}
+	if os.Getenv(RequireToolsEnv) == "1" {
+		t.Fatalf("%s is missing, and %s=1 requires it (.ci/run installs it): %v", what, RequireToolsEnv, err)
+	}
+	t.Skipf("%s is missing here (.ci/run installs it): %v", what, err)
 }
