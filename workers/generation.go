@@ -110,6 +110,10 @@ func (p *Pool) startGeneration() {
 		p.genf(slog.LevelInfo, g.num, "gen %d: starting %s", g.num, workersN(g.size))
 	}
 	p.emit(Event{Kind: GenStarting, Gen: g.num, Command: g.cmd, Workers: g.size})
+	if err := p.reserveDescriptors(g.size); err != nil {
+		p.failGenerationErr(g, err.Error(), err)
+		return
+	}
 	for slot := 0; slot < g.size; slot++ {
 		w, err := p.startWorker(g, slot, false)
 		if err != nil {

@@ -485,6 +485,14 @@ func (p *Pool) rescale(r scaleRequest) (int, error) {
 	dir := "up"
 	if to < p.size {
 		dir = "down"
+	} else {
+		more := to - p.size
+		if p.pending != nil {
+			more *= 2 // the generation starting grows too
+		}
+		if err := p.reserveDescriptors(more); err != nil {
+			return p.size, fmt.Errorf("scale %s: %w", asked, err)
+		}
 	}
 	p.size = to
 	p.logf(slog.LevelInfo, nil, "scale %s to %s", dir, workersN(p.size))

@@ -408,6 +408,25 @@ func (d *Dir) BindUnix(name string, typ int, perm fs.FileMode) (int, FileID, err
 	return fd, e.ID, nil
 }
 
+// OpenSub opens directory name in d, which must still be file id (as
+// [Dir.Mkdir] returned it): the way back to a directory this process made
+// without holding a descriptor of it meanwhile.
+func (d *Dir) OpenSub(name string, id FileID) (*Dir, error) {
+	fd, err := d.openPath(name, id)
+	if err != nil {
+		return nil, err
+	}
+	s := &Dir{fd: fd, path: d.Join(name)}
+	if err := unix.Fstat(fd, &s.st); err != nil || s.st.Mode&unix.S_IFMT != unix.S_IFDIR {
+		unix.Close(fd)
+		if err == nil {
+			err = unix.ENOTDIR
+		}
+		return nil, &fs.PathError{Op: "open", Path: s.path, Err: err}
+	}
+	return s, nil
+}
+
 // openPath opens name, which must still be file id, as an O_PATH
 // descriptor: what is done through it reaches that file, whatever becomes
 // of the name.
