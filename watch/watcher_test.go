@@ -426,3 +426,68 @@ func TestOverflow(t *testing.T) {
 	for c := next(t, w); !slices.Contains(c.Files, late); c = next(t, w) {
 	}
 }
+
+// publish writes one version of a mounted ConfigMap in dir as the kubelet's
+// atomic writer does: a new timestamped directory, a ..data_tmp link to it
+// renamed over ..data, the user-visible links to ..data/KEY made once, the
+// previous version removed. It returns the new version's directory.
+func publish(t *testing.T, dir, prev string, files map[string]string) string {
+	t.Helper()
+	must := func(err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	ts, err := os.MkdirTemp(dir, time.Now().UTC().Format("..2006_01_02_15_04_05."))
+	must(err)
+	for k, v := range files {
+		write(t, filepath.Join(ts, k), v)
+	}
+	must(os.Symlink(filepath.Base(ts), filepath.Join(dir, "..data_tmp")))
+	must(os.Rename(filepath.Join(dir, "..data_tmp"), filepath.Join(dir, "..data")))
+	for k := range files {
+		if _, err := os.Lstat(filepath.Join(dir, k)); err != nil {
+			must(os.Symlink(filepath.Join("..data", k), filepath.Join(dir, k)))
+		}
+	}
+	if prev != "" {
+		must(os.RemoveAll(prev))
+	}
+	return ts
+}
+
+// TestConfigMapKey watches one key of a mounted ConfigMap, a link that
+// never changes itself: each swap of ..data is a change of the key, reported
+// under its new target, again after the first target's directory is gone.
+func TestConfigMapKey(t *testing.T) {
+	t.Parallel()
+	dir := tempDir(t)
+	ts := publish(t, dir, "", map[string]string{"config.yaml": "v1", "other": "x"})
+	w := start(t, Config{Paths: []string{filepath.Join(dir, "config.yaml")}})
+	for i := 2; i <= 4; i++ {
+		ts = publish(t, dir, ts, map[string]string{"config.yaml": fmt.Sprintf("v%d", i), "other": "x"})
+		expect(t, w, filepath.Join(ts, "config.yaml"))
+	}
+	// The key's link removed: the file is gone.
+	if err := os.Remove(filepath.Join(dir, "config.yaml")); err != nil {
+		t.Fatal(err)
+	}
+	expect(t, w, filepath.Join(dir, "config.yaml"))
+}
+
+// TestConfigMapDirectory watches a mounted ConfigMap's directory: a swap
+// reports the new version's files, the old one's and the old version's
+// directory (a watched directory removed): the ..2026_… names are not
+// ignored.
+func TestConfigMapDirectory(t *testing.T) {
+	t.Parallel()
+	dir := tempDir(t)
+	ts := publish(t, dir, "", map[string]string{"config.yaml": "v1"})
+	w := start(t, Config{Paths: []string{dir}, Exts: []string{".yaml"}})
+	for i := 2; i <= 3; i++ {
+		prev := ts
+		ts = publish(t, dir, prev, map[string]string{"config.yaml": fmt.Sprintf("v%d", i)})
+		expectAll(t, w, prev, filepath.Join(prev, "config.yaml"), filepath.Join(ts, "config.yaml"))
+	}
+}
