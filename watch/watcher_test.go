@@ -491,3 +491,32 @@ func TestConfigMapDirectory(t *testing.T) {
 		expectAll(t, w, prev, filepath.Join(prev, "config.yaml"), filepath.Join(ts, "config.yaml"))
 	}
 }
+
+// TestSymlinkReplaced watches a file through a link that is itself
+// replaced, by a rename over it, with one to another directory: the change
+// is reported (the link, and the file under its new target), and later
+// writes to the new target are too.
+func TestSymlinkReplaced(t *testing.T) {
+	t.Parallel()
+	dir := tempDir(t)
+	v1, v2 := filepath.Join(dir, "v1", "app.conf"), filepath.Join(dir, "v2", "app.conf")
+	write(t, v1, "one")
+	write(t, v2, "two")
+	link := filepath.Join(dir, "app.conf")
+	if err := os.Symlink(v1, link); err != nil {
+		t.Fatal(err)
+	}
+	w := start(t, Config{Paths: []string{link}})
+	if err := os.Symlink(v2, filepath.Join(dir, "next")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(filepath.Join(dir, "next"), link); err != nil {
+		t.Fatal(err)
+	}
+	expect(t, w, link, v2)
+	// The old target is no longer the file: a write to it is not
+	// reported, in this Change or before it.
+	write(t, v1, "ignored now")
+	write(t, v2, "three")
+	expect(t, w, v2)
+}
