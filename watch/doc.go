@@ -26,6 +26,16 @@
 // I get many Chmod events?"). Symbolic links inside the trees are not
 // followed.
 //
+// A file named through a symbolic link is watched at both ends: its
+// target's directory, and the link's, where any event makes the watcher
+// resolve the link again. A mounted Kubernetes ConfigMap needs this: its
+// dir/key is a link to ..data/key that never changes, and the kubelet
+// publishes a version by renaming a new ..data_tmp link over ..data, to a new
+// timestamped directory, and removing the old one (atomic_writer.go). A link
+// whose target moved is one change, reported under the new target. A watched
+// ConfigMap directory needs nothing special: the ..2026_… directories and
+// the ..data links are ordinary names inside the tree.
+//
 // # Linux notes
 //
 // Each watched directory takes one watch from fs.inotify.max_user_watches and

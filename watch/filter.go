@@ -44,10 +44,18 @@ var DefaultIgnore = []string{
 type root struct {
 	path string
 	file bool // a file: its directory is watched and only this path is kept
+
+	// link is, for a file named through a symbolic link, that link: its
+	// directory resolved, its name kept (a mounted ConfigMap's dir/key ->
+	// ..data/key). path is then the link's current target, which Run's
+	// goroutine updates when the link, or a link it goes through in its
+	// directory, is replaced (see Watcher.relink).
+	link string
 }
 
-// filter decides which directories are watched and which paths reported. It
-// is not changed after newFilter, so any goroutine may use it.
+// filter decides which directories are watched and which paths reported.
+// Only New and then Run's goroutine use it; Run's goroutine alone changes
+// it, through the targets of linked roots.
 type filter struct {
 	roots       []root
 	ignore      []string // DefaultIgnore then Config.Ignore: slash-separated, valid
@@ -102,7 +110,7 @@ func (f *filter) keep(p string) bool {
 		return false
 	}
 	for _, r := range f.roots {
-		if r.file && r.path == p {
+		if r.file && (r.path == p || r.link == p) {
 			return true
 		}
 	}

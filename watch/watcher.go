@@ -29,7 +29,9 @@ type Config struct {
 	// directory is watched recursively, including the directories created in
 	// it later. A file is watched through its directory and reported whatever
 	// Ignore and Exts say. Paths are made absolute and resolved through
-	// symbolic links, and Change.Files lie under the resolved paths.
+	// symbolic links, and Change.Files lie under the resolved paths. A file
+	// named through a link is followed when the link, or a link it goes
+	// through in the link's directory, is replaced (a ConfigMap's key).
 	Paths []string
 
 	// Ignore lists patterns in path.Match syntax, in addition to
@@ -125,6 +127,9 @@ func New(cfg Config) (*Watcher, error) {
 		switch {
 		case r.file:
 			err = w.addDir(filepath.Dir(r.path))
+			if err == nil && r.link != "" {
+				err = w.addDir(filepath.Dir(r.link))
+			}
 		case !f.ignoredPath(r.path):
 			err = w.addTree(r.path, nil)
 		}
@@ -139,17 +144,27 @@ func New(cfg Config) (*Watcher, error) {
 // resolve makes an entry of Config.Paths a root.
 func resolve(p string) (root, error) {
 	abs, err := filepath.Abs(p)
+	var real, dir string
 	if err == nil {
-		abs, err = filepath.EvalSymlinks(abs)
+		real, err = filepath.EvalSymlinks(abs)
 	}
 	var fi os.FileInfo
 	if err == nil {
-		fi, err = os.Stat(abs)
+		fi, err = os.Stat(real)
+	}
+	if err == nil && !fi.IsDir() {
+		dir, err = filepath.EvalSymlinks(filepath.Dir(abs))
 	}
 	if err != nil {
 		return root{}, fmt.Errorf("watch %s: %w", p, err)
 	}
-	return root{path: abs, file: !fi.IsDir()}, nil
+	r := root{path: real, file: !fi.IsDir()}
+	// The link's directory is watched too, resolved: the same directory
+	// watched under two names would be one inotify watch named once.
+	if link := filepath.Join(dir, filepath.Base(abs)); r.file && link != real {
+		r.link = link
+	}
+	return r, nil
 }
 
 // Changes delivers one Change per burst. It is closed when Run returns, or
@@ -232,6 +247,11 @@ func (w *Watcher) Close() error {
 // handle applies one event to the watches and the burst.
 func (w *Watcher) handle(ev fsnotify.Event, d *debouncer) error {
 	p := ev.Name
+	if ev.Op&^fsnotify.Chmod != 0 {
+		if err := w.relink(filepath.Dir(p), d); err != nil {
+			return err
+		}
+	}
 	switch {
 	case ev.Op&^fsnotify.Chmod == 0:
 		// Attribute changes only: noise from indexers, backup tools and
@@ -262,6 +282,37 @@ func (w *Watcher) handle(ev fsnotify.Event, d *debouncer) error {
 		if w.filter.keep(p) {
 			d.add(p, false)
 		}
+	}
+	return nil
+}
+
+// relink follows the file roots named through a symbolic link in dir, or in
+// any directory when dir is "", to their current targets. A link may be
+// replaced without an event on its own name: a mounted ConfigMap's dir/key
+// stays a link to ..data/key, and the kubelet swaps the version by renaming a
+// new ..data_tmp link over ..data (kubernetes atomic_writer.go). A root whose
+// target moved is reported under its new target, which is watched from now
+// on (the old one's directory goes with the old version). A link that does
+// not resolve, for a moment or for good, keeps its target: removing the link
+// itself is reported as the removal of the file.
+func (w *Watcher) relink(dir string, d *debouncer) error {
+	for i := range w.filter.roots {
+		r := &w.filter.roots[i]
+		if r.link == "" || (dir != "" && filepath.Dir(r.link) != dir) {
+			continue
+		}
+		target, err := filepath.EvalSymlinks(r.link)
+		if err != nil || target == r.path {
+			continue
+		}
+		if err := w.addDir(filepath.Dir(target)); err != nil {
+			if vanished(err) {
+				continue // replaced again meanwhile: its event follows
+			}
+			return err
+		}
+		r.path = target
+		d.add(target, false)
 	}
 	return nil
 }
@@ -351,11 +402,17 @@ func (w *Watcher) rescan(d *debouncer) error {
 			delete(w.dirs, dir) // removed while events were lost
 		}
 	}
+	if err := w.relink("", d); err != nil {
+		return err
+	}
 	for _, r := range w.filter.roots {
 		var err error
 		switch {
 		case r.file:
 			err = w.addDir(filepath.Dir(r.path))
+			if err == nil && r.link != "" {
+				err = w.addDir(filepath.Dir(r.link))
+			}
 		case !w.filter.ignoredPath(r.path):
 			err = w.addTree(r.path, func(f string) { d.add(f, true) })
 		}

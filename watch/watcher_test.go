@@ -426,3 +426,97 @@ func TestOverflow(t *testing.T) {
 	for c := next(t, w); !slices.Contains(c.Files, late); c = next(t, w) {
 	}
 }
+
+// publish writes one version of a mounted ConfigMap in dir as the kubelet's
+// atomic writer does: a new timestamped directory, a ..data_tmp link to it
+// renamed over ..data, the user-visible links to ..data/KEY made once, the
+// previous version removed. It returns the new version's directory.
+func publish(t *testing.T, dir, prev string, files map[string]string) string {
+	t.Helper()
+	must := func(err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	ts, err := os.MkdirTemp(dir, time.Now().UTC().Format("..2006_01_02_15_04_05."))
+	must(err)
+	for k, v := range files {
+		write(t, filepath.Join(ts, k), v)
+	}
+	must(os.Symlink(filepath.Base(ts), filepath.Join(dir, "..data_tmp")))
+	must(os.Rename(filepath.Join(dir, "..data_tmp"), filepath.Join(dir, "..data")))
+	for k := range files {
+		if _, err := os.Lstat(filepath.Join(dir, k)); err != nil {
+			must(os.Symlink(filepath.Join("..data", k), filepath.Join(dir, k)))
+		}
+	}
+	if prev != "" {
+		must(os.RemoveAll(prev))
+	}
+	return ts
+}
+
+// TestConfigMapKey watches one key of a mounted ConfigMap, a link that
+// never changes itself: each swap of ..data is a change of the key, reported
+// under its new target, again after the first target's directory is gone.
+func TestConfigMapKey(t *testing.T) {
+	t.Parallel()
+	dir := tempDir(t)
+	ts := publish(t, dir, "", map[string]string{"config.yaml": "v1", "other": "x"})
+	w := start(t, Config{Paths: []string{filepath.Join(dir, "config.yaml")}})
+	for i := 2; i <= 4; i++ {
+		ts = publish(t, dir, ts, map[string]string{"config.yaml": fmt.Sprintf("v%d", i), "other": "x"})
+		expect(t, w, filepath.Join(ts, "config.yaml"))
+	}
+	// The key's link removed: the file is gone.
+	if err := os.Remove(filepath.Join(dir, "config.yaml")); err != nil {
+		t.Fatal(err)
+	}
+	expect(t, w, filepath.Join(dir, "config.yaml"))
+}
+
+// TestConfigMapDirectory watches a mounted ConfigMap's directory: a swap
+// reports the new version's files, the old one's and the old version's
+// directory (a watched directory removed): the ..2026_… names are not
+// ignored.
+func TestConfigMapDirectory(t *testing.T) {
+	t.Parallel()
+	dir := tempDir(t)
+	ts := publish(t, dir, "", map[string]string{"config.yaml": "v1"})
+	w := start(t, Config{Paths: []string{dir}, Exts: []string{".yaml"}})
+	for i := 2; i <= 3; i++ {
+		prev := ts
+		ts = publish(t, dir, prev, map[string]string{"config.yaml": fmt.Sprintf("v%d", i)})
+		expectAll(t, w, prev, filepath.Join(prev, "config.yaml"), filepath.Join(ts, "config.yaml"))
+	}
+}
+
+// TestSymlinkReplaced watches a file through a link that is itself
+// replaced, by a rename over it, with one to another directory: the change
+// is reported (the link, and the file under its new target), and later
+// writes to the new target are too.
+func TestSymlinkReplaced(t *testing.T) {
+	t.Parallel()
+	dir := tempDir(t)
+	v1, v2 := filepath.Join(dir, "v1", "app.conf"), filepath.Join(dir, "v2", "app.conf")
+	write(t, v1, "one")
+	write(t, v2, "two")
+	link := filepath.Join(dir, "app.conf")
+	if err := os.Symlink(v1, link); err != nil {
+		t.Fatal(err)
+	}
+	w := start(t, Config{Paths: []string{link}})
+	if err := os.Symlink(v2, filepath.Join(dir, "next")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(filepath.Join(dir, "next"), link); err != nil {
+		t.Fatal(err)
+	}
+	expect(t, w, link, v2)
+	// The old target is no longer the file: a write to it is not
+	// reported, in this Change or before it.
+	write(t, v1, "ignored now")
+	write(t, v2, "three")
+	expect(t, w, v2)
+}
