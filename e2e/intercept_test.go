@@ -194,28 +194,36 @@ func TestUnmodifiedReloads(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			port := freePort(t)
-			command := tc.command(t, port)
-			o := startUnmodified(t, []string{"PORT=" + port},
-				[]string{"--workers", "2", "--listen", "web=127.0.0.1:" + port, "--env", "PORT=" + port,
-					"--ready-delay", "10m", "--ready-timeout", "50s"}, command...)
-			addr := "127.0.0.1:" + port
-			ev := watchEvents(t, o.env)
-			if err := answered(addr); err != nil {
-				t.Fatalf("gen 1: %v", err)
-			}
-			stop := load(t, loadgen.Config{Addr: addr, Clients: 4})
-			for gen := 2; gen <= 6; gen++ {
-				o.reload(gen)
-				listenedBeforeReady(t, ev, gen, 2)
-			}
-			assertNoFailures(t, stop())
-			if tc.gen {
-				assertServedBy(t, "tcp", addr, 6)
-			}
-			if n := o.count(`gen \d+: worker \d \(pid \d+\) binds \S+ itself`); n != 6 {
-				t.Errorf("%d lines about workers binding the port themselves, want one per generation (6)", n)
-			}
+			unmodifiedReloads(t, port, tc.command(t, port), tc.gen)
 		})
+	}
+}
+
+// unmodifiedReloads runs command (which binds port itself) under 2
+// workers, and reloads it 5 times under load: every generation is ready
+// because its workers listened (--ready-delay is ten minutes), no request
+// fails, and, if gen, the answers name the generation.
+func unmodifiedReloads(t *testing.T, port string, command []string, gen bool) {
+	t.Helper()
+	o := startUnmodified(t, []string{"PORT=" + port},
+		[]string{"--workers", "2", "--listen", "web=127.0.0.1:" + port, "--env", "PORT=" + port,
+			"--ready-delay", "10m", "--ready-timeout", "50s"}, command...)
+	addr := "127.0.0.1:" + port
+	ev := watchEvents(t, o.env)
+	if err := answered(addr); err != nil {
+		t.Fatalf("gen 1: %v", err)
+	}
+	stop := load(t, loadgen.Config{Addr: addr, Clients: 4})
+	for g := 2; g <= 6; g++ {
+		o.reload(g)
+		listenedBeforeReady(t, ev, g, 2)
+	}
+	assertNoFailures(t, stop())
+	if gen {
+		assertServedBy(t, "tcp", addr, 6)
+	}
+	if n := o.count(`gen \d+: worker \d \(pid \d+\) binds \S+ itself`); n != 6 {
+		t.Errorf("%d lines about workers binding the port themselves, want one per generation (6)", n)
 	}
 }
 
