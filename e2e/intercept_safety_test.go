@@ -90,6 +90,11 @@ func TestMasterGoneLeavesNoBindWaiting(t *testing.T) {
 			if same() && inBind(grandchild) {
 				t.Errorf("the grandchild (pid %d) is still blocked in bind", grandchild)
 			}
+			if b, _ := os.ReadFile(result); len(b) > 0 {
+				t.Logf("the grandchild's bind returned: %q", b)
+			} else {
+				t.Logf("the grandchild was killed in bind")
+			}
 			if !tc.outside {
 				return
 			}
