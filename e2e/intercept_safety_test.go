@@ -7,6 +7,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"os/user"
+	"path/filepath"
 	"regexp"
 	"runtime"
 	"strconv"
@@ -23,65 +24,179 @@ import (
 // master that is gone, hide a sandbox's refusal, or take privileges
 // silently.
 
-// A master SIGKILLed while a bind waits for it: the worker dies with it
-// (parent-death signal), and a process that left the worker's group and
-// session, which nothing kills, gets ENOSYS instead of waiting forever.
+// A master SIGKILLed while a bind waits for it leaves no process waiting
+// on it. The worker dies with the master (parent-death signal). A
+// grandchild in a session of its own waits in bind for the master: with
+// the keeper's reach (a cgroup per worker) it is killed or its bind has
+// returned, and nothing of it is left blocked in bind; out of every reach
+// of the keeper (--cgroup off, and it holds none of the master's sockets)
+// it lives on, and its bind returns ENOSYS (the kernel's answer once the
+// notification fd is closed) instead of waiting forever.
 func TestMasterGoneLeavesNoBindWaiting(t *testing.T) {
-	t.Parallel()
 	needIntercept(t)
-	result := t.TempDir() + "/result"
-	port := freePort(t)
-	self, _ := os.Executable()
-	m := startCommand(t, []string{"--workers", "1", "--listen", "web=127.0.0.1:" + port, "--ready-delay", "200ms",
-		"--env", roleEnv + "=" + roles.Use("late-binder"), "--env", "PORT=" + port, "--env", "RESULT=" + result}, self)
-	roles.Use("setsid-binder")
-	sm, _ := m.waitLine(0, `^\[g1 w0\] worker=(\d+) grandchild=(\d+)`)
-	worker, _ := strconv.Atoi(sm[1])
-	grandchild, _ := strconv.Atoi(sm[2])
-	t.Cleanup(func() { syscall.Kill(grandchild, syscall.SIGKILL) })
-	m.waitLine(0, `gen 1 ready in`)
+	for _, tc := range []struct {
+		name string
+		args []string
+		// outside: the keeper cannot reach the grandchild, whose bind
+		// must return.
+		outside bool
+	}{
+		{"keeper", nil, false},
+		{"outside", []string{"--cgroup", "off"}, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			result := t.TempDir() + "/result"
+			port := freePort(t)
+			self, _ := os.Executable()
+			args := append([]string{"--workers", "1", "--listen", "web=127.0.0.1:" + port, "--ready-delay", "200ms",
+				"--env", roleEnv + "=" + roles.Use("late-binder"), "--env", "PORT=" + port, "--env", "RESULT=" + result}, tc.args...)
+			m := startCommand(t, args, self)
+			roles.Use("setsid-binder")
+			sm, _ := m.waitLine(0, `^\[g1 w0\] worker=(\d+) grandchild=(\d+) start=(\d+)`)
+			worker, _ := strconv.Atoi(sm[1])
+			grandchild, _ := strconv.Atoi(sm[2])
+			start := sm[3]
+			same := func() bool { f := procStat(grandchild); return len(f) > 19 && f[19] == start }
+			t.Cleanup(func() {
+				if same() {
+					syscall.Kill(grandchild, syscall.SIGKILL)
+				}
+			})
+			m.waitLine(0, `gen 1 ready in`)
+			m.waitLine(0, `^\[g1 w0\] grandchild waits for SIGUSR1`)
+			if tc.outside {
+				eventually(t, "the master's sockets closed in the grandchild", func() bool { return !holdsSockets(grandchild) })
+			}
 
-	// The master can answer nothing now; the grandchild's bind waits.
-	m.signal(syscall.SIGSTOP)
-	if err := syscall.Kill(grandchild, syscall.SIGUSR1); err != nil {
-		t.Fatal(err)
-	}
-	eventually(t, "the grandchild waits in bind", func() bool {
-		b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/syscall", grandchild))
-		return strings.HasPrefix(string(b), strconv.Itoa(unix.SYS_BIND)+" ")
-	})
-	m.signal(syscall.SIGKILL)
-	m.wait()
-	eventually(t, "the worker died with the master", func() bool { return !alive(worker) })
-	eventually(t, "the grandchild's bind returned", func() bool {
-		b, _ := os.ReadFile(result)
-		return len(b) > 0 && b[len(b)-1] == '\n'
-	})
-	if b, _ := os.ReadFile(result); !strings.Contains(string(b), "function not implemented") {
-		t.Errorf("the grandchild's bind: %q, want ENOSYS (function not implemented)", b)
+			// The master can answer nothing now; the grandchild's bind
+			// waits for its notification to be served.
+			m.signal(syscall.SIGSTOP)
+			if err := syscall.Kill(grandchild, syscall.SIGUSR1); err != nil {
+				t.Fatal(err)
+			}
+			eventually(t, "the grandchild waits in bind", func() bool { return inBind(grandchild) })
+			m.signal(syscall.SIGKILL)
+			m.wait()
+			eventually(t, "the worker died with the master", func() bool { return !alive(worker) })
+			returned := func() bool {
+				b, _ := os.ReadFile(result)
+				return len(b) > 0 && b[len(b)-1] == '\n'
+			}
+			// Gone, or its bind returned: either way not waiting.
+			eventually(t, "the grandchild gone or its bind returned", func() bool {
+				return !same() || procStat(grandchild)[0] == "Z" || returned()
+			})
+			if same() && inBind(grandchild) {
+				t.Errorf("the grandchild (pid %d) is still blocked in bind", grandchild)
+			}
+			if b, _ := os.ReadFile(result); len(b) > 0 {
+				t.Logf("the grandchild's bind returned: %q", b)
+			} else {
+				t.Logf("the grandchild was killed in bind")
+			}
+			if !tc.outside {
+				return
+			}
+			// Out of the keeper's reach: alive, and its bind said ENOSYS.
+			if !returned() {
+				t.Fatalf("the grandchild's bind never returned (state %v)", procStat(grandchild))
+			}
+			if b, _ := os.ReadFile(result); !strings.Contains(string(b), "function not implemented") {
+				t.Errorf("the grandchild's bind: %q, want ENOSYS (function not implemented)", b)
+			}
+			if f := procStat(grandchild); !same() || f[0] == "Z" {
+				t.Errorf("the grandchild (pid %d) did not live on: state %v", grandchild, f)
+			}
+		})
 	}
 }
 
-// roleLateBinder starts a grandchild in a session of its own, says both
-// PIDs, and waits.
+// procStat is the fields of /proc/PID/stat after the command's name:
+// [0] the state (proc(5) field 3), [19] the start time (field 22); nil
+// once pid is gone.
+func procStat(pid int) []string {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return nil
+	}
+	i := strings.LastIndexByte(string(b), ')')
+	if i < 0 {
+		return nil
+	}
+	return strings.Fields(string(b[i+1:]))
+}
+
+// inBind reports whether a thread of pid sits in bind(2) and sleeps there
+// (a Go program binds on whichever thread runs the goroutine, not
+// necessarily the main one).
+func inBind(pid int) bool {
+	tasks, _ := filepath.Glob(fmt.Sprintf("/proc/%d/task/*", pid))
+	for _, task := range tasks {
+		b, _ := os.ReadFile(task + "/syscall")
+		if !strings.HasPrefix(string(b), strconv.Itoa(unix.SYS_BIND)+" ") {
+			continue
+		}
+		if st, _ := os.ReadFile(task + "/stat"); len(st) > 0 {
+			f := strings.Fields(string(st[strings.LastIndexByte(string(st), ')')+1:]))
+			if len(f) > 0 && (f[0] == "S" || f[0] == "D") {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// holdsSockets reports whether pid has a descriptor of a socket other than
+// its own (any fd above 2 that is a socket: the roles below close or mark
+// close-on-exec every inherited one).
+func holdsSockets(pid int) bool {
+	fds, _ := filepath.Glob(fmt.Sprintf("/proc/%d/fd/*", pid))
+	for _, fd := range fds {
+		n, _ := strconv.Atoi(filepath.Base(fd))
+		l, _ := os.Readlink(fd)
+		if n > 2 && strings.HasPrefix(l, "socket:") {
+			return true
+		}
+	}
+	return false
+}
+
+// roleLateBinder starts a grandchild in a session of its own, with none
+// of its inherited descriptors (the master's sockets: the keeper of a
+// master without cgroups kills what holds them), says both PIDs and the
+// grandchild's start time, and waits.
 func roleLateBinder() int {
 	self, _ := os.Executable()
+	fds, _ := filepath.Glob("/proc/self/fd/*")
+	for _, fd := range fds {
+		if n, err := strconv.Atoi(filepath.Base(fd)); err == nil && n > 2 {
+			unix.CloseOnExec(n)
+		}
+	}
 	cmd := exec.Command(self)
 	cmd.Env = append(os.Environ(), roleEnv+"=setsid-binder")
+	cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
 	if err := cmd.Start(); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
-	fmt.Printf("worker=%d grandchild=%d\n", os.Getpid(), cmd.Process.Pid)
+	f := procStat(cmd.Process.Pid)
+	if len(f) < 20 {
+		fmt.Fprintln(os.Stderr, "no stat of the grandchild")
+		return 1
+	}
+	fmt.Printf("worker=%d grandchild=%d start=%s\n", os.Getpid(), cmd.Process.Pid, f[19])
 	select {}
 }
 
-// roleSetsidBinder binds PORT on SIGUSR1 and writes what bind returned to
+// roleSetsidBinder says it waits, binds PORT on SIGUSR1 and writes what bind returned to
 // RESULT.
 func roleSetsidBinder() int {
 	usr1 := make(chan os.Signal, 1)
 	signal.Notify(usr1, syscall.SIGUSR1)
+	fmt.Println("grandchild waits for SIGUSR1")
 	<-usr1
 	_, err := net.Listen("tcp", "127.0.0.1:"+os.Getenv("PORT"))
 	msg := "bound"

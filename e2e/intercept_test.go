@@ -4,6 +4,7 @@ import (
 	"debug/elf"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net"
 	"os"
 	"os/exec"
@@ -33,15 +34,33 @@ func needIntercept(t *testing.T) {
 
 // freePort returns a port of 127.0.0.1 that was free a moment ago: the
 // programs bind a port given on their command line, before the master
-// starts.
+// starts. It is below the kernel's ephemeral range
+// (net.ipv4.ip_local_port_range), which the load generators' connections
+// of the tests running beside this one take their local ports from: one of
+// those could take a port of that range before the master binds it.
 func freePort(t *testing.T) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	low := 32768
+	if b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range"); err == nil {
+		if f := strings.Fields(string(b)); len(f) == 2 {
+			low, _ = strconv.Atoi(f[0])
+		}
 	}
-	defer ln.Close()
-	return strconv.Itoa(ln.Addr().(*net.TCPAddr).Port)
+	const first = 10000
+	if low <= first+1000 {
+		t.Fatalf("the ephemeral port range starts at %d: no room below it for the tests' ports", low)
+	}
+	for i := 0; i < 100; i++ {
+		port := strconv.Itoa(first + rand.IntN(low-first))
+		ln, err := net.Listen("tcp", "127.0.0.1:"+port)
+		if err != nil {
+			continue // taken: try another
+		}
+		ln.Close()
+		return port
+	}
+	t.Fatalf("no free port of 127.0.0.1 in %d–%d after 100 tries", first, low-1)
+	return ""
 }
 
 // startUnmodified runs `hotcluster run ARGS -- COMMAND` with a control
@@ -194,28 +213,36 @@ func TestUnmodifiedReloads(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			port := freePort(t)
-			command := tc.command(t, port)
-			o := startUnmodified(t, []string{"PORT=" + port},
-				[]string{"--workers", "2", "--listen", "web=127.0.0.1:" + port, "--env", "PORT=" + port,
-					"--ready-delay", "10m", "--ready-timeout", "50s"}, command...)
-			addr := "127.0.0.1:" + port
-			ev := watchEvents(t, o.env)
-			if err := answered(addr); err != nil {
-				t.Fatalf("gen 1: %v", err)
-			}
-			stop := load(t, loadgen.Config{Addr: addr, Clients: 4})
-			for gen := 2; gen <= 6; gen++ {
-				o.reload(gen)
-				listenedBeforeReady(t, ev, gen, 2)
-			}
-			assertNoFailures(t, stop())
-			if tc.gen {
-				assertServedBy(t, "tcp", addr, 6)
-			}
-			if n := o.count(`gen \d+: worker \d \(pid \d+\) binds \S+ itself`); n != 6 {
-				t.Errorf("%d lines about workers binding the port themselves, want one per generation (6)", n)
-			}
+			unmodifiedReloads(t, port, tc.command(t, port), tc.gen)
 		})
+	}
+}
+
+// unmodifiedReloads runs command (which binds port itself) under 2
+// workers, and reloads it 5 times under load: every generation is ready
+// because its workers listened (--ready-delay is ten minutes), no request
+// fails, and, if gen, the answers name the generation.
+func unmodifiedReloads(t *testing.T, port string, command []string, gen bool) {
+	t.Helper()
+	o := startUnmodified(t, []string{"PORT=" + port},
+		[]string{"--workers", "2", "--listen", "web=127.0.0.1:" + port, "--env", "PORT=" + port,
+			"--ready-delay", "10m", "--ready-timeout", "50s"}, command...)
+	addr := "127.0.0.1:" + port
+	ev := watchEvents(t, o.env)
+	if err := answered(addr); err != nil {
+		t.Fatalf("gen 1: %v", err)
+	}
+	stop := load(t, loadgen.Config{Addr: addr, Clients: 4})
+	for g := 2; g <= 6; g++ {
+		o.reload(g)
+		listenedBeforeReady(t, ev, g, 2)
+	}
+	assertNoFailures(t, stop())
+	if gen {
+		assertServedBy(t, "tcp", addr, 6)
+	}
+	if n := o.count(`gen \d+: worker \d \(pid \d+\) binds \S+ itself`); n != 6 {
+		t.Errorf("%d lines about workers binding the port themselves, want one per generation (6)", n)
 	}
 }
 

@@ -8,8 +8,10 @@
 // master. Each is answered by a goroutine of the worker's own (not the
 // pool's loop) with a handful of non-blocking system calls; if the master
 // is gone, the kernel answers ENOSYS for it (the notification descriptor
-// closes with the master), and the worker itself dies with the master
-// (PR_SET_PDEATHSIG, package workers). A bind that does not name a --listen
+// closes with the master), the worker itself dies with the master
+// (PR_SET_PDEATHSIG, package workers), and what it started dies by the
+// master's keeper (package keeper) where the keeper reaches it; a process
+// out of its reach lives on with its bind answered ENOSYS. A bind that does not name a --listen
 // address, or that the master cannot handle, continues to the kernel
 // untouched (SECCOMP_USER_NOTIF_FLAG_CONTINUE), so a worker gets exactly
 // the result it would get without hotcluster.

@@ -10,7 +10,9 @@
 //   - the filter's cost: requests/s of a bind-heavy worker (each request
 //     binds a UDP socket) and of a syscall-heavy one (each request makes
 //     many cheap system calls), with the filter (auto) and without (off),
-//     in ABBA rounds.
+//     in ABBA rounds;
+//   - the filter's cost on one system call: getppid timed in processes
+//     that loaded the shim's filter and in processes that did not.
 //
 // Run it through scripts/bench-intercept, which builds hotcluster and this
 // driver. The driver also plays the worker (-worker). It talks to
@@ -25,14 +27,17 @@ import (
 	"io"
 	"net"
 	"os"
+	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
 	"syscall"
 	"time"
 
+	"github.com/hotcluster/hotcluster/internal/intercept"
 	"github.com/hotcluster/hotcluster/internal/loadgen"
 	"github.com/hotcluster/hotcluster/scripts/internal/benchproc"
 	"golang.org/x/sys/unix"
@@ -41,6 +46,9 @@ import (
 func main() {
 	if len(os.Args) > 1 && os.Args[1] == "-worker" {
 		os.Exit(worker(os.Args[2:]))
+	}
+	if len(os.Args) > 2 && os.Args[1] == "-syscall-cost" {
+		os.Exit(syscallCost(os.Args[2] == "filter"))
 	}
 	os.Exit(run())
 }
@@ -69,7 +77,7 @@ func run() int {
 	flag.IntVar(&b.binds, "binds", 1, "UDP sockets bound per request by the bind-heavy worker")
 	flag.IntVar(&b.syscalls, "syscalls", 200, "system calls (getppid) per request of the syscall-heavy worker")
 	flag.IntVar(&b.files, "files", 4, "64 KiB file reads per request of the file-reading worker")
-	flag.StringVar(&b.measure, "measure", "latency,cost", "what to measure: latency, cost or both")
+	flag.StringVar(&b.measure, "measure", "latency,cost,syscall", "what to measure, of latency, cost and syscall (the time of one system call with the filter and without)")
 	command := flag.String("command", "", "the command line to print in the report")
 	flag.Parse()
 	if b.hotcluster == "" {
@@ -109,9 +117,84 @@ func (b *bench) report(ctx context.Context, command string) error {
 		}
 	}
 	if strings.Contains(b.measure, "cost") {
-		return b.costReport(ctx)
+		if err := b.costReport(ctx); err != nil {
+			return err
+		}
+	}
+	if strings.Contains(b.measure, "syscall") {
+		return b.syscallReport(ctx)
 	}
 	return nil
+}
+
+// syscallReport times one cheap system call (getppid) in processes with
+// the filter and without, in ABBA quads of fresh processes: what the
+// filter costs every system call a worker makes, bind and listen aside.
+func (b *bench) syscallReport(ctx context.Context) error {
+	const quads = 10
+	times := map[string][]float64{}
+	for r := 0; r < quads; r++ {
+		for _, mode := range []string{"none", "filter", "filter", "none"} {
+			out, err := exec.CommandContext(ctx, b.self, "-syscall-cost", mode).Output()
+			if err != nil {
+				return fmt.Errorf("syscall cost, %s: %w", mode, err)
+			}
+			ns, err := strconv.ParseFloat(strings.TrimSpace(string(out)), 64)
+			if err != nil {
+				return fmt.Errorf("syscall cost, %s: %q: %w", mode, out, err)
+			}
+			times[mode] = append(times[mode], ns)
+		}
+	}
+	med := func(v []float64) float64 { s := slices.Clone(v); slices.Sort(s); return s[len(s)/2] }
+	none, filter := med(times["none"]), med(times["filter"])
+	fmt.Printf("\n## One system call (getppid, %d calls per process, %d ABBA quads of processes)\n\n", syscallLoops, quads)
+	fmt.Println("| without the filter | with it | the filter's cost per system call |")
+	fmt.Println("| ---: | ---: | ---: |")
+	fmt.Printf("| %.0f ns | %.0f ns | **%.0f ns** |\n", none, filter, filter-none)
+	return nil
+}
+
+// syscallLoops is how many getppid one -syscall-cost process times.
+const syscallLoops = 2_000_000
+
+// syscallCost is a process that loads the shim's filter on its thread (as
+// the shim does before execve) if filter, times syscallLoops getppid on
+// that thread, and prints the nanoseconds of one.
+func syscallCost(filter bool) int {
+	runtime.LockOSThread()
+	if filter {
+		ours, theirs, err := intercept.Pair()
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
+		defer ours.Close()
+		// Install closes the descriptor it is given: a duplicate, so that
+		// theirs closes its own.
+		fd, err := unix.Dup(int(theirs.Fd()))
+		theirs.Close()
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
+		if err := intercept.Install(fd); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
+		buf, oob := make([]byte, 64), make([]byte, unix.CmsgSpace(4))
+		n, _, _, _, err := unix.Recvmsg(int(ours.Fd()), buf, oob, 0)
+		if err != nil || string(buf[:n]) != "installed" {
+			fmt.Fprintf(os.Stderr, "the filter was not installed: %q %v\n", buf[:n], err)
+			return 1
+		}
+	}
+	t0 := time.Now()
+	for i := 0; i < syscallLoops; i++ {
+		unix.Getppid()
+	}
+	fmt.Printf("%.1f\n", float64(time.Since(t0).Nanoseconds())/syscallLoops)
+	return 0
 }
 
 func (b *bench) latencyReport(ctx context.Context) error {
@@ -213,7 +296,7 @@ func (b *bench) latency(ctx context.Context, how, intercept string) (*latencies,
 		}
 		var listened time.Time
 		for slot := 0; slot < b.workers; slot++ {
-			raw, err := os.ReadFile(filepath.Join(dir, fmt.Sprintf("g%d-w%d", gen, slot)))
+			raw, err := bootTime(filepath.Join(dir, fmt.Sprintf("g%d-w%d", gen, slot)), 5*time.Second)
 			if err != nil {
 				return nil, fmt.Errorf("gen %d worker %d: %w", gen, slot, err)
 			}
@@ -272,6 +355,20 @@ func (b *bench) cost(ctx context.Context, work string) (off, auto float64, ratio
 	}
 	n := float64(2 * b.rounds)
 	return sum["off"] / n, sum["auto"] / n, ratios, nil
+}
+
+// bootTime reads the time a worker wrote once its listen returned. The
+// generation may answer before that: every worker has called listen, and
+// one has not written yet.
+func bootTime(path string, within time.Duration) ([]byte, error) {
+	deadline := time.Now().Add(within)
+	for {
+		raw, err := os.ReadFile(path)
+		if err == nil || !errors.Is(err, os.ErrNotExist) || time.Now().After(deadline) {
+			return raw, err
+		}
+		time.Sleep(time.Millisecond)
+	}
 }
 
 // get makes one request on a new connection and returns the body.
@@ -359,7 +456,10 @@ func worker(args []string) int {
 	}
 	gen, slot := os.Getenv("HOTCLUSTER_GENERATION"), os.Getenv("HOTCLUSTER_WORKER_ID")
 	if *bootDir != "" {
-		os.WriteFile(filepath.Join(*bootDir, "g"+gen+"-w"+slot), []byte(strconv.FormatInt(time.Now().UnixNano(), 10)), 0o644)
+		// Renamed into place: the driver never reads half a file.
+		name := filepath.Join(*bootDir, "g"+gen+"-w"+slot)
+		os.WriteFile(name+".tmp", []byte(strconv.FormatInt(time.Now().UnixNano(), 10)), 0o644)
+		os.Rename(name+".tmp", name)
 	}
 	kind, nstr, _ := strings.Cut(*work, "=")
 	n, _ := strconv.Atoi(nstr)
