@@ -81,7 +81,8 @@ func (s *systemdNS) journal(unit string) string {
 	return out
 }
 
-func freePort(t *testing.T) string {
+// freeAddr returns an address of 127.0.0.1 whose port was free a moment ago.
+func freeAddr(t *testing.T) string {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -93,7 +94,7 @@ func freePort(t *testing.T) string {
 
 func TestSystemdE2E(t *testing.T) {
 	s := newSystemdNS(t)
-	addr := freePort(t)
+	addr := freeAddr(t)
 	// The unit runs a copy of hotcluster's binary, which the broken-upgrade
 	// scenario replaces.
 	exeOut := filepath.Join(s.bin, "hotcluster-e2e")
@@ -268,7 +269,7 @@ func TestSystemdE2E(t *testing.T) {
 	})
 
 	t.Run("socket activation", func(t *testing.T) {
-		saddr := freePort(t)
+		saddr := freeAddr(t)
 		s.must(filepath.Join(s.in, "hotcluster"), "unit", "--name", "hcs", "--socket", "--exec", filepath.Join(s.in, "hotcluster"),
 			"--out", "/run/systemd/system", "--", "--listen", "web="+saddr, "--workers", "2", "--", hello)
 		s.must("systemctl", "daemon-reload")
