@@ -135,9 +135,12 @@ func TestSystemdE2E(t *testing.T) {
 				pid = w.PID
 			}
 		}
+		// This start of the unit's lines only: the journal may keep earlier
+		// runs' (a persistent /var/log/journal, the same boot ID).
+		inv := "_SYSTEMD_INVOCATION_ID=" + s.show("hc", "InvocationID")
 		var got []map[string]string
 		eventually(t, "slot 1's lines in the journal", func() bool {
-			out, _ := s.run("journalctl", "-u", "hc", "HOTCLUSTER_SLOT=1", "--no-pager", "-o", "json")
+			out, _ := s.run("journalctl", "-u", "hc", inv, "HOTCLUSTER_SLOT=1", "--no-pager", "-o", "json")
 			got = nil
 			for _, l := range strings.Split(strings.TrimSpace(out), "\n") {
 				var e map[string]any
@@ -159,7 +162,7 @@ func TestSystemdE2E(t *testing.T) {
 		if e := got[0]; !strings.HasPrefix(e["MESSAGE"], "hello: serving on ") || e["PRIORITY"] != "3" || e["HOTCLUSTER_STREAM"] != "stderr" {
 			t.Errorf("worker 1's first line: %v; want hello's line on stderr at priority 3", e)
 		}
-		errs := s.must("journalctl", "-u", "hc", "-p", "err", "--no-pager", "-o", "cat")
+		errs := s.must("journalctl", "-u", "hc", inv, "-p", "err", "--no-pager", "-o", "cat")
 		if !strings.Contains(errs, "hello: serving on ") || strings.Contains(errs, "hotcluster: serving") {
 			t.Errorf("journalctl -p err:\n%s", errs)
 		}
