@@ -19,7 +19,7 @@ import (
 // does.
 func TestSystemdE2EUnitPaths(t *testing.T) {
 	s := newSystemdNS(t)
-	addr := freePort(t)
+	addr := freeAddr(t)
 	hc := filepath.Join(s.in, "hotcluster")
 	// In the binaries' directory, as a user would: ./hello.
 	s.must("sh", "-c", "cd "+s.in+" && exec ./hotcluster unit --name hcrel --out /run/systemd/system -- --listen web="+addr+" --workers 1 -- ./hello")

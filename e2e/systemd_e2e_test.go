@@ -81,7 +81,8 @@ func (s *systemdNS) journal(unit string) string {
 	return out
 }
 
-func freePort(t *testing.T) string {
+// freeAddr returns an address of 127.0.0.1 whose port was free a moment ago.
+func freeAddr(t *testing.T) string {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -93,7 +94,7 @@ func freePort(t *testing.T) string {
 
 func TestSystemdE2E(t *testing.T) {
 	s := newSystemdNS(t)
-	addr := freePort(t)
+	addr := freeAddr(t)
 	// The unit runs a copy of hotcluster's binary, which the broken-upgrade
 	// scenario replaces.
 	exeOut := filepath.Join(s.bin, "hotcluster-e2e")
@@ -134,9 +135,12 @@ func TestSystemdE2E(t *testing.T) {
 				pid = w.PID
 			}
 		}
+		// This start of the unit's lines only: the journal may keep earlier
+		// runs' (a persistent /var/log/journal, the same boot ID).
+		inv := "_SYSTEMD_INVOCATION_ID=" + s.show("hc", "InvocationID")
 		var got []map[string]string
 		eventually(t, "slot 1's lines in the journal", func() bool {
-			out, _ := s.run("journalctl", "-u", "hc", "HOTCLUSTER_SLOT=1", "--no-pager", "-o", "json")
+			out, _ := s.run("journalctl", "-u", "hc", inv, "HOTCLUSTER_SLOT=1", "--no-pager", "-o", "json")
 			got = nil
 			for _, l := range strings.Split(strings.TrimSpace(out), "\n") {
 				var e map[string]any
@@ -158,7 +162,7 @@ func TestSystemdE2E(t *testing.T) {
 		if e := got[0]; !strings.HasPrefix(e["MESSAGE"], "hello: serving on ") || e["PRIORITY"] != "3" || e["HOTCLUSTER_STREAM"] != "stderr" {
 			t.Errorf("worker 1's first line: %v; want hello's line on stderr at priority 3", e)
 		}
-		errs := s.must("journalctl", "-u", "hc", "-p", "err", "--no-pager", "-o", "cat")
+		errs := s.must("journalctl", "-u", "hc", inv, "-p", "err", "--no-pager", "-o", "cat")
 		if !strings.Contains(errs, "hello: serving on ") || strings.Contains(errs, "hotcluster: serving") {
 			t.Errorf("journalctl -p err:\n%s", errs)
 		}
@@ -268,7 +272,7 @@ func TestSystemdE2E(t *testing.T) {
 	})
 
 	t.Run("socket activation", func(t *testing.T) {
-		saddr := freePort(t)
+		saddr := freeAddr(t)
 		s.must(filepath.Join(s.in, "hotcluster"), "unit", "--name", "hcs", "--socket", "--exec", filepath.Join(s.in, "hotcluster"),
 			"--out", "/run/systemd/system", "--", "--listen", "web="+saddr, "--workers", "2", "--", hello)
 		s.must("systemctl", "daemon-reload")

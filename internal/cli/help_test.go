@@ -149,6 +149,10 @@ func TestHelpFitsEightyColumns(t *testing.T) {
 	if strings.Contains(send, "-1") || !strings.Contains(send, "--worker SLOT") {
 		t.Errorf("send --help shows the sentinel, or no --worker SLOT:\n%s", send)
 	}
+	_, logs, _ := hotclusterOut(t, nil, "logs", "--help")
+	if strings.Contains(logs, "default: -1") || strings.Contains(logs, "default: 0)") || !strings.Contains(logs, "-n, --lines N") {
+		t.Errorf("logs --help shows a sentinel of --worker or --generation, or no --lines N:\n%s", logs)
+	}
 }
 
 // onTerminal runs hotcluster args with its standard output on a

@@ -122,33 +122,36 @@ func TestFollow(t *testing.T) {
 	}
 }
 
-// The heap the Ring holds at its default bounds, full of 100-byte lines
-// from 8 workers, compared with what it counts. Run with -v for the
-// figure (docs/benchmarks.md).
+// The heap the Ring holds at its default bounds, full of lines from 8
+// workers, compared with what it counts: 100-byte lines fill its line
+// bound, 1 KiB and 64 KiB (cut) lines its byte bound. Run with -v for the
+// figures (docs/benchmarks.md).
 func TestMemoryAtDefaultSize(t *testing.T) {
 	if unsafe.Sizeof(Line{})+24 > LineOverhead {
 		t.Errorf("a Line is %d bytes: LineOverhead %d undercounts", unsafe.Sizeof(Line{}), LineOverhead)
 	}
-	var before, after runtime.MemStats
-	runtime.GC()
-	runtime.ReadMemStats(&before)
-	r := New(Config{})
-	text := strings.Repeat("t", 100)
-	for i := 0; i < 3*DefaultMaxLines; i++ {
-		l := line(1, i%8, "")
-		l.Text = strings.Clone(text)
-		r.Add(l)
+	for _, size := range []int{100, 1 << 10, 64 << 10} {
+		var before, after runtime.MemStats
+		runtime.GC()
+		runtime.ReadMemStats(&before)
+		r := New(Config{})
+		text := strings.Repeat("t", size)
+		for i := 0; i < 3*DefaultMaxLines; i++ {
+			l := line(1, i%8, "")
+			l.Text = strings.Clone(text)
+			r.Add(l)
+		}
+		runtime.GC()
+		runtime.ReadMemStats(&after)
+		n, counted := r.Usage()
+		heap := int64(after.HeapAlloc) - int64(before.HeapAlloc)
+		t.Logf("default ring, %d-byte lines: %d lines, %d bytes counted, %d bytes of heap (%.1f MiB)", size, n, counted, heap, float64(heap)/(1<<20))
+		if want := min(DefaultMaxLines, int(DefaultMaxBytes/(int64(size)+LineOverhead))); n != want {
+			t.Errorf("%d-byte lines: %d lines kept, want %d", size, n, want)
+		}
+		if heap > 2*DefaultMaxBytes {
+			t.Errorf("%d-byte lines: the ring holds %d bytes of heap, over twice its %d bytes", size, heap, DefaultMaxBytes)
+		}
+		runtime.KeepAlive(r)
 	}
-	runtime.GC()
-	runtime.ReadMemStats(&after)
-	n, counted := r.Usage()
-	heap := int64(after.HeapAlloc) - int64(before.HeapAlloc)
-	t.Logf("default ring: %d lines, %d bytes counted, %d bytes of heap (%.1f MiB)", n, counted, heap, float64(heap)/(1<<20))
-	if n != DefaultMaxLines {
-		t.Errorf("%d lines kept, want %d", n, DefaultMaxLines)
-	}
-	if heap > 2*DefaultMaxBytes {
-		t.Errorf("the ring holds %d bytes of heap, over twice its %d bytes", heap, DefaultMaxBytes)
-	}
-	runtime.KeepAlive(r)
 }

@@ -124,7 +124,9 @@ func Open(cfg Config) (*Log, error) {
 			if sameFile(cfg.Stdout, cfg.Stderr) {
 				stdout = l.console
 			} else {
-				stdout = l.newOutput("stdout", cfg.Stdout, style(cfg.Stdout, true), false)
+				// Reported: when only stdout goes away (`| head`),
+				// stderr can still say so.
+				stdout = l.newOutput("stdout", cfg.Stdout, style(cfg.Stdout, true), true)
 			}
 		}
 		return stdout
@@ -176,8 +178,9 @@ func Open(cfg Config) (*Log, error) {
 	return l, nil
 }
 
-// newOutput starts the queue of an output to w. A failing file or journal
-// is reported on the console, once per burst.
+// newOutput starts the queue of an output to w. With report, a failing
+// output (a file, the journal, a stdout apart from stderr) is reported on
+// the console, once per burst.
 func (l *Log) newOutput(name string, w interface{ Write([]byte) (int, error) }, s Style, report bool) *output {
 	o := &output{name: name, style: s}
 	cfg := logsink.Config{
