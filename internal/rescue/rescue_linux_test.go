@@ -362,3 +362,33 @@ func TestKeepAliveRescue(t *testing.T) {
 		return st.Relayed == 1 && st.Closed == 1 && st.Held == 0 && st.Relays == 1
 	})
 }
+
+// A rescuer that has stopped takes nothing more: the caller resets, and
+// no descriptor is left with a loop that will never relay it.
+func TestStrandedAfterStop(t *testing.T) {
+	g2 := startGen(t, "2")
+	rs, err := New(Config{Listeners: []Listener{{Name: "web", Addr: g2.addr(), Mode: Queue}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); rs.Run(ctx) }()
+	cancel()
+	<-done
+	cs, fds := queued(t, 2)
+	if n := rs.Stranded("web", 0, fds); n != 0 {
+		t.Fatalf("a stopped rescuer took %d connections", n)
+	}
+	for _, fd := range fds {
+		resetFD(fd)
+	}
+	for i, c := range cs {
+		if _, err := c.read(); !errors.Is(err, syscall.ECONNRESET) {
+			t.Errorf("client %d: %v, want a reset", i, err)
+		}
+	}
+	if st := rs.Status(); st.Relays != 0 || st.Queued != 0 {
+		t.Errorf("status after stop: %+v", st)
+	}
+}

@@ -48,6 +48,10 @@ type Rescuer struct {
 	relays  map[*relay]bool
 	byUp    map[netip.AddrPort]*relay
 
+	// stopped is set once Run stops taking bursts, guarded by strandMu.
+	strandMu sync.Mutex
+	stopped  bool
+
 	// handover, guarded by mu.
 	mu          sync.Mutex
 	successor   *net.UnixConn // set by PrepareSuccessor, used once HandedOver
@@ -165,14 +169,20 @@ func (rs *Rescuer) Stranded(listener string, socket int, fds []int) int {
 		return 0
 	}
 	b := &burst{l: l, socket: socket, fds: fds[:n:n], n: n}
-	select {
-	case rs.strandC <- b:
-		return n
-	default:
-		// The loop is gone, or far behind: today's outcome.
-		rs.inUse.Add(-int64(n))
-		return 0
+	// Under strandMu so that a burst is either given to a loop that will
+	// take it, or refused: shutdown drains strandC once it set stopped.
+	rs.strandMu.Lock()
+	defer rs.strandMu.Unlock()
+	if !rs.stopped {
+		select {
+		case rs.strandC <- b:
+			return n
+		default:
+		}
 	}
+	// The loop is gone, or far behind: today's outcome.
+	rs.inUse.Add(-int64(n))
+	return 0
 }
 
 // relayEvent is what a relay tells the loop.
@@ -335,6 +345,19 @@ func (rs *Rescuer) relayEvent(e relayEvent) {
 // waits for every relay's goroutine.
 func (rs *Rescuer) shutdown() {
 	close(rs.quit)
+	// Bursts nobody will relay now are reset, as their sockets' own
+	// close would.
+	rs.strandMu.Lock()
+	rs.stopped = true
+	rs.strandMu.Unlock()
+	for len(rs.strandC) > 0 {
+		b := <-rs.strandC
+		for _, fd := range b.fds {
+			resetFD(fd)
+			rs.release()
+			rs.resets.Add(1)
+		}
+	}
 	// Every worker has exited by now (the pool ends first): decide for
 	// what they left, relaying only if a successor serves.
 	rs.tick(true)
