@@ -132,7 +132,7 @@ func (rs *Rescuer) release() { rs.inUse.Add(-1) }
 // atMax logs once, until there is room again, that the bound was reached.
 func (rs *Rescuer) atMax(what string) {
 	if !rs.overMax.Swap(true) {
-		rs.log.Warn(fmt.Sprintf("rescue: %d connections held or relayed, the bound (--rescue-max): %s", rs.cfg.Max, what))
+		rs.log.Warn(fmt.Sprintf("rescue: %d connections held or relayed, the bound: %s", rs.cfg.Max, what))
 	}
 }
 
