@@ -33,9 +33,10 @@ type heldConn struct {
 	// was then working on a request it had read.
 	consumed0, written0 uint64
 	inflight0           bool
-	// deadline for the rest of a request line that has begun to arrive.
-	deadline time.Time
-	batch    *holdBatch
+	// deadline for the rest of a request line that has begun to arrive;
+	// idleUntil for the next request of a client (see awaitNext).
+	deadline, idleUntil time.Time
+	batch               *holdBatch
 }
 
 // counters are what the kernel says of a connection at one time.
@@ -94,6 +95,27 @@ func (h *heldConn) unanswered(c counters) bool {
 		return false
 	}
 	return c.consumed > h.consumed0 || h.inflight0 || (c.consumed > 0 && c.written == 0)
+}
+
+// NextRequestWait bounds how long after its last answer a connection that
+// its worker closed idle, having answered nothing since the hold, is kept
+// open for its client's next request. A busy keep-alive client sends it as
+// soon as it has the answer, so it may be on the wire when the worker
+// closes: closing at once would fail it, as the worker's own close does.
+// A connection idle for longer is closed at once; one the worker answered
+// after the hold (its last answer may be delimited by the close) too.
+const NextRequestWait = 50 * time.Millisecond
+
+// awaitNext reports whether h, let go of by its worker with nothing unread
+// (c), should wait for its client's next request a little longer.
+func (h *heldConn) awaitNext(c counters, now time.Time) bool {
+	if c.state != sockdiag.Established {
+		return false
+	}
+	if h.idleUntil.IsZero() {
+		h.idleUntil = now.Add(NextRequestWait - time.Duration(c.lastSent)*time.Millisecond)
+	}
+	return now.Before(h.idleUntil)
 }
 
 // holdBatch is what one Hold took: the connections of one worker (and its
@@ -440,6 +462,9 @@ func (rs *Rescuer) decide(h *heldConn, final bool) bool {
 	case h.unanswered(c):
 		return rs.settleNow(h, outReset)
 	case c.inq == 0:
+		if !final && h.awaitNext(c, time.Now()) {
+			return false
+		}
 		return rs.settleNow(h, outClosed)
 	case !rs.cfg.Armed():
 		return rs.settleNow(h, outReset)

@@ -313,16 +313,35 @@ func (r *relay) redial(h *heldConn, c2u, u2c **dir) (endHow, bool) {
 	}
 	all := more()
 	// Deliver what the worker wrote last before anything else reaches
-	// the client.
+	// the client. h's descriptor is hfd until it is adopted as hconn.
+	var hconn *net.TCPConn
+	hOut := func() (out int, err error) {
+		if hconn == nil {
+			_, out, err = queues(hfd)
+			return out, err
+		}
+		if cerr := connFD(hconn, func(fd int) { _, out, err = queues(fd) }); cerr != nil {
+			return 0, cerr
+		}
+		return out, err
+	}
 	delivered := func() bool {
 		return waitFor(queueStall, func() (bool, error) {
-			_, hout, err := queues(hfd)
+			hout, err := hOut()
 			if err != nil {
 				return false, err
 			}
 			uin, _, err := queues(upFD)
 			return hout == 0 && uin == 0, err
 		}, nil) && (*u2c).stop()
+	}
+	if len(all) == 0 && !(*u2c).ended && !(*c2u).ended {
+		// As for a held connection (awaitNext): the next request of a busy
+		// client may be on its way.
+		for now := time.Now(); h.awaitNext(c, now) && len(all) == 0; now = time.Now() {
+			time.Sleep(pollEvery)
+			all = more()
+		}
 	}
 	switch {
 	case (*u2c).ended || !answerable(c.state):
@@ -355,7 +374,7 @@ func (r *relay) redial(h *heldConn, c2u, u2c **dir) (endHow, bool) {
 	}
 	// Move what waits in h to the new upstream, the client's end of the
 	// stream included.
-	hconn, err := adoptFD(hfd)
+	hconn, err = adoptFD(hfd)
 	hfd = -1
 	if err != nil {
 		resetConn(u2)
