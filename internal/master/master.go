@@ -42,6 +42,10 @@ type Config struct {
 	// Sockets configures the listeners. The master sets Store, Inherited,
 	// Previous and Log.
 	Sockets handoff.Config
+	// Rescue is what the master does for the TCP connections a turnover
+	// would lose (package rescue): HTTP, the zero value, holds keep-alive
+	// connections too; the command line's default is Queue.
+	Rescue rescue.Mode
 	// PIDFile, when set, always holds the PID of the live master.
 	PIDFile string
 	// UpgradeTimeout bounds a binary upgrade.
