@@ -23,7 +23,10 @@ const (
 	WorkerStarted
 	// WorkerReady: a worker reported ready, or counted as ready.
 	WorkerReady
-	// WorkerDraining: a worker was sent the stop signal; Err says why.
+	// WorkerDraining: a worker is sent the stop signal; Err says why. It
+	// is emitted on the pool's goroutine just before the signal goes, so
+	// that OnEvent can act first (the master's rescue holds the worker's
+	// keep-alive connections then).
 	WorkerDraining
 	// WorkerExited: a worker exited; Err describes its status, Took its
 	// lifetime.

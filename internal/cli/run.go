@@ -27,6 +27,7 @@ import (
 	"github.com/hotcluster/hotcluster/internal/logring"
 	"github.com/hotcluster/hotcluster/internal/logs"
 	"github.com/hotcluster/hotcluster/internal/master"
+	"github.com/hotcluster/hotcluster/internal/rescue"
 	"github.com/hotcluster/hotcluster/internal/safedir"
 	"github.com/hotcluster/hotcluster/signals"
 	"github.com/hotcluster/hotcluster/watch"
@@ -159,7 +160,8 @@ worker.`,
 			&cli.StringFlag{Name: "ipc", Value: "auto", Usage: "`MODE` of the message channel per worker (JSON lines; \"ready\" counts as READY=1): auto (for node, as NODE_CHANNEL_FD: process.send works), on (HOTCLUSTER_IPC_FD for any program), node (both, for any command), off"},
 			&cli.StringFlag{Name: "intercept-bind", Value: "auto", Usage: "`MODE`: a worker that binds a --listen address itself (python3 -m http.server 8000, app.listen(3000), net.Listen) gets the master's socket, and its listen(2) tells that it is ready: auto (where the kernel allows: Linux 5.9 with seccomp user notification) or off"},
 			&cli.StringFlag{Name: "handoff", Value: "auto", Usage: "`MODE`: how traffic moves between generations: auto (steer TCP/UDP listeners with SO_REUSEPORT and BPF, share what cannot be steered) or shared (one socket for every generation)"},
-			&cli.DurationFlag{Name: "quiet-timeout", Value: handoff.DefaultQuietTimeout, Usage: "`D`: after the traffic moved to a new generation, how long to wait for the old sockets to be quiet (handshakes done, accept queue empty, every accepted request read) before the old generation is told to stop; connections still queued once it is gone are reset"},
+			&cli.DurationFlag{Name: "quiet-timeout", Value: handoff.DefaultQuietTimeout, Usage: "`D`: after the traffic moved to a new generation, how long to wait for the old sockets to be quiet (handshakes done, accept queue empty, every accepted request read) before the old generation is told to stop; connections still queued once it is gone are relayed to the new one (see --rescue)"},
+			&cli.StringFlag{Name: "rescue", Value: "queue", Usage: "`MODE` for the TCP connections a turnover would lose: queue (relay what is left in a retired socket's accept queue to the serving generation, any protocol), http (queue, and also hold the old workers' keep-alive connections at their stop signal: one they close with the client's next HTTP/1.x request unread is relayed; experimental: it halves keep-alive failures across reloads with stock servers, it does not remove them yet), off (reset what is left queued)"},
 			&cli.BoolFlag{Name: "nodelay", Value: true, Usage: "set TCP_NODELAY on the TCP sockets hotcluster binds, which accepted connections inherit (--nodelay=false leaves Nagle's algorithm on; sockets from systemd keep its NoDelay=)"},
 			&cli.StringFlag{Name: "pidfile", Usage: "`FILE` that always holds the PID of the live master (written once it serves, also after an upgrade)"},
 			&cli.DurationFlag{Name: "upgrade-timeout", DefaultText: "--ready-timeout + --quiet-timeout", Usage: "`D`: a new master (SIGUSR2) not serving by then is killed and the old one keeps serving"},
@@ -270,6 +272,9 @@ func parseRun(c *cli.Context) (*master.Config, error) {
 		return nil, usagef("--quiet-timeout %s: want a positive duration such as 5s", rc.Sockets.QuietTimeout)
 	}
 	rc.Sockets.Nagle = !c.Bool("nodelay")
+	if rc.Rescue, err = rescue.ParseMode(c.String("rescue")); err != nil {
+		return nil, usagef("--%w", err)
+	}
 	for _, l := range c.StringSlice("listen") {
 		spec, err := handoff.ParseSpec(l)
 		if err != nil {

@@ -143,6 +143,11 @@ func printStatus(out io.Writer, st control.Status, colour bool) error {
 		fmt.Fprintf(out, "%s on %s (listener %s) since %s: %s; %s\n", p.paint(red, "FOREIGN SOCKET"), f.Addr, f.Listener,
 			f.Since.Format(time.RFC3339), strings.Join(owners, ", "), effect)
 	}
+	if r := st.Rescue; r != nil && (r.Relays > 0 || r.Queued > 0 || r.Reset > 0) {
+		// Quiet until the rescuer has done something: most masters never
+		// have a stranded queue.
+		fmt.Fprintf(out, "relaying: %d connections now; %d rescued from retired accept queues, %d reset\n", r.Relays, r.Queued, r.Reset)
+	}
 	state := st.State
 	if state == "" {
 		// A master from before states: serving or stopping.

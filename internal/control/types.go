@@ -43,6 +43,20 @@ type Status struct {
 	// ForeignSockets are sockets not made by hotcluster found listening on
 	// (UDP: bound to) a steered listener's address.
 	ForeignSockets []ForeignSocket `json:"foreign_sockets"`
+	// Rescue is what the master relays to the serving generation; nil
+	// without a steered TCP listener.
+	Rescue *Rescue `json:"rescue,omitempty"`
+}
+
+// Rescue is what the master's rescuer holds and has done.
+type Rescue struct {
+	// Relays are the connections the master relays now.
+	Relays int `json:"relays"`
+	// Queued counts, since the master started, the connections taken from
+	// the accept queue of a socket that no generation serves any more and
+	// relayed; Reset those reset instead.
+	Queued uint64 `json:"queued"`
+	Reset  uint64 `json:"reset"`
 }
 
 // Listener is one of the master's sockets.

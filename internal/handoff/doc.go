@@ -50,9 +50,11 @@
 //
 // A socket that no generation holds and no selector points to is idle:
 // whatever still waits in its queue (connections the quiet wait gave up
-// on, or those of a previous master that was killed) is reset when it
-// becomes idle (Release, ReleasePrevious, Activate), so that clients fail
-// at once instead of waiting for good.
+// on, or those of a previous master that was killed) is taken off it when
+// it becomes idle (Release, ReleasePrevious, Activate): TCP connections go
+// to Config.Stranded (the master relays them to the serving generation)
+// while a generation holds the active socket, and the rest is reset, so
+// that clients fail at once instead of waiting for good.
 //
 // The group's sockets are created with Multipath TCP off: since Go 1.24
 // net.Listen creates MPTCP sockets where it can, and those refuse the BPF

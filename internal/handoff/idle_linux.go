@@ -2,6 +2,7 @@ package handoff
 
 import (
 	"errors"
+	"strings"
 
 	"golang.org/x/sys/unix"
 )
@@ -17,8 +18,9 @@ const maxDiscard = 1 << 16
 // so that their clients fail at once instead of timing out; UDP datagrams
 // are dropped. Nothing is done from Persist until Reclaim (see frozen).
 //
-// Later work may hand such connections to the serving generation instead;
-// discardQueue is the one place to change.
+// With Config.Stranded set, TCP connections are handed to it instead while
+// a generation holds the active socket (see strandLocked), and only those
+// it does not take are reset.
 func (s *Sockets) resetIdleLocked() {
 	if s.frozen || s.closed {
 		return
@@ -27,12 +29,23 @@ func (s *Sockets) resetIdleLocked() {
 	for _, k := range s.holders {
 		held[k] = true
 	}
+	serving := held[s.active]
 	for _, l := range s.ls {
 		if l.mode != Steered {
 			continue
 		}
 		for k, so := range l.socks {
 			if k == s.active || held[k] {
+				continue
+			}
+			if s.cfg.Stranded != nil && serving && strings.HasPrefix(l.spec.Network, "tcp") {
+				_, n, err := s.strandLocked(l, k, so)
+				switch {
+				case err != nil:
+					s.cfg.Log("listen %s: take the queue of idle socket %d: %v (%d reset)", l.spec.Name, k, err, n)
+				case n > 0:
+					s.cfg.Log("listen %s: reset %d connections left in the accept queue of socket %d, which no generation serves any more", l.spec.Name, n, k)
+				}
 				continue
 			}
 			n, err := discardQueue(so, l.spec.Stream())

@@ -92,6 +92,14 @@ type Config struct {
 	// not made by hotcluster on a listener's address, connections reset in
 	// a queue nobody serves. Nil discards them.
 	Log func(format string, args ...any)
+	// Stranded, when set, takes the TCP connections left in the accept
+	// queue of a socket that no generation serves any more, while a
+	// generation holds the active socket: fds are the master's own
+	// descriptors of them, accepted in order, and it returns how many of
+	// them (the first n) it took; the others are reset. It is called with
+	// the sockets' lock held and must not block nor call back (package
+	// rescue relays them to the serving generation). Nil resets them all.
+	Stranded func(listener string, socket int, fds []int) (n int)
 
 	// classic forces classic BPF even where eBPF is allowed (tests).
 	classic bool

@@ -151,6 +151,10 @@ func (m *Master) status(ctx context.Context) (control.Status, error) {
 				Joined: f.Joined, TakesConnections: f.TakesConnections, Owners: foreignOwners(f), Since: f.Since})
 		}
 	}
+	if m.rescue != nil {
+		r := m.rescue.Status()
+		st.Rescue = &control.Rescue{Relays: r.Relays, Queued: r.Queued, Reset: r.Reset}
+	}
 	if e := ps.LastReload; e != nil {
 		st.LastReload = &control.Reload{Generation: e.Gen, OK: e.Kind == workers.GenReady, Error: e.Err, Took: control.Duration(e.Took)}
 	}

@@ -12,8 +12,10 @@
 //  1. Serving. One group of actors (github.com/oklog/run): the pool, the
 //     signals, the upgrade coordinator and what reacts to a hand-over, the
 //     systemd notifier, the development loop (watcher, builds, keyboard),
-//     the memory recycler, the memory trimmer, the foreign-socket watch
-//     and the ready announcer. The pool is the one that ends the phase: it
+//     the memory recycler, the memory trimmer, the foreign-socket watch,
+//     the rescuer (internal/rescue: relays of stranded accept queues; once
+//     interrupted it closes them and waits for their goroutines) and the
+//     ready announcer. The pool is the one that ends the phase: it
 //     returns once stopped (a stop signal, `hotcluster stop`, a hand-over,
 //     or a first generation that failed) and every other actor is then
 //     interrupted; each of them returns only when interrupted.

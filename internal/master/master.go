@@ -21,6 +21,7 @@ import (
 	"github.com/hotcluster/hotcluster/internal/metrics"
 	"github.com/hotcluster/hotcluster/internal/procstat"
 	"github.com/hotcluster/hotcluster/internal/reaper"
+	"github.com/hotcluster/hotcluster/internal/rescue"
 	"github.com/hotcluster/hotcluster/internal/systemd"
 	"github.com/hotcluster/hotcluster/signals"
 	"github.com/hotcluster/hotcluster/upgrade"
@@ -41,6 +42,10 @@ type Config struct {
 	// Sockets configures the listeners. The master sets Store, Inherited,
 	// Previous and Log.
 	Sockets handoff.Config
+	// Rescue is what the master does for the TCP connections a turnover
+	// would lose (package rescue): HTTP, the zero value, holds keep-alive
+	// connections too; the command line's default is Queue.
+	Rescue rescue.Mode
 	// PIDFile, when set, always holds the PID of the live master.
 	PIDFile string
 	// UpgradeTimeout bounds a binary upgrade.
@@ -102,6 +107,7 @@ type Master struct {
 	metricsLn net.Listener
 	healthLn  net.Listener     // nil without --health
 	socks     *handoff.Sockets // nil without listeners
+	rescue    *rescue.Rescuer  // nil without a steered TCP listener
 	pool      *workers.Pool
 	loop      *devloop.Loop // nil in production
 	watcher   *watch.Watcher
@@ -158,7 +164,7 @@ func New(config Config) (_ *Master, err error) {
 	// The leftovers before anything forks: the reaper must know every
 	// child of its own. The control socket before the ports: a second
 	// instance of the same name must fail before it takes anything.
-	for _, open := range []func(*undoList) error{m.openLeftovers, m.openUpgrader, m.openControl, m.openMetrics, m.openHealth, m.openSockets, m.openPool, m.openDev} {
+	for _, open := range []func(*undoList) error{m.openLeftovers, m.openUpgrader, m.openControl, m.openMetrics, m.openHealth, m.openSockets, m.openRescue, m.openPool, m.openDev} {
 		if err := open(&undo); err != nil {
 			return nil, err
 		}
@@ -271,6 +277,7 @@ func (m *Master) openSockets(undo *undoList) error {
 	sc.Store = m.upg
 	sc.Inherited = systemd.Listeners()
 	sc.Log = func(format string, args ...any) { m.log.Warn(fmt.Sprintf(format, args...)) }
+	sc.Stranded = m.stranded
 	if len(sc.Specs) == 0 && len(sc.Inherited) == 0 {
 		return nil
 	}
@@ -440,6 +447,11 @@ func (m *Master) Run(ctx context.Context) error {
 	m.actor(&g, ctx, m.left.reaper.Run)
 	if m.socks != nil {
 		m.actor(&g, ctx, func(ctx context.Context) { m.socks.Watch(ctx, handoff.DefaultWatchInterval) })
+	}
+	if m.rescue != nil {
+		// Interrupted once the pool ended: its relays are closed (or
+		// handed to a new master) and waited for.
+		m.actor(&g, ctx, m.rescue.Run)
 	}
 	if m.loop != nil {
 		m.devActors(&g, devCtx)

@@ -14,7 +14,7 @@ import (
 // the pool's snapshot, and one reading of /proc per worker; and of the
 // foreign sockets on socks' addresses (socks may be nil).
 func newMetrics(m *Master) *metrics.Metrics {
-	pool, socks, dropped := m.pool, m.socks, m.logs.Dropped
+	pool, socks, dropped, rs := m.pool, m.socks, m.logs.Dropped, m.rescue
 	return metrics.New(func() metrics.Snapshot {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		defer cancel()
@@ -23,6 +23,10 @@ func newMetrics(m *Master) *metrics.Metrics {
 			return metrics.Snapshot{LogDropped: dropped()}
 		}
 		snap := metrics.Snapshot{Generation: st.Current, LogDropped: dropped(), ErroredSlots: len(st.Errored)}
+		if rs != nil {
+			r := rs.Status()
+			snap.Rescue = &metrics.Rescue{Relays: r.Relays, Queued: r.Queued, Reset: r.Reset}
+		}
 		for _, w := range st.Workers {
 			mw := metrics.Worker{Slot: w.Slot, Gen: w.Gen, PID: w.PID, State: w.State}
 			if s, err := procstat.Read(w.PID); err == nil {

@@ -40,6 +40,19 @@ type Snapshot struct {
 	ErroredSlots int
 	// Listeners are the steered listeners; each gets a series, 0 included.
 	Listeners []Listener
+	// Rescue is what the master relays, nil without a listener it
+	// rescues connections of (no series then).
+	Rescue *Rescue
+}
+
+// Rescue is what the master's rescuer has done.
+type Rescue struct {
+	// Relays are the connections the master relays now.
+	Relays int
+	// Queued counts the connections taken from a retired socket's accept
+	// queue and relayed; Reset those it reset instead (no upstream, a
+	// bound reached).
+	Queued, Reset uint64
 }
 
 // Listener is one of the master's steered listeners.
@@ -57,6 +70,7 @@ type poolCollector struct {
 	snapshot func() Snapshot
 
 	workers, generation, rss, cpu, foreign, logDropped, errored *prometheus.Desc
+	relays, rescued, rescueResets                               *prometheus.Desc
 }
 
 func newPoolCollector(snapshot func() Snapshot) *poolCollector {
@@ -77,6 +91,12 @@ func newPoolCollector(snapshot func() Snapshot) *poolCollector {
 			"Worker slots given up after too many restarts (--max-restarts); they stay empty until the next reload.", nil, nil),
 		logDropped: prometheus.NewDesc("hotcluster_log_lines_dropped_total",
 			"Log lines (the master's and its workers') dropped because the master's output was not read or had gone.", nil, nil),
+		relays: prometheus.NewDesc("hotcluster_relays",
+			"Connections the master relays now to the serving generation.", nil, nil),
+		rescued: prometheus.NewDesc("hotcluster_rescued_connections_total",
+			"Connections the master relayed to the serving generation instead of letting them fail, by where they were: queue (the accept queue of a socket no generation serves any more).", []string{"from"}, nil),
+		rescueResets: prometheus.NewDesc("hotcluster_rescue_resets_total",
+			"Connections the master reset where it could not relay them (no upstream could be dialled, or the bound on relays was reached).", nil, nil),
 	}
 }
 
@@ -88,6 +108,9 @@ func (c *poolCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- c.logDropped
 	ch <- c.errored
 	ch <- c.foreign
+	ch <- c.relays
+	ch <- c.rescued
+	ch <- c.rescueResets
 }
 
 func (c *poolCollector) Collect(ch chan<- prometheus.Metric) {
@@ -111,5 +134,10 @@ func (c *poolCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 	for _, l := range s.Listeners {
 		ch <- prometheus.MustNewConstMetric(c.foreign, prometheus.GaugeValue, float64(l.Foreign), l.Name)
+	}
+	if r := s.Rescue; r != nil {
+		ch <- prometheus.MustNewConstMetric(c.relays, prometheus.GaugeValue, float64(r.Relays))
+		ch <- prometheus.MustNewConstMetric(c.rescued, prometheus.CounterValue, float64(r.Queued), "queue")
+		ch <- prometheus.MustNewConstMetric(c.rescueResets, prometheus.CounterValue, float64(r.Reset))
 	}
 }

@@ -177,3 +177,78 @@ func Ancestors(pid int) []int {
 	}
 	return out
 }
+
+// Sockets returns the socket descriptors process pid holds, by socket
+// inode: inode -> descriptor number (the lowest, if it holds the socket
+// twice), bounded by MaxFDs. A process that is gone holds none; one this
+// user may not look into is an error.
+func Sockets(pid int) (map[uint64]int, error) {
+	dir := procDir + "/" + strconv.Itoa(pid) + "/fd"
+	f, err := os.Open(dir)
+	if err != nil {
+		if os.IsNotExist(err) {
+			return nil, nil
+		}
+		return nil, fmt.Errorf("sockowner: descriptors of pid %d: %w", pid, err)
+	}
+	ents, _ := f.Readdirnames(MaxFDs)
+	f.Close()
+	out := make(map[uint64]int)
+	for _, e := range ents {
+		fd, err := strconv.Atoi(e)
+		if err != nil {
+			continue
+		}
+		target, err := os.Readlink(dir + "/" + e)
+		if err != nil {
+			continue // closed meanwhile
+		}
+		rest, ok := strings.CutPrefix(target, "socket:[")
+		if !ok {
+			continue
+		}
+		ino, err := strconv.ParseUint(strings.TrimSuffix(rest, "]"), 10, 64)
+		if err != nil {
+			continue
+		}
+		if prev, ok := out[ino]; !ok || fd < prev {
+			out[ino] = fd
+		}
+	}
+	return out, nil
+}
+
+// Descendants lists the processes below pid (children, their children…),
+// read from every process's parent in /proc/*/stat, at most MaxProcesses
+// of them looked at and max returned.
+func Descendants(pid, max int) []int {
+	d, err := os.Open(procDir)
+	if err != nil {
+		return nil
+	}
+	names, _ := d.Readdirnames(MaxProcesses)
+	d.Close()
+	children := make(map[int][]int)
+	for _, n := range names {
+		p, err := strconv.Atoi(n)
+		if err != nil {
+			continue
+		}
+		b, err := os.ReadFile(procDir + "/" + n + "/stat")
+		if err != nil {
+			continue
+		}
+		if _, ppid, err := parseStat(b); err == nil {
+			children[ppid] = append(children[ppid], p)
+		}
+	}
+	var out []int
+	queue := children[pid]
+	for len(queue) > 0 && len(out) < max {
+		p := queue[0]
+		queue = queue[1:]
+		out = append(out, p)
+		queue = append(queue, children[p]...)
+	}
+	return out
+}

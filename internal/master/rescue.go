@@ -1,0 +1,73 @@
+package master
+
+import (
+	"fmt"
+	"net/netip"
+	"strings"
+	"time"
+
+	"github.com/hotcluster/hotcluster/internal/handoff"
+	"github.com/hotcluster/hotcluster/internal/rescue"
+	"github.com/hotcluster/hotcluster/workers"
+)
+
+// openRescue makes the rescuer of the steered TCP listeners (--rescue): what
+// is left in the accept queue of a socket that no generation serves any
+// more is relayed to the serving generation instead of reset (handoff
+// hands it over through Config.Stranded), and in HTTP mode the old
+// workers' keep-alive connections are held at their stop signal (see
+// hold). It runs as an actor of Run.
+func (m *Master) openRescue(*undoList) error {
+	if m.socks == nil {
+		return nil
+	}
+	var ls []rescue.Listener
+	for _, l := range m.socks.Listeners() {
+		if l.Mode != handoff.Steered || !strings.HasPrefix(l.Spec.Network, "tcp") {
+			continue
+		}
+		a, err := netip.ParseAddrPort(l.Addr)
+		if err != nil {
+			// A name the kernel did not give: nothing to dial back to.
+			m.log.Warn(fmt.Sprintf("listen %s: connections left in a retired socket's queue will be reset: address %q: %v", l.Spec.Name, l.Addr, err))
+			continue
+		}
+		ls = append(ls, rescue.Listener{Name: l.Spec.Name, Addr: a, Mode: m.cfg.Rescue})
+	}
+	if len(ls) == 0 || m.cfg.Rescue == rescue.Off {
+		return nil
+	}
+	drain := m.cfg.Pool.DrainTimeout
+	if drain <= 0 {
+		drain = workers.DefaultDrainTimeout
+	}
+	var err error
+	m.rescue, err = rescue.New(rescue.Config{
+		Listeners: ls,
+		// The pool kills a worker still draining at its drain timeout;
+		// what it holds then is its own until it is gone.
+		HoldTimeout: drain + 5*time.Second,
+		// From a stop request on, no generation will serve for long:
+		// what is stranded then is reset, as the sockets' close would.
+		Armed: func() bool { return !m.stopping.Load() },
+		Log:   m.log,
+	})
+	return err
+}
+
+// hold takes, just before the pool sends worker pid its stop signal
+// (WorkerDraining is emitted on the pool's goroutine right before it), a
+// duplicate of each keep-alive connection it holds on an HTTP listener.
+func (m *Master) hold(pid int) {
+	if m.rescue != nil && pid > 0 {
+		m.rescue.Hold(pid)
+	}
+}
+
+// stranded is handoff's Config.Stranded: the rescuer's, once it exists.
+func (m *Master) stranded(listener string, socket int, fds []int) int {
+	if m.rescue == nil {
+		return 0
+	}
+	return m.rescue.Stranded(listener, socket, fds)
+}
