@@ -142,11 +142,18 @@ func TestCloseBlockedOutput(t *testing.T) {
 type failingWriter struct {
 	mu     sync.Mutex
 	fail   bool
+	hold   chan struct{} // when set, a write waits for it to close
 	writes int
 	out    bytes.Buffer
 }
 
 func (f *failingWriter) Write(p []byte) (int, error) {
+	f.mu.Lock()
+	hold := f.hold
+	f.mu.Unlock()
+	if hold != nil {
+		<-hold
+	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.fail {
@@ -177,13 +184,18 @@ func TestOutputThatRecovers(t *testing.T) {
 	for s.Dropped() < 10 && time.Now().Before(deadline) {
 		time.Sleep(time.Millisecond) // polling a counter, no ordering rests on it
 	}
+	// The output recovers, but its first write waits until every line is
+	// queued: what batching saves must not rest on which goroutine runs
+	// first.
+	hold := make(chan struct{})
 	fw.mu.Lock()
-	fw.fail = false
+	fw.fail, fw.hold = false, hold
 	fw.mu.Unlock()
 	const n = 5000
 	for i := 0; i < n; i++ {
 		s.Write(fmt.Appendf(nil, "line %d\n", i))
 	}
+	close(hold)
 	if !s.Close(10 * time.Second) {
 		t.Fatal("Close: the queue was not written")
 	}
