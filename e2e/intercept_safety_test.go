@@ -72,6 +72,9 @@ func TestMasterGoneLeavesNoBindWaiting(t *testing.T) {
 			// The master can answer nothing now; the grandchild's bind
 			// waits for its notification to be served.
 			m.signal(syscall.SIGSTOP)
+			// kill(2) returns before every thread of the master has
+			// stopped: one still running could answer the bind.
+			eventually(t, "every thread of the master stopped", func() bool { return allStopped(m.pid) })
 			if err := syscall.Kill(grandchild, syscall.SIGUSR1); err != nil {
 				t.Fatal(err)
 			}
@@ -110,6 +113,22 @@ func TestMasterGoneLeavesNoBindWaiting(t *testing.T) {
 			}
 		})
 	}
+}
+
+// allStopped reports whether every thread of pid is stopped (state T).
+func allStopped(pid int) bool {
+	tasks, _ := filepath.Glob(fmt.Sprintf("/proc/%d/task/*", pid))
+	for _, task := range tasks {
+		b, err := os.ReadFile(task + "/stat")
+		if err != nil {
+			return false
+		}
+		i := strings.LastIndexByte(string(b), ')')
+		if i < 0 || i+2 >= len(b) || b[i+2] != 'T' {
+			return false
+		}
+	}
+	return len(tasks) > 0
 }
 
 // procStat is the fields of /proc/PID/stat after the command's name:
