@@ -130,7 +130,7 @@ func (p *Pool) startGeneration() {
 func (p *Pool) startWorker(g *generation, slot int, standby bool) (*worker, error) {
 	s := spawnSpec{gen: g.num, slot: slot, size: p.size, cmd: g.cmd, env: g.env, ipc: ipcFor(p.cfg.IPC, g.cmd)}
 	if p.cfg.Sockets != nil {
-		files, err := p.cfg.Sockets.Files(g.num)
+		files, err := p.cfg.Sockets.Files(g.num, slot)
 		if err != nil {
 			return nil, err
 		}
@@ -272,6 +272,13 @@ func (p *Pool) reconcile() {
 			continue
 		}
 		g.workers[slot] = w
+	}
+	if p.cfg.Sockets != nil && len(g.workers) > p.size {
+		// Where each slot has a socket, stop sending the slots to go new
+		// connections before their workers stop accepting.
+		if err := p.cfg.Sockets.Serve(g.num, p.size); err != nil {
+			p.genf(slog.LevelError, g.num, "gen %d: scale down to %d: %v", g.num, p.size, err)
+		}
 	}
 	for slot, w := range g.workers {
 		if slot >= p.size && w.state != draining {

@@ -95,10 +95,11 @@ type fakeSockets struct {
 	hold chan struct{}
 }
 
-func (s *fakeSockets) Names() []string                  { return []string{"web"} }
-func (s *fakeSockets) Files(uint64) ([]*os.File, error) { return nil, nil }
-func (s *fakeSockets) Inodes(uint64) []uint64           { return []uint64{42} }
-func (s *fakeSockets) Describe() []string               { return []string{"web=127.0.0.1:8080"} }
+func (s *fakeSockets) Names() []string                       { return []string{"web"} }
+func (s *fakeSockets) Files(uint64, int) ([]*os.File, error) { return nil, nil }
+func (s *fakeSockets) Serve(uint64, int) error               { return nil }
+func (s *fakeSockets) Inodes(uint64, int) []uint64           { return []uint64{42} }
+func (s *fakeSockets) Describe() []string                    { return []string{"web=127.0.0.1:8080"} }
 func (s *fakeSockets) Release(gen uint64) {
 	s.mu.Lock()
 	s.released = append(s.released, gen)

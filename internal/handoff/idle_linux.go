@@ -26,8 +26,10 @@ func (s *Sockets) resetIdleLocked() {
 		return
 	}
 	held := make(map[int]bool)
-	for _, k := range s.holders {
+	width := make(map[int]int) // index -> slots its generation serves
+	for gen, k := range s.holders {
 		held[k] = true
+		width[k] = max(width[k], s.width[gen])
 	}
 	serving := held[s.active]
 	for _, l := range s.ls {
@@ -38,26 +40,44 @@ func (s *Sockets) resetIdleLocked() {
 			if k == s.active || held[k] {
 				continue
 			}
-			if s.cfg.Stranded != nil && serving && strings.HasPrefix(l.spec.Network, "tcp") {
-				_, n, err := s.strandLocked(l, k, so)
-				switch {
-				case err != nil:
-					s.cfg.Log("listen %s: take the queue of idle socket %d: %v (%d reset)", l.spec.Name, k, err, n)
-				case n > 0:
-					s.cfg.Log("listen %s: reset %d connections left in the accept queue of socket %d, which no generation serves any more", l.spec.Name, n, k)
-				}
+			s.resetLocked(l, k, so, serving)
+		}
+		// A slot's socket is idle when its index is, or when its
+		// generation was narrowed below it (Serve).
+		for ks, so := range l.extra {
+			k, slot := ks[0], ks[1]
+			switch {
+			case held[k] && slot < width[k]:
+				continue
+			case !held[k] && k == s.active:
 				continue
 			}
-			n, err := discardQueue(so, l.spec.Stream())
-			switch {
-			case err != nil:
-				s.cfg.Log("listen %s: empty the queue of idle socket %d: %v (%d taken off)", l.spec.Name, k, err, n)
-			case n > 0 && l.spec.Stream():
-				s.cfg.Log("listen %s: reset %d connections left in the accept queue of socket %d, which no generation serves any more", l.spec.Name, n, k)
-			case n > 0:
-				s.cfg.Log("listen %s: dropped %d datagrams left in the queue of socket %d, which no generation serves any more", l.spec.Name, n, k)
-			}
+			s.resetLocked(l, k, so, serving)
 		}
+	}
+}
+
+// resetLocked empties the queue of so, an idle socket of index k of l (see
+// resetIdleLocked); serving says a generation holds the active socket.
+func (s *Sockets) resetLocked(l *listener, k int, so *sock, serving bool) {
+	if s.cfg.Stranded != nil && serving && strings.HasPrefix(l.spec.Network, "tcp") {
+		_, n, err := s.strandLocked(l, k, so)
+		switch {
+		case err != nil:
+			s.cfg.Log("listen %s: take the queue of idle socket %d: %v (%d reset)", l.spec.Name, k, err, n)
+		case n > 0:
+			s.cfg.Log("listen %s: reset %d connections left in the accept queue of socket %d, which no generation serves any more", l.spec.Name, n, k)
+		}
+		return
+	}
+	n, err := discardQueue(so, l.spec.Stream())
+	switch {
+	case err != nil:
+		s.cfg.Log("listen %s: empty the queue of idle socket %d: %v (%d taken off)", l.spec.Name, k, err, n)
+	case n > 0 && l.spec.Stream():
+		s.cfg.Log("listen %s: reset %d connections left in the accept queue of socket %d, which no generation serves any more", l.spec.Name, n, k)
+	case n > 0:
+		s.cfg.Log("listen %s: dropped %d datagrams left in the queue of socket %d, which no generation serves any more", l.spec.Name, n, k)
 	}
 }
 

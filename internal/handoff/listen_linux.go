@@ -11,6 +11,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/hotcluster/hotcluster/internal/reuseport"
 	"golang.org/x/sys/unix"
 )
 
@@ -58,10 +59,11 @@ func (l *listener) closeSocks() {
 	if l.sel != nil {
 		l.sel.close()
 	}
-	for _, so := range l.socks {
+	for _, so := range l.all() {
 		so.c.Close()
 	}
 }
+
 
 func listenError(spec Spec, err error) error {
 	var hint string
@@ -184,16 +186,8 @@ func (fd rawFD) Close() error                   { return unix.Close(int(fd)) }
 // grow adds a socket to the group, with socket 0's TCP_NODELAY (which is
 // systemd's choice for an adopted group), and tells the selector.
 func (l *listener) grow() error {
-	network := l.network
-	if network == "" {
-		network = l.spec.Network
-	}
-	var nodelay int
-	l.socks[0].rc.Control(func(fd uintptr) {
-		nodelay, _ = unix.GetsockoptInt(int(fd), unix.IPPROTO_TCP, unix.TCP_NODELAY)
-	})
 	k := len(l.socks)
-	so, _, err := bindSock(network, l.addr, true, nodelay != 0)
+	so, err := l.bindMore()
 	if err != nil {
 		return listenError(l.spec, fmt.Errorf("add socket %d to the group: %w", k, err))
 	}
@@ -206,9 +200,76 @@ func (l *listener) grow() error {
 	return nil
 }
 
-// steer points the group's selector at socket k.
-func (l *listener) steer(k int) error {
-	return l.sel.steer(k)
+// steer points the group's selector at socket k; with per-slot sockets
+// at the first n slots' sockets of k.
+func (l *listener) steer(k, n int) error {
+	if !l.perSlot() {
+		n = 1
+	}
+	return l.sel.steer(k, n)
+}
+
+// sockAt returns the socket of slot for generation index k: slot 0 is
+// l.socks[k], and without per-slot sockets every slot has that one. It
+// creates the slot's socket, and those of the slots before it, when
+// missing: a group never has a hole, and these sockets never leave it
+// while the master lives (the kernel would move its last socket into the
+// hole, under another socket's key for classic BPF).
+func (l *listener) sockAt(k, slot int) (*sock, error) {
+	if slot == 0 || !l.perSlot() {
+		return l.socks[k], nil
+	}
+	if slot >= reuseport.MaxSlots {
+		return nil, fmt.Errorf("listen %s: slot %d: at most %d sockets per generation", l.spec, slot, reuseport.MaxSlots)
+	}
+	for i := 1; i <= slot; i++ {
+		if l.extra[[2]int{k, i}] != nil {
+			continue
+		}
+		so, err := l.bindMore()
+		if err != nil {
+			return nil, listenError(l.spec, fmt.Errorf("add the socket of slot %d to the group: %w", i, err))
+		}
+		if err := l.sel.add(reuseport.SlotKey(k, i), so); err != nil {
+			so.c.Close()
+			return nil, fmt.Errorf("listen %s: add the socket of slot %d to the selector: %w", l.spec, i, err)
+		}
+		if l.extra == nil {
+			l.extra = make(map[[2]int]*sock)
+		}
+		l.extra[[2]int{k, i}] = so
+	}
+	return l.extra[[2]int{k, slot}], nil
+}
+
+// slotsOf is the number of slot sockets index k has.
+func (l *listener) slotsOf(k int) int {
+	n := 1
+	for l.extra[[2]int{k, n}] != nil {
+		n++
+	}
+	return n
+}
+
+// perSlot reports whether the listener gives each worker slot a socket of
+// its own: an eBPF selector with a slot table picks among them.
+func (l *listener) perSlot() bool {
+	return l.mode == Steered && l.sel != nil && l.sel.slotted()
+}
+
+// bindMore binds one more socket of the group, with socket 0's
+// TCP_NODELAY (which is systemd's choice for an adopted group).
+func (l *listener) bindMore() (*sock, error) {
+	network := l.network
+	if network == "" {
+		network = l.spec.Network
+	}
+	var nodelay int
+	l.socks[0].rc.Control(func(fd uintptr) {
+		nodelay, _ = unix.GetsockoptInt(int(fd), unix.IPPROTO_TCP, unix.TCP_NODELAY)
+	})
+	so, _, err := bindSock(network, l.addr, true, nodelay != 0)
+	return so, err
 }
 
 // dupFile makes a close-on-exec duplicate of a socket without touching its

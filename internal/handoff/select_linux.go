@@ -3,6 +3,7 @@ package handoff
 import (
 	"errors"
 	"fmt"
+	"os"
 
 	"github.com/hotcluster/hotcluster/internal/reuseport"
 	"golang.org/x/sys/unix"
@@ -26,7 +27,7 @@ func (l *listener) startSteering(classic bool) error {
 		}
 	}
 	c := &cbpf{group: l.socks[0]}
-	if err := c.steer(0); err != nil {
+	if err := c.steer(0, 1); err != nil {
 		return err
 	}
 	l.sel = c
@@ -47,7 +48,7 @@ func newEBPF(first *sock, k int) (*ebpfSel, error) {
 	}
 	e := &ebpfSel{sel: sel}
 	if err := e.add(k, first); err == nil {
-		err = e.adopt(first, k)
+		err = e.adopt(first, k, 1)
 	}
 	if err != nil {
 		sel.Close()
@@ -82,8 +83,21 @@ func (s *Sockets) inheritSelector(l *listener) error {
 		}
 		return err
 	}
+	// A previous master without slots stored no slot table.
+	tf, err := s.cfg.Store.File(storeKey(spec, "bpf-slots"))
+	if err != nil {
+		for _, f := range []*os.File{sf, af} {
+			if f != nil {
+				f.Close()
+			}
+		}
+		return err
+	}
+	if tf != nil {
+		defer tf.Close()
+	}
 	if sf != nil && af != nil {
-		sel, err := reuseport.Inherit(sf, af)
+		sel, err := reuseport.Inherit(sf, af, tf)
 		sf.Close()
 		af.Close()
 		if err != nil {
@@ -96,7 +110,13 @@ func (s *Sockets) inheritSelector(l *listener) error {
 				return fmt.Errorf("listen %s: socket %d is not where the previous master's selector has it (%v)", spec, i, err)
 			}
 		}
-		if err := e.adopt(l.socks[0], k); err != nil {
+		for ks, so := range l.extra {
+			if ok, err := sel.Holds(reuseport.SlotKey(ks[0], ks[1]), so.cookie); err != nil || !ok {
+				sel.Close()
+				return fmt.Errorf("listen %s: slot %d of socket %d is not where the previous master's selector has it (%v)", spec, ks[1], ks[0], err)
+			}
+		}
+		if err := e.adopt(l.socks[0], k, l.slotsOf(k)); err != nil {
 			sel.Close()
 			return fmt.Errorf("listen %s: %w", spec, err)
 		}
@@ -116,8 +136,13 @@ func (s *Sockets) inheritSelector(l *listener) error {
 					err = e.add(i, so)
 				}
 			}
+			for ks, so := range l.extra {
+				if err == nil {
+					err = e.add(reuseport.SlotKey(ks[0], ks[1]), so)
+				}
+			}
 			if err == nil {
-				err = e.adopt(l.socks[0], k)
+				err = e.adopt(l.socks[0], k, l.slotsOf(k))
 			}
 			if err == nil {
 				l.sel, l.limit = e, reuseport.MaxSockets
@@ -127,7 +152,7 @@ func (s *Sockets) inheritSelector(l *listener) error {
 		}
 	}
 	c := &cbpf{group: l.socks[0]}
-	if err := c.steer(k); err != nil {
+	if err := c.steer(k, 1); err != nil {
 		return fmt.Errorf("listen %s: steer the inherited group: %w", spec, err)
 	}
 	l.sel, l.limit = c, len(l.socks)
@@ -151,12 +176,13 @@ func (s *Sockets) inheritSelector(l *listener) error {
 type cbpf struct{ group *sock }
 
 func (c *cbpf) kind() string              { return "cbpf" }
+func (c *cbpf) slotted() bool             { return false }
 func (c *cbpf) add(int, *sock) error      { return nil }
 func (c *cbpf) persist(Store, Spec) error { return nil }
 func (c *cbpf) close()                    {}
 
 // steer replaces the group's program through any of its sockets.
-func (c *cbpf) steer(k int) error {
+func (c *cbpf) steer(k, _ int) error {
 	prog := []unix.SockFilter{{Code: unix.BPF_RET | unix.BPF_K, K: uint32(k)}}
 	fprog := unix.SockFprog{Len: 1, Filter: &prog[0]}
 	var serr error
@@ -168,12 +194,14 @@ func (c *cbpf) steer(k int) error {
 	return serr
 }
 
-func (c *cbpf) reclaim(_ *sock, k int) error { return c.steer(k) }
+func (c *cbpf) reclaim(_ *sock, k, _ int) error { return c.steer(k, 1) }
 
 // ebpfSel selects by socket identity (package internal/reuseport).
 type ebpfSel struct{ sel *reuseport.Selector }
 
 func (e *ebpfSel) kind() string { return "ebpf" }
+
+func (e *ebpfSel) slotted() bool { return e.sel.Slotted() }
 
 func (e *ebpfSel) add(k int, so *sock) error {
 	var err error
@@ -181,12 +209,24 @@ func (e *ebpfSel) add(k int, so *sock) error {
 	return err
 }
 
-func (e *ebpfSel) steer(k int) error { return e.sel.Steer(k) }
+// steer spreads new connections over the first n slots' sockets of
+// generation key k (n is 1 without a slot table).
+func (e *ebpfSel) steer(k, n int) error {
+	if !e.sel.Slotted() {
+		return e.sel.Steer(k)
+	}
+	keys := make([]int, max(n, 1))
+	for i := range keys {
+		keys[i] = reuseport.SlotKey(k, i)
+	}
+	return e.sel.SteerSlots(keys)
+}
 
-// adopt points the selector at k, then attaches its program to the group
-// (replacing whatever program it had) through socket group.
-func (e *ebpfSel) adopt(group *sock, k int) error {
-	if err := e.sel.Steer(k); err != nil {
+// adopt points the selector at k's first n slots, then attaches its
+// program to the group (replacing whatever program it had) through socket
+// group.
+func (e *ebpfSel) adopt(group *sock, k, n int) error {
+	if err := e.steer(k, n); err != nil {
 		return err
 	}
 	var err error
@@ -194,15 +234,21 @@ func (e *ebpfSel) adopt(group *sock, k int) error {
 	return err
 }
 
-func (e *ebpfSel) reclaim(group *sock, k int) error { return e.adopt(group, k) }
+func (e *ebpfSel) reclaim(group *sock, k, n int) error { return e.adopt(group, k, n) }
 
 func (e *ebpfSel) persist(st Store, spec Spec) error {
-	sf, af, err := e.sel.Files()
+	sf, af, tf, err := e.sel.Files()
 	if err != nil {
 		return err
 	}
 	defer sf.Close()
 	defer af.Close()
+	if tf != nil {
+		defer tf.Close()
+		if err := st.AddFile(storeKey(spec, "bpf-slots"), tf); err != nil {
+			return err
+		}
+	}
 	if err := st.AddFile(storeKey(spec, "bpf-sockets"), sf); err != nil {
 		return err
 	}

@@ -114,8 +114,12 @@ type Sockets struct {
 	ls      []*listener
 	holders map[uint64]int // generation -> index in each steered group
 	active  int            // index the selectors point to
-	closed  bool
-	unused  []string
+	// width is, per generation, how many slots' sockets the selectors
+	// spread its connections over, where listeners have a socket per slot
+	// (see Files and Serve).
+	width  map[uint64]int
+	closed bool
+	unused []string
 	// frozen is set from Persist until Reclaim: while an upgraded master
 	// may be steering the same groups, this one leaves every queue alone.
 	frozen bool
@@ -145,15 +149,19 @@ type sock struct {
 type selector interface {
 	// kind is "ebpf" or "cbpf", for logs and status.
 	kind() string
+	// slotted reports whether it can spread connections over a socket
+	// per worker slot (an eBPF selector with a slot table).
+	slotted() bool
 	// add tells that socket k of the group exists (eBPF stores it).
 	add(k int, so *sock) error
-	// steer selects socket k for new connections from now on.
-	steer(k int) error
+	// steer selects socket k for new connections from now on; a slotted
+	// selector spreads them over the first n slots' sockets of k.
+	steer(k, n int) error
 	// persist stores what an upgraded master needs to steer the group.
 	persist(st Store, spec Spec) error
 	// reclaim makes this master's selector the group's again, pointing at
 	// socket k (after an upgrade that failed); group is socket 0.
-	reclaim(group *sock, k int) error
+	reclaim(group *sock, k, n int) error
 	close()
 }
 
@@ -168,6 +176,9 @@ type listener struct {
 	adopted bool    // handed in by the service manager
 	addr    string  // resolved, e.g. with the port chosen for :0
 	socks   []*sock // steered: the group, by index; shared: one socket
+	// extra are, with per-slot sockets (perSlot), the sockets of slots 1
+	// and up of each index k, by {k, slot}; slot 0's is socks[k].
+	extra map[[2]int]*sock
 	// why is the reason a listener fell back to shared mode, or to classic
 	// BPF, for the log.
 	why string
@@ -178,6 +189,16 @@ type listener struct {
 	// limit is how many sockets the group may have (see GroupSize).
 	sel   selector
 	limit int
+}
+
+// all returns every socket of the listener's group that the master made:
+// each index's, and each slot's.
+func (l *listener) all() []*sock {
+	out := append([]*sock(nil), l.socks...)
+	for _, so := range l.extra {
+		out = append(out, so)
+	}
+	return out
 }
 
 // Open binds every listener, or takes it over from Store. On error nothing
@@ -192,7 +213,7 @@ func Open(cfg Config) (*Sockets, error) {
 	if cfg.Log == nil {
 		cfg.Log = func(string, ...any) {}
 	}
-	s := &Sockets{cfg: cfg, holders: make(map[uint64]int), foreign: make(map[string][]*Foreign)}
+	s := &Sockets{cfg: cfg, holders: make(map[uint64]int), width: make(map[uint64]int), foreign: make(map[string][]*Foreign)}
 	inherited, err := describeInherited(cfg.Inherited)
 	if err != nil {
 		closeAll(cfg.Inherited)
@@ -317,6 +338,25 @@ func (s *Sockets) takeOver(spec Spec) (*listener, error) {
 	if l == nil {
 		return nil, nil
 	}
+	for k := range l.socks {
+		for slot := 1; ; slot++ {
+			f, err := s.cfg.Store.File(storeSlotName(spec, k, slot))
+			if err != nil {
+				return nil, err
+			}
+			if f == nil {
+				break
+			}
+			so, err := sockOf(f, f)
+			if err != nil {
+				return nil, fmt.Errorf("listen %s: slot %d of socket %d from the previous master: %w", spec, slot, k, err)
+			}
+			if l.extra == nil {
+				l.extra = make(map[[2]int]*sock)
+			}
+			l.extra[[2]int{k, slot}] = so
+		}
+	}
 	fd := int(l.socks[0].c.(rawFD))
 	got, err := socketSpec(fd, spec.Name)
 	if err != nil {
@@ -334,6 +374,9 @@ func (s *Sockets) takeOver(spec Spec) (*listener, error) {
 		l.network = got.Network
 		if err := s.inheritSelector(l); err != nil {
 			for _, so := range l.socks {
+				so.c.Close()
+			}
+			for _, so := range l.extra {
 				so.c.Close()
 			}
 			return nil, err
@@ -372,6 +415,17 @@ func (s *Sockets) Persist() error {
 				return err
 			}
 		}
+		for ks, so := range l.extra {
+			f, err := dupFile(so.rc, l.spec.Name)
+			if err != nil {
+				return fmt.Errorf("listen %s: %w", l.spec, err)
+			}
+			err = s.cfg.Store.AddFile(storeSlotName(l.spec, ks[0], ks[1]), f)
+			f.Close()
+			if err != nil {
+				return err
+			}
+		}
 		if l.mode == Steered {
 			if err := l.sel.persist(s.cfg.Store, l.spec); err != nil {
 				return fmt.Errorf("listen %s: %w", l.spec, err)
@@ -397,7 +451,7 @@ func (s *Sockets) Reclaim() error {
 		if l.mode != Steered {
 			continue
 		}
-		if err := l.sel.reclaim(l.socks[0], s.active); err != nil {
+		if err := l.sel.reclaim(l.socks[0], s.active, s.activeWidthLocked(l)); err != nil {
 			errs = append(errs, fmt.Errorf("listen %s: steer back to socket %d: %w", l.spec, s.active, err))
 		}
 	}
@@ -407,6 +461,11 @@ func (s *Sockets) Reclaim() error {
 
 func storeName(spec Spec, i int) string {
 	return storeKey(spec, strconv.Itoa(i))
+}
+
+// storeSlotName names the socket of slot (1 and up) of index k.
+func storeSlotName(spec Spec, k, slot int) string {
+	return storeKey(spec, strconv.Itoa(k)+"/"+strconv.Itoa(slot))
 }
 
 func storeKey(spec Spec, what string) string {
@@ -450,13 +509,17 @@ func (s *Sockets) Listeners() []Listener {
 	return out
 }
 
-// Files returns, for generation gen, one close-on-exec duplicate per listener
-// in order, for exec.Cmd.ExtraFiles. The caller closes them once the worker
-// started. The first call for a generation assigns it a socket of each
-// steered group that no other live generation holds; later calls (respawns,
-// scaling) return the same sockets. The generation receives no connection
-// until Activate.
-func (s *Sockets) Files(gen uint64) ([]*os.File, error) {
+// Files returns, for the worker in slot of generation gen, one close-on-exec
+// duplicate per listener in order, for exec.Cmd.ExtraFiles. The caller
+// closes them once the worker started. The first call for a generation
+// assigns it an index of each steered group that no other live generation
+// holds; later calls (respawns, scaling) return the same sockets. Where a
+// listener has a socket per slot (an eBPF selector), each slot gets its
+// own, and the selector spreads the generation's connections over its
+// slots by flow hash: Files for a slot past the generation's width widens
+// it to that slot (Serve narrows it). The generation receives no
+// connection until Activate.
+func (s *Sockets) Files(gen uint64, slot int) ([]*os.File, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
@@ -471,18 +534,85 @@ func (s *Sockets) Files(gen uint64) ([]*os.File, error) {
 	}
 	files := make([]*os.File, 0, len(s.ls))
 	for _, l := range s.ls {
-		i := 0
+		so := l.socks[0]
 		if l.mode == Steered {
-			i = k
+			var err error
+			if so, err = l.sockAt(k, slot); err != nil {
+				closeAll(files)
+				return nil, err
+			}
 		}
-		f, err := dupFile(l.socks[i].rc, l.spec.Name)
+		f, err := dupFile(so.rc, l.spec.Name)
 		if err != nil {
 			closeAll(files)
 			return nil, fmt.Errorf("listen %s: %w", l.spec, err)
 		}
 		files = append(files, f)
 	}
+	if slot >= s.width[gen] {
+		s.width[gen] = slot + 1
+		if k == s.active {
+			// A serving generation that grows: its new slot gets its share
+			// at once (the worker accepts what queued meanwhile).
+			if err := s.steerLocked(k, gen); err != nil {
+				closeAll(files)
+				return nil, err
+			}
+		}
+	}
 	return files, nil
+}
+
+// Serve narrows generation gen to its first n slots: the selectors stop
+// sending its slots n and up new connections, and once the generation is
+// released, or at the next Serve, what is left in their queues is relayed
+// (Config.Stranded) or reset like that of any idle socket. The pool calls
+// it before it stops the workers of a generation that scales down. It does
+// nothing for listeners without a socket per slot.
+func (s *Sockets) Serve(gen uint64, n int) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return ErrClosed
+	}
+	k, ok := s.holders[gen]
+	if !ok || n < 1 || n == s.width[gen] {
+		return nil
+	}
+	s.width[gen] = n
+	if k == s.active {
+		if err := s.steerLocked(k, gen); err != nil {
+			return err
+		}
+	}
+	s.resetIdleLocked()
+	return nil
+}
+
+// steerLocked points every steered listener at index k, spread over
+// generation gen's width where it has a socket per slot.
+func (s *Sockets) steerLocked(k int, gen uint64) error {
+	for _, l := range s.ls {
+		if l.mode != Steered {
+			continue
+		}
+		if err := l.steer(k, max(s.width[gen], 1)); err != nil {
+			return fmt.Errorf("listen %s: steer to socket %d: %w", l.spec, k, err)
+		}
+	}
+	return nil
+}
+
+// activeWidthLocked is how many slots' sockets of the active index l
+// spreads connections over: the width of the generation holding it, or
+// all it has when none does (a previous master's).
+func (s *Sockets) activeWidthLocked(l *listener) int {
+	for gen, k := range s.holders {
+		if k == s.active {
+			return max(s.width[gen], 1)
+		}
+	}
+	return l.slotsOf(s.active)
 }
 
 // ErrClosed is returned by Files after Close.
@@ -547,16 +677,23 @@ func (s *Sockets) Activate(ctx context.Context, gen uint64) error {
 		return nil
 	}
 	old := s.active
-	var quiet []*listener
+	type oldSock struct {
+		l  *listener
+		so *sock
+	}
+	var quiet []oldSock
+	if err := s.steerLocked(k, gen); err != nil {
+		s.mu.Unlock()
+		return err
+	}
 	for _, l := range s.ls {
 		if l.mode != Steered {
 			continue
 		}
-		if err := l.steer(k); err != nil {
-			s.mu.Unlock()
-			return fmt.Errorf("listen %s: steer to socket %d: %w", l.spec, k, err)
+		quiet = append(quiet, oldSock{l, l.socks[old]})
+		for slot := 1; slot < l.slotsOf(old); slot++ {
+			quiet = append(quiet, oldSock{l, l.extra[[2]int{old, slot}]})
 		}
-		quiet = append(quiet, l)
 	}
 	s.active = k
 	s.mu.Unlock()
@@ -564,9 +701,9 @@ func (s *Sockets) Activate(ctx context.Context, gen uint64) error {
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.QuietTimeout)
 	defer cancel()
 	var qerr error
-	for _, l := range quiet {
-		if err := l.quiesce(ctx, l.socks[old]); err != nil && qerr == nil {
-			qerr = &QuietError{Listener: l.spec, Err: err}
+	for _, q := range quiet {
+		if err := q.l.quiesce(ctx, q.so); err != nil && qerr == nil {
+			qerr = &QuietError{Listener: q.l.spec, Err: err}
 		}
 	}
 	// The old socket may have no holder left (a previous master that
@@ -610,6 +747,7 @@ func (s *Sockets) Release(gen uint64) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	delete(s.holders, gen)
+	delete(s.width, gen)
 	s.resetIdleLocked()
 }
 
@@ -624,6 +762,9 @@ func (s *Sockets) Close(unlink bool) {
 			l.sel.close()
 		}
 		for _, so := range l.socks {
+			so.c.Close()
+		}
+		for _, so := range l.extra {
 			so.c.Close()
 		}
 		if unlink {

@@ -32,7 +32,7 @@ func openTCP(t *testing.T, shared bool) *Sockets {
 // genListener is what a worker of generation gen would get on fd 3.
 func genListener(t *testing.T, s *Sockets, gen uint64) *net.TCPListener {
 	t.Helper()
-	files, err := s.Files(gen)
+	files, err := s.Files(gen, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -239,7 +239,7 @@ func TestSharedModes(t *testing.T) {
 	if l := u.Listeners()[0]; l.Mode != Shared || l.Why != "unix socket" {
 		t.Fatalf("listener %+v, want shared unix socket", l)
 	}
-	files, err := u.Files(1)
+	files, err := u.Files(1, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -300,5 +300,84 @@ func TestPreviousRoundTrip(t *testing.T) {
 	}
 	if got, err := ParsePrevious("active=1;future=9"); err != nil || got.Active != 1 {
 		t.Errorf("an unknown key: %+v, %v", got, err)
+	}
+}
+
+// slotListener is what the worker in slot of generation gen gets on fd 3.
+func slotListener(t *testing.T, s *Sockets, gen uint64, slot int) *net.TCPListener {
+	t.Helper()
+	files, err := s.Files(gen, slot)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.FileListener(files[0])
+	files[0].Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	return ln.(*net.TCPListener)
+}
+
+// With an eBPF selector each slot of a generation has a socket of its own,
+// the generation's connections are spread over its slots' sockets, an
+// activation moves them all to the next generation's, and Serve narrows a
+// generation to its first slots.
+func TestSocketPerSlot(t *testing.T) {
+	s := openTCP(t, false)
+	if l := s.Listeners()[0]; l.Selector != "ebpf" {
+		t.Skipf("sockets per slot need the eBPF selector (root, CAP_BPF): %s", l.Why)
+	}
+	addr := s.Listeners()[0].Addr
+	var g1, g2 []*net.TCPListener
+	for slot := 0; slot < 4; slot++ {
+		g1 = append(g1, slotListener(t, s, 1, slot))
+	}
+	ino := map[uint64]bool{}
+	for slot := 0; slot < 4; slot++ {
+		ino[s.Inodes(1, slot)[0]] = true
+	}
+	if len(ino) != 4 || ino[0] {
+		t.Fatalf("inodes of the 4 slots: %v, want 4 distinct sockets", ino)
+	}
+	count := func(n int, lns []*net.TCPListener) []int {
+		got := make([]int, len(lns))
+		for i := 0; i < n; i++ {
+			j := served(t, addr, lns...)
+			if j < 0 {
+				t.Fatalf("connection %d: none of %d sockets accepted it", i, len(lns))
+			}
+			got[j]++
+		}
+		return got
+	}
+	all := append([]*net.TCPListener{}, g1...)
+	got := count(200, all)
+	for _, n := range got {
+		if n < 15 { // 200 by a uniform hash over 4: under 15 has p < 1e-9
+			t.Fatalf("gen 1's connections per slot: %v, want each slot some 50", got)
+		}
+	}
+	for slot := 0; slot < 2; slot++ {
+		g2 = append(g2, slotListener(t, s, 2, slot))
+	}
+	if err := s.Activate(context.Background(), 2); err != nil {
+		t.Fatal(err)
+	}
+	all = append(append([]*net.TCPListener{}, g2...), g1...)
+	got = count(80, all)
+	if got[0] == 0 || got[1] == 0 || got[0]+got[1] != 80 {
+		t.Fatalf("after activating gen 2 (2 slots): per socket (gen 2's, then gen 1's) %v", got)
+	}
+	if err := s.Serve(2, 1); err != nil {
+		t.Fatal(err)
+	}
+	if got = count(20, all); got[0] != 20 {
+		t.Fatalf("gen 2 narrowed to 1 slot: per socket %v, want all on slot 0", got)
+	}
+	// Widening again (scaling up) gives slot 1 its share back.
+	slotListener(t, s, 2, 1)
+	if got = count(80, all); got[1] == 0 || got[0]+got[1] != 80 {
+		t.Fatalf("gen 2 widened to 2 slots: per socket %v", got)
 	}
 }
