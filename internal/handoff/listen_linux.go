@@ -64,7 +64,6 @@ func (l *listener) closeSocks() {
 	}
 }
 
-
 func listenError(spec Spec, err error) error {
 	var hint string
 	switch {
