@@ -132,3 +132,32 @@ func listeningInodes(t *testing.T, addr string) map[string]bool {
 	}
 	return out
 }
+
+// A slot whose worker is gone gets no connections: after its slot is given
+// up, every new connection is served by the worker left, none waits in the
+// dead slot's socket.
+func TestSocketPerSlotSkipsADeadSlot(t *testing.T) {
+	t.Parallel()
+	m := startMaster(t, "lib", "--workers", "2", "--max-restarts", "1", "--listen", "web=127.0.0.1:0")
+	m.waitLine(0, `listening on .* as web \(steered`)
+	if m.count(`as web \(steered, ebpf`) == 0 {
+		t.Skip("a socket per slot needs the eBPF selector (root or CAP_BPF): " + m.output()[0])
+	}
+	m.waitReady(1)
+	addr := m.listenAddr("web")
+	pid := workerPIDs(m, 1)["1"]
+	syscall.Kill(pid, syscall.SIGKILL)
+	_, i := m.waitLine(0, `worker 1 \(pid \d+\) exited: .*respawning`)
+	sm, i := m.waitLine(i, `^\[g1 w1\] CONTRACT pid=(\d+)`)
+	second, _ := strconv.Atoi(sm[1])
+	if second == pid {
+		t.Fatalf("worker 1 was not respawned (pid %d)", pid)
+	}
+	syscall.Kill(second, syscall.SIGKILL)
+	m.waitLine(i, `worker 1 \(pid \d+\) exited: .*given up`)
+
+	got := slotCounts(t, addr, 100)
+	if got["1/0"] != 100 {
+		t.Fatalf("with slot 1 given up: answers per gen/worker %v, want all 100 from worker 0", got)
+	}
+}

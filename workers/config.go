@@ -89,9 +89,10 @@ type Sockets interface {
 	// may give each slot a socket of its own; the generation then serves
 	// the slots Files was called for, up to Serve.
 	Files(gen uint64, slot int) ([]*os.File, error)
-	// Serve narrows gen to its first n slots: slots n and up get no new
-	// connections (before their workers are stopped, on scaling down).
-	Serve(gen uint64, n int) error
+	// Serve sets the slots of gen whose sockets get new connections, where
+	// each slot has a socket of its own: the pool leaves out a slot whose
+	// worker is down or about to stop. Files puts a slot back.
+	Serve(gen uint64, slots []int) error
 	// Activate moves new connections to gen and returns once the sockets of
 	// older generations have nothing left their workers must serve.
 	Activate(ctx context.Context, gen uint64) error

@@ -273,12 +273,10 @@ func (p *Pool) reconcile() {
 		}
 		g.workers[slot] = w
 	}
-	if p.cfg.Sockets != nil && len(g.workers) > p.size {
-		// Where each slot has a socket, stop sending the slots to go new
-		// connections before their workers stop accepting.
-		if err := p.cfg.Sockets.Serve(g.num, p.size); err != nil {
-			p.genf(slog.LevelError, g.num, "gen %d: scale down to %d: %v", g.num, p.size, err)
-		}
+	if len(g.workers) > p.size {
+		// Stop sending the slots to go new connections before their
+		// workers stop accepting.
+		p.serveSlots(g)
 	}
 	for slot, w := range g.workers {
 		if slot >= p.size && w.state != draining {
@@ -420,8 +418,33 @@ func (p *Pool) exited(e exitEvent) {
 		p.emit(Event{Kind: WorkerRespawn, Gen: g.num, Slot: w.slot, PID: w.pid, Took: d, Err: how})
 		p.after(d, respawnEvent{g.num, w.slot})
 	}
+	if g.state == genServing && !standby {
+		// Its slot's socket gets no connections until a worker takes it
+		// again (Files, at the respawn).
+		p.serveSlots(g)
+	}
 	if g.empty() && (g.state == genDraining || g.state == genFailed || p.stopping) {
 		p.released(g)
+	}
+}
+
+// serveSlots tells the sockets which slots of g, the serving generation,
+// have a worker to accept from their socket (where each slot has a socket
+// of its own): not a slot whose worker is down (crashed, given up) or
+// beyond the size (scaling down). The connections in the queue of a slot
+// left out are relayed to the others.
+func (p *Pool) serveSlots(g *generation) {
+	if p.cfg.Sockets == nil || g != p.current || g.state != genServing || p.stopping {
+		return
+	}
+	var slots []int
+	for slot, w := range g.workers {
+		if slot < p.size && w.state != draining {
+			slots = append(slots, slot)
+		}
+	}
+	if err := p.cfg.Sockets.Serve(g.num, slots); err != nil {
+		p.genf(slog.LevelError, g.num, "gen %d: steer to slots %v: %v", g.num, slots, err)
 	}
 }
 

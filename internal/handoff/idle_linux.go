@@ -26,33 +26,39 @@ func (s *Sockets) resetIdleLocked() {
 		return
 	}
 	held := make(map[int]bool)
-	width := make(map[int]int) // index -> slots its generation serves
+	served := make(map[[2]int]bool) // {index, slot} a generation serves
+	// known: indexes whose slots are known; a previous master's are not,
+	// and all their sockets count as served.
+	known := make(map[int]bool)
 	for gen, k := range s.holders {
 		held[k] = true
-		width[k] = max(width[k], s.width[gen])
+		for _, slot := range s.served[gen] {
+			served[[2]int{k, slot}] = true
+			known[k] = true
+		}
 	}
 	serving := held[s.active]
 	for _, l := range s.ls {
 		if l.mode != Steered {
 			continue
 		}
-		for k, so := range l.socks {
-			if k == s.active || held[k] {
-				continue
-			}
-			s.resetLocked(l, k, so, serving)
-		}
 		// A slot's socket is idle when its index is, or when its
-		// generation was narrowed below it (Serve).
-		for ks, so := range l.extra {
-			k, slot := ks[0], ks[1]
-			switch {
-			case held[k] && slot < width[k]:
-				continue
-			case !held[k] && k == s.active:
-				continue
+		// generation leaves the slot out (Serve).
+		idle := func(k, slot int) bool {
+			if held[k] {
+				return l.perSlot() && known[k] && !served[[2]int{k, slot}]
 			}
-			s.resetLocked(l, k, so, serving)
+			return k != s.active
+		}
+		for k, so := range l.socks {
+			if idle(k, 0) {
+				s.resetLocked(l, k, so, serving)
+			}
+		}
+		for ks, so := range l.extra {
+			if idle(ks[0], ks[1]) {
+				s.resetLocked(l, ks[0], so, serving)
+			}
 		}
 	}
 }

@@ -200,12 +200,12 @@ func (l *listener) grow() error {
 }
 
 // steer points the group's selector at socket k; with per-slot sockets
-// at the first n slots' sockets of k.
-func (l *listener) steer(k, n int) error {
-	if !l.perSlot() {
-		n = 1
+// at the sockets of k's slots (slot 0 alone if none is given).
+func (l *listener) steer(k int, slots []int) error {
+	if !l.perSlot() || len(slots) == 0 {
+		slots = []int{0}
 	}
-	return l.sel.steer(k, n)
+	return l.sel.steer(k, slots)
 }
 
 // sockAt returns the socket of slot for generation index k: slot 0 is

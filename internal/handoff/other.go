@@ -13,7 +13,7 @@ var errNotSupported = errors.New("handoff: only Linux is supported")
 
 func openListener(spec Spec, cfg *Config) (*listener, error)    { return nil, errNotSupported }
 func (l *listener) grow() error                                 { return errNotSupported }
-func (l *listener) steer(k, n int) error                        { return errNotSupported }
+func (l *listener) steer(k int, slots []int) error              { return errNotSupported }
 func (l *listener) sockAt(k, slot int) (*sock, error)           { return nil, errNotSupported }
 func (l *listener) slotsOf(k int) int                           { return 1 }
 func (l *listener) perSlot() bool                               { return false }

@@ -27,7 +27,7 @@ func (l *listener) startSteering(classic bool) error {
 		}
 	}
 	c := &cbpf{group: l.socks[0]}
-	if err := c.steer(0, 1); err != nil {
+	if err := c.steer(0, nil); err != nil {
 		return err
 	}
 	l.sel = c
@@ -48,7 +48,7 @@ func newEBPF(first *sock, k int) (*ebpfSel, error) {
 	}
 	e := &ebpfSel{sel: sel}
 	if err := e.add(k, first); err == nil {
-		err = e.adopt(first, k, 1)
+		err = e.adopt(first, k, nil)
 	}
 	if err != nil {
 		sel.Close()
@@ -116,7 +116,7 @@ func (s *Sockets) inheritSelector(l *listener) error {
 				return fmt.Errorf("listen %s: slot %d of socket %d is not where the previous master's selector has it (%v)", spec, ks[1], ks[0], err)
 			}
 		}
-		if err := e.adopt(l.socks[0], k, l.slotsOf(k)); err != nil {
+		if err := e.adopt(l.socks[0], k, upTo(l.slotsOf(k))); err != nil {
 			sel.Close()
 			return fmt.Errorf("listen %s: %w", spec, err)
 		}
@@ -142,7 +142,7 @@ func (s *Sockets) inheritSelector(l *listener) error {
 				}
 			}
 			if err == nil {
-				err = e.adopt(l.socks[0], k, l.slotsOf(k))
+				err = e.adopt(l.socks[0], k, upTo(l.slotsOf(k)))
 			}
 			if err == nil {
 				l.sel, l.limit = e, reuseport.MaxSockets
@@ -152,7 +152,7 @@ func (s *Sockets) inheritSelector(l *listener) error {
 		}
 	}
 	c := &cbpf{group: l.socks[0]}
-	if err := c.steer(k, 1); err != nil {
+	if err := c.steer(k, nil); err != nil {
 		return fmt.Errorf("listen %s: steer the inherited group: %w", spec, err)
 	}
 	l.sel, l.limit = c, len(l.socks)
@@ -182,7 +182,7 @@ func (c *cbpf) persist(Store, Spec) error { return nil }
 func (c *cbpf) close()                    {}
 
 // steer replaces the group's program through any of its sockets.
-func (c *cbpf) steer(k, _ int) error {
+func (c *cbpf) steer(k int, _ []int) error {
 	prog := []unix.SockFilter{{Code: unix.BPF_RET | unix.BPF_K, K: uint32(k)}}
 	fprog := unix.SockFprog{Len: 1, Filter: &prog[0]}
 	var serr error
@@ -194,7 +194,7 @@ func (c *cbpf) steer(k, _ int) error {
 	return serr
 }
 
-func (c *cbpf) reclaim(_ *sock, k, _ int) error { return c.steer(k, 1) }
+func (c *cbpf) reclaim(_ *sock, k int, _ []int) error { return c.steer(k, nil) }
 
 // ebpfSel selects by socket identity (package internal/reuseport).
 type ebpfSel struct{ sel *reuseport.Selector }
@@ -209,24 +209,26 @@ func (e *ebpfSel) add(k int, so *sock) error {
 	return err
 }
 
-// steer spreads new connections over the first n slots' sockets of
-// generation key k (n is 1 without a slot table).
-func (e *ebpfSel) steer(k, n int) error {
+// steer spreads new connections over the sockets of generation key k's
+// slots (slot 0 alone without a slot table, or with no slots given).
+func (e *ebpfSel) steer(k int, slots []int) error {
 	if !e.sel.Slotted() {
 		return e.sel.Steer(k)
 	}
-	keys := make([]int, max(n, 1))
-	for i := range keys {
-		keys[i] = reuseport.SlotKey(k, i)
+	if len(slots) == 0 {
+		slots = []int{0}
+	}
+	keys := make([]int, len(slots))
+	for i, slot := range slots {
+		keys[i] = reuseport.SlotKey(k, slot)
 	}
 	return e.sel.SteerSlots(keys)
 }
 
-// adopt points the selector at k's first n slots, then attaches its
-// program to the group (replacing whatever program it had) through socket
-// group.
-func (e *ebpfSel) adopt(group *sock, k, n int) error {
-	if err := e.steer(k, n); err != nil {
+// adopt points the selector at k's slots, then attaches its program to the
+// group (replacing whatever program it had) through socket group.
+func (e *ebpfSel) adopt(group *sock, k int, slots []int) error {
+	if err := e.steer(k, slots); err != nil {
 		return err
 	}
 	var err error
@@ -234,7 +236,7 @@ func (e *ebpfSel) adopt(group *sock, k, n int) error {
 	return err
 }
 
-func (e *ebpfSel) reclaim(group *sock, k, n int) error { return e.adopt(group, k, n) }
+func (e *ebpfSel) reclaim(group *sock, k int, slots []int) error { return e.adopt(group, k, slots) }
 
 func (e *ebpfSel) persist(st Store, spec Spec) error {
 	sf, af, tf, err := e.sel.Files()

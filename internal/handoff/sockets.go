@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -114,10 +115,10 @@ type Sockets struct {
 	ls      []*listener
 	holders map[uint64]int // generation -> index in each steered group
 	active  int            // index the selectors point to
-	// width is, per generation, how many slots' sockets the selectors
-	// spread its connections over, where listeners have a socket per slot
-	// (see Files and Serve).
-	width  map[uint64]int
+	// served is, per generation, the slots (in order) whose sockets the
+	// selectors spread its connections over, where listeners have a
+	// socket per slot (see Files and Serve).
+	served map[uint64][]int
 	closed bool
 	unused []string
 	// frozen is set from Persist until Reclaim: while an upgraded master
@@ -155,13 +156,13 @@ type selector interface {
 	// add tells that socket k of the group exists (eBPF stores it).
 	add(k int, so *sock) error
 	// steer selects socket k for new connections from now on; a slotted
-	// selector spreads them over the first n slots' sockets of k.
-	steer(k, n int) error
+	// selector spreads them over the sockets of k's slots.
+	steer(k int, slots []int) error
 	// persist stores what an upgraded master needs to steer the group.
 	persist(st Store, spec Spec) error
 	// reclaim makes this master's selector the group's again, pointing at
 	// socket k (after an upgrade that failed); group is socket 0.
-	reclaim(group *sock, k, n int) error
+	reclaim(group *sock, k int, slots []int) error
 	close()
 }
 
@@ -213,7 +214,7 @@ func Open(cfg Config) (*Sockets, error) {
 	if cfg.Log == nil {
 		cfg.Log = func(string, ...any) {}
 	}
-	s := &Sockets{cfg: cfg, holders: make(map[uint64]int), width: make(map[uint64]int), foreign: make(map[string][]*Foreign)}
+	s := &Sockets{cfg: cfg, holders: make(map[uint64]int), served: make(map[uint64][]int), foreign: make(map[string][]*Foreign)}
 	inherited, err := describeInherited(cfg.Inherited)
 	if err != nil {
 		closeAll(cfg.Inherited)
@@ -451,7 +452,7 @@ func (s *Sockets) Reclaim() error {
 		if l.mode != Steered {
 			continue
 		}
-		if err := l.sel.reclaim(l.socks[0], s.active, s.activeWidthLocked(l)); err != nil {
+		if err := l.sel.reclaim(l.socks[0], s.active, s.activeSlotsLocked(l)); err != nil {
 			errs = append(errs, fmt.Errorf("listen %s: steer back to socket %d: %w", l.spec, s.active, err))
 		}
 	}
@@ -516,9 +517,8 @@ func (s *Sockets) Listeners() []Listener {
 // holds; later calls (respawns, scaling) return the same sockets. Where a
 // listener has a socket per slot (an eBPF selector), each slot gets its
 // own, and the selector spreads the generation's connections over its
-// slots by flow hash: Files for a slot past the generation's width widens
-// it to that slot (Serve narrows it). The generation receives no
-// connection until Activate.
+// slots by flow hash: Files adds the slot to those the generation serves
+// (Serve sets them). The generation receives no connection until Activate.
 func (s *Sockets) Files(gen uint64, slot int) ([]*os.File, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -549,8 +549,9 @@ func (s *Sockets) Files(gen uint64, slot int) ([]*os.File, error) {
 		}
 		files = append(files, f)
 	}
-	if slot >= s.width[gen] {
-		s.width[gen] = slot + 1
+	if !slices.Contains(s.served[gen], slot) {
+		s.served[gen] = append(s.served[gen], slot)
+		slices.Sort(s.served[gen])
 		if k == s.active {
 			// A serving generation that grows: its new slot gets its share
 			// at once (the worker accepts what queued meanwhile).
@@ -563,23 +564,31 @@ func (s *Sockets) Files(gen uint64, slot int) ([]*os.File, error) {
 	return files, nil
 }
 
-// Serve narrows generation gen to its first n slots: the selectors stop
-// sending its slots n and up new connections, and once the generation is
-// released, or at the next Serve, what is left in their queues is relayed
-// (Config.Stranded) or reset like that of any idle socket. The pool calls
-// it before it stops the workers of a generation that scales down. It does
-// nothing for listeners without a socket per slot.
-func (s *Sockets) Serve(gen uint64, n int) error {
+// Serve sets the slots of generation gen whose sockets get its new
+// connections, where listeners have a socket per slot: the pool leaves
+// out a slot whose worker is down (crashed, given up) or about to stop
+// (scaling down), and Files puts a slot back. What is left in the queue of
+// a slot left out is relayed (Config.Stranded) or reset like that of any
+// idle socket, now and at each later Serve or Release. An empty set
+// changes nothing: connections wait in the sockets' queues for a worker
+// rather than being refused. It does nothing for listeners without a
+// socket per slot.
+func (s *Sockets) Serve(gen uint64, slots []int) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
 		return ErrClosed
 	}
 	k, ok := s.holders[gen]
-	if !ok || n < 1 || n == s.width[gen] {
+	if !ok || len(slots) == 0 {
 		return nil
 	}
-	s.width[gen] = n
+	slots = slices.Sorted(slices.Values(slots))
+	if slices.Equal(slots, s.served[gen]) {
+		s.resetIdleLocked()
+		return nil
+	}
+	s.served[gen] = slots
 	if k == s.active {
 		if err := s.steerLocked(k, gen); err != nil {
 			return err
@@ -590,29 +599,38 @@ func (s *Sockets) Serve(gen uint64, n int) error {
 }
 
 // steerLocked points every steered listener at index k, spread over
-// generation gen's width where it has a socket per slot.
+// generation gen's served slots where it has a socket per slot.
 func (s *Sockets) steerLocked(k int, gen uint64) error {
 	for _, l := range s.ls {
 		if l.mode != Steered {
 			continue
 		}
-		if err := l.steer(k, max(s.width[gen], 1)); err != nil {
+		if err := l.steer(k, s.served[gen]); err != nil {
 			return fmt.Errorf("listen %s: steer to socket %d: %w", l.spec, k, err)
 		}
 	}
 	return nil
 }
 
-// activeWidthLocked is how many slots' sockets of the active index l
-// spreads connections over: the width of the generation holding it, or
+// activeSlotsLocked is the slots of the active index whose sockets l
+// spreads connections over: those the generation holding it serves, or
 // all it has when none does (a previous master's).
-func (s *Sockets) activeWidthLocked(l *listener) int {
+func (s *Sockets) activeSlotsLocked(l *listener) []int {
 	for gen, k := range s.holders {
 		if k == s.active {
-			return max(s.width[gen], 1)
+			return s.served[gen]
 		}
 	}
-	return l.slotsOf(s.active)
+	return upTo(l.slotsOf(s.active))
+}
+
+// upTo returns 0, 1, ..., n-1.
+func upTo(n int) []int {
+	out := make([]int, n)
+	for i := range out {
+		out[i] = i
+	}
+	return out
 }
 
 // ErrClosed is returned by Files after Close.
@@ -747,7 +765,7 @@ func (s *Sockets) Release(gen uint64) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	delete(s.holders, gen)
-	delete(s.width, gen)
+	delete(s.served, gen)
 	s.resetIdleLocked()
 }
 

@@ -369,15 +369,22 @@ func TestSocketPerSlot(t *testing.T) {
 	if got[0] == 0 || got[1] == 0 || got[0]+got[1] != 80 {
 		t.Fatalf("after activating gen 2 (2 slots): per socket (gen 2's, then gen 1's) %v", got)
 	}
-	if err := s.Serve(2, 1); err != nil {
+	if err := s.Serve(2, []int{0}); err != nil {
 		t.Fatal(err)
 	}
 	if got = count(20, all); got[0] != 20 {
 		t.Fatalf("gen 2 narrowed to 1 slot: per socket %v, want all on slot 0", got)
 	}
-	// Widening again (scaling up) gives slot 1 its share back.
+	// Files (a respawn, scaling up) gives slot 1 its share back.
 	slotListener(t, s, 2, 1)
 	if got = count(80, all); got[1] == 0 || got[0]+got[1] != 80 {
 		t.Fatalf("gen 2 widened to 2 slots: per socket %v", got)
+	}
+	// Leaving out slot 0 (its worker crashed) sends everything to slot 1.
+	if err := s.Serve(2, []int{1}); err != nil {
+		t.Fatal(err)
+	}
+	if got = count(20, all); got[1] != 20 {
+		t.Fatalf("gen 2 without slot 0: per socket %v, want all on slot 1", got)
 	}
 }
