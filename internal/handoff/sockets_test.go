@@ -388,3 +388,97 @@ func TestSocketPerSlot(t *testing.T) {
 		t.Fatalf("gen 2 without slot 0: per socket %v, want all on slot 1", got)
 	}
 }
+
+// UDP: each slot has a socket too; a flow (source address and port) keeps
+// its slot while the table stays, flows spread over the slots, and after
+// Activate a flow's later datagrams go to the new generation.
+func TestSocketPerSlotUDP(t *testing.T) {
+	spec, err := ParseSpec("dns=udp://127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := Open(Config{Specs: []Spec{spec}, QuietTimeout: 5 * time.Second, Grace: time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close(true) })
+	if l := s.Listeners()[0]; l.Selector != "ebpf" {
+		t.Skipf("sockets per slot need the eBPF selector (root, CAP_BPF): %s", l.Why)
+	}
+	addr, err := net.ResolveUDPAddr("udp", s.Listeners()[0].Addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	conns := func(gen uint64, n int) []*net.UDPConn {
+		var out []*net.UDPConn
+		for slot := 0; slot < n; slot++ {
+			files, err := s.Files(gen, slot)
+			if err != nil {
+				t.Fatal(err)
+			}
+			c, err := net.FilePacketConn(files[0])
+			files[0].Close()
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { c.Close() })
+			out = append(out, c.(*net.UDPConn))
+		}
+		return out
+	}
+	// which sends one datagram from c and says which of socks got it.
+	which := func(c *net.UDPConn, socks []*net.UDPConn) int {
+		t.Helper()
+		if _, err := c.Write([]byte("q")); err != nil {
+			t.Fatal(err)
+		}
+		deadline := time.Now().Add(5 * time.Second)
+		for time.Now().Before(deadline) {
+			for i, so := range socks {
+				so.SetReadDeadline(time.Now().Add(time.Millisecond))
+				var b [8]byte
+				if _, from, err := so.ReadFromUDP(b[:]); err == nil && from.String() == c.LocalAddr().String() {
+					return i
+				}
+			}
+		}
+		t.Fatalf("datagram from %s: no socket got it", c.LocalAddr())
+		return -1
+	}
+	g1 := conns(1, 2)
+	var clients []*net.UDPConn
+	for range 40 {
+		c, err := net.DialUDP("udp", nil, addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		clients = append(clients, c)
+	}
+	per := make([]int, 2)
+	first := make([]int, len(clients))
+	for i, c := range clients {
+		first[i] = which(c, g1)
+		per[first[i]]++
+	}
+	// 40 flows over 2 sockets by a uniform hash: fewer than 5 on one has a
+	// probability under 1e-6.
+	if per[0] < 5 || per[1] < 5 {
+		t.Fatalf("flows per slot %v, want both slots to have some 20", per)
+	}
+	for i, c := range clients {
+		if got := which(c, g1); got != first[i] {
+			t.Fatalf("flow %d moved from slot %d to %d with the table unchanged", i, first[i], got)
+		}
+	}
+	g2 := conns(2, 2)
+	if err := s.Activate(context.Background(), 2); err != nil {
+		t.Fatal(err)
+	}
+	all := append(append([]*net.UDPConn{}, g2...), g1...)
+	for i, c := range clients {
+		if got := which(c, all); got > 1 {
+			t.Fatalf("flow %d after activating gen 2: on gen 1's slot %d", i, got-2)
+		}
+	}
+}
