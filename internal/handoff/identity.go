@@ -24,8 +24,8 @@ func (s *Sockets) Inodes(gen uint64, slot int) []uint64 {
 			continue
 		}
 		so := l.socks[j]
-		if slot > 0 && l.perSlot() {
-			if so = l.extra[[2]int{j, slot}]; so == nil {
+		if ss := sockSlot(slot); ss > 0 && l.perSlot() {
+			if so = l.extra[[2]int{j, ss}]; so == nil {
 				continue
 			}
 		}

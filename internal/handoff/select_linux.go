@@ -9,6 +9,9 @@ import (
 	"golang.org/x/sys/unix"
 )
 
+// SlotSockets is the size of the eBPF selector's slot table.
+var _ = [1]struct{}{}[SlotSockets-reuseport.MaxSlots]
+
 // startSteering gives a group, whose socket 0 exists, its selector: eBPF
 // where the kernel allows it, else classic BPF with the rest of the
 // group's sockets created now (see GroupSize). Either way the program is in

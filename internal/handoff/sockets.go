@@ -38,6 +38,15 @@ const (
 // steered with eBPF select by identity, and grow on demand up to 64.
 const GroupSize = 4
 
+// SlotSockets is how many sockets per generation a listener with a socket
+// per slot has at most: slots from SlotSockets on share the socket of
+// slot % SlotSockets with the workers of those slots. It is the size of the
+// eBPF slot table (internal/reuseport.MaxSlots).
+const SlotSockets = 64
+
+// sockSlot is the socket slot of worker slot.
+func sockSlot(slot int) int { return slot % SlotSockets }
+
 // Mode says how a listener moves traffic between generations.
 type Mode int
 
@@ -532,6 +541,7 @@ func (s *Sockets) Files(gen uint64, slot int) ([]*os.File, error) {
 			return nil, err
 		}
 	}
+	slot = sockSlot(slot)
 	files := make([]*os.File, 0, len(s.ls))
 	for _, l := range s.ls {
 		so := l.socks[0]
@@ -583,7 +593,11 @@ func (s *Sockets) Serve(gen uint64, slots []int) error {
 	if !ok || len(slots) == 0 {
 		return nil
 	}
-	slots = slices.Sorted(slices.Values(slots))
+	socks := make([]int, len(slots))
+	for i, slot := range slots {
+		socks[i] = sockSlot(slot)
+	}
+	slots = slices.Compact(slices.Sorted(slices.Values(socks)))
 	if slices.Equal(slots, s.served[gen]) {
 		s.resetIdleLocked()
 		return nil

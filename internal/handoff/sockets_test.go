@@ -482,3 +482,34 @@ func TestSocketPerSlotUDP(t *testing.T) {
 		}
 	}
 }
+
+// Slots past SlotSockets share a socket with an earlier slot: a pool of
+// more workers than the slot table holds still starts.
+func TestSlotsPastTheTableShareASocket(t *testing.T) {
+	s := openTCP(t, false)
+	if l := s.Listeners()[0]; l.Selector != "ebpf" {
+		t.Skipf("sockets per slot need the eBPF selector (root, CAP_BPF): %s", l.Why)
+	}
+	for slot := 0; slot < SlotSockets+2; slot++ {
+		files, err := s.Files(1, slot)
+		if err != nil {
+			t.Fatalf("slot %d: %v", slot, err)
+		}
+		closeAll(files)
+	}
+	if a, b := s.Inodes(1, 1)[0], s.Inodes(1, SlotSockets+1)[0]; a != b || a == 0 {
+		t.Errorf("slots 1 and %d: sockets %d and %d, want the same", SlotSockets+1, a, b)
+	}
+	if a, b := s.Inodes(1, 1)[0], s.Inodes(1, 2)[0]; a == b {
+		t.Errorf("slots 1 and 2 share socket %d", a)
+	}
+	if err := s.Serve(1, []int{0, SlotSockets + 1}); err != nil {
+		t.Fatal(err)
+	}
+	lns := []*net.TCPListener{slotListener(t, s, 1, 0), slotListener(t, s, 1, 1)}
+	for i := 0; i < 20; i++ {
+		if j := served(t, s.Listeners()[0].Addr, lns...); j < 0 {
+			t.Fatalf("connection %d not served by slots 0 and 1", i)
+		}
+	}
+}
