@@ -291,26 +291,29 @@ const (
 	pollMax = 20 * time.Millisecond
 )
 
-// quiesce waits until so, a socket the selector no longer points to, has
-// nothing left that its generation's workers must serve.
-func (l *listener) quiesce(ctx context.Context, so *sock) error {
+// quiesce waits until socks, sockets the selector no longer points to (a
+// generation's, one per slot), have nothing left that their workers must
+// serve.
+func (l *listener) quiesce(ctx context.Context, socks []*sock) error {
 	if !l.spec.Stream() {
 		return pollUntil(ctx, "receive queue", func() (bool, error) {
-			var n int
-			var ierr error
-			if err := so.rc.Control(func(fd uintptr) {
-				n, ierr = unix.IoctlGetInt(int(fd), unix.SIOCINQ)
-			}); err != nil {
-				return false, err
+			for _, so := range socks {
+				var n int
+				var ierr error
+				if err := so.rc.Control(func(fd uintptr) {
+					n, ierr = unix.IoctlGetInt(int(fd), unix.SIOCINQ)
+				}); err != nil || ierr != nil || n != 0 {
+					return false, errors.Join(err, ierr)
+				}
 			}
-			return n == 0, ierr
+			return true, nil
 		})
 	}
 	ap, err := netip.ParseAddrPort(l.addr)
 	if err != nil {
 		return err
 	}
-	return quiesceTCP(ctx, so, ap)
+	return quiesceTCP(ctx, socks, ap)
 }
 
 // pollUntil calls done, at growing intervals, until it reports true, fails, or

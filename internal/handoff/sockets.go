@@ -709,11 +709,11 @@ func (s *Sockets) Activate(ctx context.Context, gen uint64) error {
 		return nil
 	}
 	old := s.active
-	type oldSock struct {
-		l  *listener
-		so *sock
+	type oldSocks struct {
+		l     *listener
+		socks []*sock
 	}
-	var quiet []oldSock
+	var quiet []oldSocks
 	if err := s.steerLocked(k, gen); err != nil {
 		s.mu.Unlock()
 		return err
@@ -722,10 +722,11 @@ func (s *Sockets) Activate(ctx context.Context, gen uint64) error {
 		if l.mode != Steered {
 			continue
 		}
-		quiet = append(quiet, oldSock{l, l.socks[old]})
+		q := oldSocks{l, []*sock{l.socks[old]}}
 		for slot := 1; slot < l.slotsOf(old); slot++ {
-			quiet = append(quiet, oldSock{l, l.extra[[2]int{old, slot}]})
+			q.socks = append(q.socks, l.extra[[2]int{old, slot}])
 		}
+		quiet = append(quiet, q)
 	}
 	s.active = k
 	s.mu.Unlock()
@@ -734,7 +735,7 @@ func (s *Sockets) Activate(ctx context.Context, gen uint64) error {
 	defer cancel()
 	var qerr error
 	for _, q := range quiet {
-		if err := q.l.quiesce(ctx, q.so); err != nil && qerr == nil {
+		if err := q.l.quiesce(ctx, q.socks); err != nil && qerr == nil {
 			qerr = &QuietError{Listener: q.l.spec, Err: err}
 		}
 	}
