@@ -53,6 +53,7 @@ func TestSocketPerSlot(t *testing.T) {
 	if m.count(`as web \(steered, ebpf`) == 0 {
 		t.Skip("a socket per slot needs the eBPF selector (root or CAP_BPF): " + m.output()[0])
 	}
+	m.waitLine(0, `as web \(steered, ebpf, a socket per worker\)`)
 	m.waitReady(1)
 	addr := m.listenAddr("web")
 

@@ -503,6 +503,9 @@ type Listener struct {
 	Selector string
 	// Why says why a listener is shared, or steered with classic BPF.
 	Why string
+	// PerSlot says each worker slot has a socket of its own (the eBPF
+	// selector), rather than one per generation.
+	PerSlot bool
 }
 
 // Listeners describes every listener, in order.
@@ -514,6 +517,7 @@ func (s *Sockets) Listeners() []Listener {
 		out[i] = Listener{Spec: l.spec, Addr: l.addr, Mode: l.mode, Why: l.why}
 		if l.mode == Steered {
 			out[i].Selector = l.sel.kind()
+			out[i].PerSlot = l.perSlot()
 		}
 	}
 	return out
