@@ -84,18 +84,24 @@ const hungKillAfter = 2 * time.Second
 type Sockets interface {
 	// Names lists the listeners, as LISTEN_FDNAMES names them.
 	Names() []string
-	// Files returns one close-on-exec descriptor per listener for a worker
-	// of generation gen; the caller closes them.
-	Files(gen uint64) ([]*os.File, error)
+	// Files returns one close-on-exec descriptor per listener for the
+	// worker in slot of generation gen; the caller closes them. A listener
+	// may give each slot a socket of its own; the generation then serves
+	// the slots Files was called for, up to Serve.
+	Files(gen uint64, slot int) ([]*os.File, error)
+	// Serve sets the slots of gen whose sockets get new connections, where
+	// each slot has a socket of its own: the pool leaves out a slot whose
+	// worker is down or about to stop. Files puts a slot back.
+	Serve(gen uint64, slots []int) error
 	// Activate moves new connections to gen and returns once the sockets of
 	// older generations have nothing left their workers must serve.
 	Activate(ctx context.Context, gen uint64) error
 	// Release tells that gen has no worker left.
 	Release(gen uint64)
-	// Inodes returns the inode of each socket Files(gen) hands out, in
+	// Inodes returns the inode of each socket Files(gen, slot) hands out, in
 	// order (0: unknown), so that the pool can see whether a worker still
 	// holds one.
-	Inodes(gen uint64) []uint64
+	Inodes(gen uint64, slot int) []uint64
 	// Describe names each listener for messages, e.g. web=127.0.0.1:8080.
 	Describe() []string
 }

@@ -130,7 +130,7 @@ func (p *Pool) startGeneration() {
 func (p *Pool) startWorker(g *generation, slot int, standby bool) (*worker, error) {
 	s := spawnSpec{gen: g.num, slot: slot, size: p.size, cmd: g.cmd, env: g.env, ipc: ipcFor(p.cfg.IPC, g.cmd)}
 	if p.cfg.Sockets != nil {
-		files, err := p.cfg.Sockets.Files(g.num)
+		files, err := p.cfg.Sockets.Files(g.num, slot)
 		if err != nil {
 			return nil, err
 		}
@@ -273,6 +273,11 @@ func (p *Pool) reconcile() {
 		}
 		g.workers[slot] = w
 	}
+	if len(g.workers) > p.size {
+		// Stop sending the slots to go new connections before their
+		// workers stop accepting.
+		p.serveSlots(g)
+	}
 	for slot, w := range g.workers {
 		if slot >= p.size && w.state != draining {
 			p.drainWorker(w, "scaled down")
@@ -413,8 +418,33 @@ func (p *Pool) exited(e exitEvent) {
 		p.emit(Event{Kind: WorkerRespawn, Gen: g.num, Slot: w.slot, PID: w.pid, Took: d, Err: how})
 		p.after(d, respawnEvent{g.num, w.slot})
 	}
+	if g.state == genServing && !standby {
+		// Its slot's socket gets no connections until a worker takes it
+		// again (Files, at the respawn).
+		p.serveSlots(g)
+	}
 	if g.empty() && (g.state == genDraining || g.state == genFailed || p.stopping) {
 		p.released(g)
+	}
+}
+
+// serveSlots tells the sockets which slots of g, the serving generation,
+// have a worker to accept from their socket (where each slot has a socket
+// of its own): not a slot whose worker is down (crashed, given up) or
+// beyond the size (scaling down). The connections in the queue of a slot
+// left out are relayed to the others.
+func (p *Pool) serveSlots(g *generation) {
+	if p.cfg.Sockets == nil || g != p.current || g.state != genServing || p.stopping {
+		return
+	}
+	var slots []int
+	for slot, w := range g.workers {
+		if slot < p.size && w.state != draining {
+			slots = append(slots, slot)
+		}
+	}
+	if err := p.cfg.Sockets.Serve(g.num, slots); err != nil {
+		p.genf(slog.LevelError, g.num, "gen %d: steer to slots %v: %v", g.num, slots, err)
 	}
 }
 

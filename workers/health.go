@@ -35,7 +35,7 @@ func (p *Pool) notHolding(w *worker) string {
 	if p.cfg.Sockets == nil {
 		return ""
 	}
-	inodes := p.cfg.Sockets.Inodes(w.gen)
+	inodes := p.cfg.Sockets.Inodes(w.gen, w.slot)
 	held, ok := w.proc.holds(inodes)
 	if !ok {
 		if !p.unreadable && !w.proc.gone() {

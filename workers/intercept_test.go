@@ -26,7 +26,8 @@ func (l *listeners) Describe() []string {
 	}
 	return d
 }
-func (l *listeners) Inodes(uint64) []uint64 { return make([]uint64, len(l.names)) }
+func (l *listeners) Inodes(uint64, int) []uint64 { return make([]uint64, len(l.names)) }
+func (l *listeners) Serve(uint64, []int) error   { return nil }
 
 // newListenHarness is newHarness with readiness mode ready and the named
 // listeners.

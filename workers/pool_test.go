@@ -91,14 +91,27 @@ type fakeSockets struct {
 	mu        sync.Mutex
 	activated []uint64
 	released  []uint64
+	served    []string // each Serve call: "gen:slots"
 	// hold, when set, makes Activate wait for it to close (or for ctx).
 	hold chan struct{}
 }
 
-func (s *fakeSockets) Names() []string                  { return []string{"web"} }
-func (s *fakeSockets) Files(uint64) ([]*os.File, error) { return nil, nil }
-func (s *fakeSockets) Inodes(uint64) []uint64           { return []uint64{42} }
-func (s *fakeSockets) Describe() []string               { return []string{"web=127.0.0.1:8080"} }
+func (s *fakeSockets) Names() []string                       { return []string{"web"} }
+func (s *fakeSockets) Files(uint64, int) ([]*os.File, error) { return nil, nil }
+func (s *fakeSockets) Serve(gen uint64, slots []int) error {
+	slices.Sort(slots)
+	s.mu.Lock()
+	s.served = append(s.served, fmt.Sprintf("%d:%v", gen, slots))
+	s.mu.Unlock()
+	return nil
+}
+func (s *fakeSockets) serves() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Clone(s.served)
+}
+func (s *fakeSockets) Inodes(uint64, int) []uint64 { return []uint64{42} }
+func (s *fakeSockets) Describe() []string          { return []string{"web=127.0.0.1:8080"} }
 func (s *fakeSockets) Release(gen uint64) {
 	s.mu.Lock()
 	s.released = append(s.released, gen)
@@ -648,5 +661,37 @@ func TestPoolFirstGenerationErrorKeepsTheCause(t *testing.T) {
 		if !errors.As(err, &fe) || fe.Gen != 1 || !errors.Is(err, fs.ErrPermission) {
 			t.Fatalf("Run: %v (%T), want a *FirstGenerationError wrapping fs.ErrPermission", err, err)
 		}
+	})
+}
+
+// The serving generation's slots that have no worker to accept (a crashed
+// one until its respawn, those scaled away before their workers stop) are
+// left out of the sockets' selection; Files (the respawn) puts one back.
+func TestPoolServesOnlyLiveSlots(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h := newHarness(t, Config{Workers: 3})
+		h.readyAll(1)
+		time.Sleep(FirstGenerationGrace)
+		h.proc(1, 1).exit("exit status 1")
+		synctest.Wait()
+		if got := h.socks.serves(); !slices.Equal(got, []string{"1:[0 2]"}) {
+			t.Fatalf("after slot 1 crashed: Serve calls %v, want [1:[0 2]]", got)
+		}
+		time.Sleep(DefaultBackoffMax)
+		synctest.Wait()
+		if h.spawned(1) != 4 {
+			t.Fatalf("slot 1 not respawned: %d processes", h.spawned(1))
+		}
+		old := h.proc(1, 2)
+		h.p.Scale(-1)
+		synctest.Wait()
+		got := h.socks.serves()
+		if len(got) < 2 || got[1] != "1:[0 1]" {
+			t.Fatalf("after scaling to 2: Serve calls %v, want 1:[0 1] second", got)
+		}
+		if !old.got(syscall.SIGTERM) {
+			t.Error("the scaled-away worker was not stopped")
+		}
+		h.stop()
 	})
 }

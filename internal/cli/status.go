@@ -126,6 +126,9 @@ func printStatus(out io.Writer, st control.Status, colour bool) error {
 		if l.Selector != "" {
 			mode += ", " + l.Selector
 		}
+		if l.PerSlot {
+			mode += ", a socket per worker"
+		}
 		fmt.Fprintf(out, "listening: %s on %s (%s)\n", l.Name, l.Addr, mode)
 	}
 	for _, f := range st.ForeignSockets {

@@ -67,6 +67,8 @@ type Listener struct {
 	Mode string `json:"mode"`
 	// Selector is, for a steered listener, "ebpf" or "cbpf".
 	Selector string `json:"selector,omitempty"`
+	// PerSlot says each worker slot has a socket of its own (eBPF).
+	PerSlot bool `json:"per_slot,omitempty"`
 }
 
 // ForeignSocket is a socket another program made on a listener's address.

@@ -48,6 +48,33 @@
 // kernel's lookup, which no selector controls, and is reported as taking
 // connections.
 //
+// # A socket per worker slot (eBPF)
+//
+// With the eBPF selector each generation has a socket per worker slot,
+// not one for all its workers: [Sockets.Files] takes the slot, and hands
+// each worker its slot's socket (fd 3, as ever). The program spreads new
+// connections over the serving generation's slots by the kernel's flow
+// hash (the one the group would use itself), modulo the number of slots
+// served, through a slot table the master rewrites (package
+// internal/reuseport). Why: with one accept queue per generation, which
+// worker gets a connection is decided by wake-up order, and measured here
+// the busiest of 4 workers served 1.4 to 2.4 times what the idlest did;
+// by flow hash they serve within a few percent of each other
+// (docs/benchmarks.md). The cost: a queue per worker is not
+// work-conserving: a connection waits for its own worker even when another
+// is idle, which shows on a host whose CPUs are oversubscribed.
+//
+// [Sockets.Serve] sets which of a generation's slots are served: the
+// worker group leaves out a slot whose worker crashed (until its respawn
+// calls Files again) or is given up, and slots that scaling down removes,
+// before their workers stop accepting. The queue of a slot left out is
+// treated like an idle socket's (below). Slot sockets never leave the
+// group while the master lives: the kernel would move its last socket into
+// the hole. Classic BPF, unix sockets and sockets from systemd whose group
+// the master cannot grow keep one socket per generation (classic BPF
+// selects by position in a fixed group of GroupSize sockets, which a
+// socket per slot would outgrow).
+//
 // A socket that no generation holds and no selector points to is idle:
 // whatever still waits in its queue (connections the quiet wait gave up
 // on, or those of a previous master that was killed) is taken off it when
@@ -63,9 +90,11 @@
 //
 // # Binary upgrade
 //
-// Persist stores every socket, and the eBPF maps (a socket can be in one
-// REUSEPORT_SOCKARRAY only, so the new master must use the same ones; it
-// loads its own program over them). The new master takes the group over
+// Persist stores every socket (the slots' sockets too), and the eBPF maps
+// (a socket can be in one REUSEPORT_SOCKARRAY only, so the new master must
+// use the same ones; it loads its own program over them). A master that
+// predates sockets per slot stores no slot table: the new master then
+// keeps one socket per generation until it is restarted. The new master takes the group over
 // unchecked, in the same order. A master whose upgrade failed calls Reclaim
 // to point the selectors back at its own sockets.
 //

@@ -166,7 +166,7 @@ func (s *Sockets) checkForeign() {
 			if network == "" {
 				network = l.spec.Network
 			}
-			ts = append(ts, target{l.spec, network, l.addr, append([]*sock(nil), l.socks...)})
+			ts = append(ts, target{l.spec, network, l.addr, l.all()})
 		}
 	}
 	s.mu.Unlock()

@@ -253,7 +253,7 @@ func TestClassicGroupIsFixed(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	_, err := s.Files(GroupSize + 1)
+	_, err := s.Files(GroupSize+1, 0)
 	if want := fmt.Sprintf("%d generations hold sockets: wait for the old ones to drain", GroupSize); err == nil || !strings.Contains(err.Error(), want) {
 		t.Fatalf("Files for a fifth generation: %v, want %q", err, want)
 	}
@@ -309,7 +309,7 @@ func TestReleaseDropsStrandedDatagrams(t *testing.T) {
 	t.Parallel()
 	s, logs := open(t, Config{QuietTimeout: 100 * time.Millisecond}, "dns=udp://127.0.0.1:0")
 	addr := s.Listeners()[0].Addr
-	files, err := s.Files(1)
+	files, err := s.Files(1, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -325,7 +325,7 @@ func TestReleaseDropsStrandedDatagrams(t *testing.T) {
 	for i := 0; i < 3; i++ {
 		c.Write([]byte("query"))
 	}
-	if _, err := s.Files(2); err != nil {
+	if _, err := s.Files(2, 0); err != nil {
 		t.Fatal(err)
 	}
 	if err := s.Activate(context.Background(), 2); err == nil {
@@ -344,7 +344,7 @@ func TestNoDelay(t *testing.T) {
 	for _, nagle := range []bool{false, true} {
 		s, _ := open(t, Config{Nagle: nagle}, "web=127.0.0.1:0")
 		addr := s.Listeners()[0].Addr
-		files, err := s.Files(1)
+		files, err := s.Files(1, 0)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -2,11 +2,12 @@ package handoff
 
 import "fmt"
 
-// Inodes returns, for generation gen, the inode of each listener's socket
-// as [Sockets.Files] hands it out, in order: what /proc/PID/fd shows as
-// socket:[INODE] in a worker that still holds it. A generation that holds
-// no sockets yet gets 0 for its steered listeners.
-func (s *Sockets) Inodes(gen uint64) []uint64 {
+// Inodes returns, for the worker in slot of generation gen, the inode of
+// each listener's socket as [Sockets.Files] hands it out, in order: what
+// /proc/PID/fd shows as socket:[INODE] in a worker that still holds it. A
+// generation or slot that holds no sockets yet gets 0 for its steered
+// listeners.
+func (s *Sockets) Inodes(gen uint64, slot int) []uint64 {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	k, ok := s.holders[gen]
@@ -19,9 +20,16 @@ func (s *Sockets) Inodes(gen uint64) []uint64 {
 			}
 			j = k
 		}
-		if j < len(l.socks) {
-			out[i] = sockInode(l.socks[j].rc)
+		if j >= len(l.socks) {
+			continue
 		}
+		so := l.socks[j]
+		if ss := sockSlot(slot); ss > 0 && l.perSlot() {
+			if so = l.extra[[2]int{j, ss}]; so == nil {
+				continue
+			}
+		}
+		out[i] = sockInode(so.rc)
 	}
 	return out
 }

@@ -26,38 +26,64 @@ func (s *Sockets) resetIdleLocked() {
 		return
 	}
 	held := make(map[int]bool)
-	for _, k := range s.holders {
+	served := make(map[[2]int]bool) // {index, slot} a generation serves
+	// known: indexes whose slots are known; a previous master's are not,
+	// and all their sockets count as served.
+	known := make(map[int]bool)
+	for gen, k := range s.holders {
 		held[k] = true
+		for _, slot := range s.served[gen] {
+			served[[2]int{k, slot}] = true
+			known[k] = true
+		}
 	}
 	serving := held[s.active]
 	for _, l := range s.ls {
 		if l.mode != Steered {
 			continue
 		}
+		// A slot's socket is idle when its index is, or when its
+		// generation leaves the slot out (Serve).
+		idle := func(k, slot int) bool {
+			if held[k] {
+				return l.perSlot() && known[k] && !served[[2]int{k, slot}]
+			}
+			return k != s.active
+		}
 		for k, so := range l.socks {
-			if k == s.active || held[k] {
-				continue
-			}
-			if s.cfg.Stranded != nil && serving && strings.HasPrefix(l.spec.Network, "tcp") {
-				_, n, err := s.strandLocked(l, k, so)
-				switch {
-				case err != nil:
-					s.cfg.Log("listen %s: take the queue of idle socket %d: %v (%d reset)", l.spec.Name, k, err, n)
-				case n > 0:
-					s.cfg.Log("listen %s: reset %d connections left in the accept queue of socket %d, which no generation serves any more", l.spec.Name, n, k)
-				}
-				continue
-			}
-			n, err := discardQueue(so, l.spec.Stream())
-			switch {
-			case err != nil:
-				s.cfg.Log("listen %s: empty the queue of idle socket %d: %v (%d taken off)", l.spec.Name, k, err, n)
-			case n > 0 && l.spec.Stream():
-				s.cfg.Log("listen %s: reset %d connections left in the accept queue of socket %d, which no generation serves any more", l.spec.Name, n, k)
-			case n > 0:
-				s.cfg.Log("listen %s: dropped %d datagrams left in the queue of socket %d, which no generation serves any more", l.spec.Name, n, k)
+			if idle(k, 0) {
+				s.resetLocked(l, k, so, serving)
 			}
 		}
+		for ks, so := range l.extra {
+			if idle(ks[0], ks[1]) {
+				s.resetLocked(l, ks[0], so, serving)
+			}
+		}
+	}
+}
+
+// resetLocked empties the queue of so, an idle socket of index k of l (see
+// resetIdleLocked); serving says a generation holds the active socket.
+func (s *Sockets) resetLocked(l *listener, k int, so *sock, serving bool) {
+	if s.cfg.Stranded != nil && serving && strings.HasPrefix(l.spec.Network, "tcp") {
+		_, n, err := s.strandLocked(l, k, so)
+		switch {
+		case err != nil:
+			s.cfg.Log("listen %s: take the queue of idle socket %d: %v (%d reset)", l.spec.Name, k, err, n)
+		case n > 0:
+			s.cfg.Log("listen %s: reset %d connections left in the accept queue of socket %d, which no generation serves any more", l.spec.Name, n, k)
+		}
+		return
+	}
+	n, err := discardQueue(so, l.spec.Stream())
+	switch {
+	case err != nil:
+		s.cfg.Log("listen %s: empty the queue of idle socket %d: %v (%d taken off)", l.spec.Name, k, err, n)
+	case n > 0 && l.spec.Stream():
+		s.cfg.Log("listen %s: reset %d connections left in the accept queue of socket %d, which no generation serves any more", l.spec.Name, n, k)
+	case n > 0:
+		s.cfg.Log("listen %s: dropped %d datagrams left in the queue of socket %d, which no generation serves any more", l.spec.Name, n, k)
 	}
 }
 

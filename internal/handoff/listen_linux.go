@@ -11,6 +11,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/hotcluster/hotcluster/internal/reuseport"
 	"golang.org/x/sys/unix"
 )
 
@@ -58,7 +59,7 @@ func (l *listener) closeSocks() {
 	if l.sel != nil {
 		l.sel.close()
 	}
-	for _, so := range l.socks {
+	for _, so := range l.all() {
 		so.c.Close()
 	}
 }
@@ -184,16 +185,8 @@ func (fd rawFD) Close() error                   { return unix.Close(int(fd)) }
 // grow adds a socket to the group, with socket 0's TCP_NODELAY (which is
 // systemd's choice for an adopted group), and tells the selector.
 func (l *listener) grow() error {
-	network := l.network
-	if network == "" {
-		network = l.spec.Network
-	}
-	var nodelay int
-	l.socks[0].rc.Control(func(fd uintptr) {
-		nodelay, _ = unix.GetsockoptInt(int(fd), unix.IPPROTO_TCP, unix.TCP_NODELAY)
-	})
 	k := len(l.socks)
-	so, _, err := bindSock(network, l.addr, true, nodelay != 0)
+	so, err := l.bindMore()
 	if err != nil {
 		return listenError(l.spec, fmt.Errorf("add socket %d to the group: %w", k, err))
 	}
@@ -206,9 +199,76 @@ func (l *listener) grow() error {
 	return nil
 }
 
-// steer points the group's selector at socket k.
-func (l *listener) steer(k int) error {
-	return l.sel.steer(k)
+// steer points the group's selector at socket k; with per-slot sockets
+// at the sockets of k's slots (slot 0 alone if none is given).
+func (l *listener) steer(k int, slots []int) error {
+	if !l.perSlot() || len(slots) == 0 {
+		slots = []int{0}
+	}
+	return l.sel.steer(k, slots)
+}
+
+// sockAt returns the socket of slot for generation index k: slot 0 is
+// l.socks[k], and without per-slot sockets every slot has that one. It
+// creates the slot's socket, and those of the slots before it, when
+// missing: a group never has a hole, and these sockets never leave it
+// while the master lives (the kernel would move its last socket into the
+// hole, under another socket's key for classic BPF).
+func (l *listener) sockAt(k, slot int) (*sock, error) {
+	if slot == 0 || !l.perSlot() {
+		return l.socks[k], nil
+	}
+	if slot >= reuseport.MaxSlots {
+		return nil, fmt.Errorf("listen %s: slot %d: at most %d sockets per generation", l.spec, slot, reuseport.MaxSlots)
+	}
+	for i := 1; i <= slot; i++ {
+		if l.extra[[2]int{k, i}] != nil {
+			continue
+		}
+		so, err := l.bindMore()
+		if err != nil {
+			return nil, listenError(l.spec, fmt.Errorf("add the socket of slot %d to the group: %w", i, err))
+		}
+		if err := l.sel.add(reuseport.SlotKey(k, i), so); err != nil {
+			so.c.Close()
+			return nil, fmt.Errorf("listen %s: add the socket of slot %d to the selector: %w", l.spec, i, err)
+		}
+		if l.extra == nil {
+			l.extra = make(map[[2]int]*sock)
+		}
+		l.extra[[2]int{k, i}] = so
+	}
+	return l.extra[[2]int{k, slot}], nil
+}
+
+// slotsOf is the number of slot sockets index k has.
+func (l *listener) slotsOf(k int) int {
+	n := 1
+	for l.extra[[2]int{k, n}] != nil {
+		n++
+	}
+	return n
+}
+
+// perSlot reports whether the listener gives each worker slot a socket of
+// its own: an eBPF selector with a slot table picks among them.
+func (l *listener) perSlot() bool {
+	return l.mode == Steered && l.sel != nil && l.sel.slotted()
+}
+
+// bindMore binds one more socket of the group, with socket 0's
+// TCP_NODELAY (which is systemd's choice for an adopted group).
+func (l *listener) bindMore() (*sock, error) {
+	network := l.network
+	if network == "" {
+		network = l.spec.Network
+	}
+	var nodelay int
+	l.socks[0].rc.Control(func(fd uintptr) {
+		nodelay, _ = unix.GetsockoptInt(int(fd), unix.IPPROTO_TCP, unix.TCP_NODELAY)
+	})
+	so, _, err := bindSock(network, l.addr, true, nodelay != 0)
+	return so, err
 }
 
 // dupFile makes a close-on-exec duplicate of a socket without touching its
@@ -231,26 +291,29 @@ const (
 	pollMax = 20 * time.Millisecond
 )
 
-// quiesce waits until so, a socket the selector no longer points to, has
-// nothing left that its generation's workers must serve.
-func (l *listener) quiesce(ctx context.Context, so *sock) error {
+// quiesce waits until socks, sockets the selector no longer points to (a
+// generation's, one per slot), have nothing left that their workers must
+// serve.
+func (l *listener) quiesce(ctx context.Context, socks []*sock) error {
 	if !l.spec.Stream() {
 		return pollUntil(ctx, "receive queue", func() (bool, error) {
-			var n int
-			var ierr error
-			if err := so.rc.Control(func(fd uintptr) {
-				n, ierr = unix.IoctlGetInt(int(fd), unix.SIOCINQ)
-			}); err != nil {
-				return false, err
+			for _, so := range socks {
+				var n int
+				var ierr error
+				if err := so.rc.Control(func(fd uintptr) {
+					n, ierr = unix.IoctlGetInt(int(fd), unix.SIOCINQ)
+				}); err != nil || ierr != nil || n != 0 {
+					return false, errors.Join(err, ierr)
+				}
 			}
-			return n == 0, ierr
+			return true, nil
 		})
 	}
 	ap, err := netip.ParseAddrPort(l.addr)
 	if err != nil {
 		return err
 	}
-	return quiesceTCP(ctx, so, ap)
+	return quiesceTCP(ctx, socks, ap)
 }
 
 // pollUntil calls done, at growing intervals, until it reports true, fails, or

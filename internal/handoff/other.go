@@ -11,11 +11,14 @@ import (
 
 var errNotSupported = errors.New("handoff: only Linux is supported")
 
-func openListener(spec Spec, cfg *Config) (*listener, error)    { return nil, errNotSupported }
-func (l *listener) grow() error                                 { return errNotSupported }
-func (l *listener) steer(k int) error                           { return errNotSupported }
-func (l *listener) quiesce(ctx context.Context, so *sock) error { return errNotSupported }
-func dupFile(rc syscall.RawConn, name string) (*os.File, error) { return nil, errNotSupported }
+func openListener(spec Spec, cfg *Config) (*listener, error)         { return nil, errNotSupported }
+func (l *listener) grow() error                                      { return errNotSupported }
+func (l *listener) steer(k int, slots []int) error                   { return errNotSupported }
+func (l *listener) sockAt(k, slot int) (*sock, error)                { return nil, errNotSupported }
+func (l *listener) slotsOf(k int) int                                { return 1 }
+func (l *listener) perSlot() bool                                    { return false }
+func (l *listener) quiesce(ctx context.Context, socks []*sock) error { return errNotSupported }
+func dupFile(rc syscall.RawConn, name string) (*os.File, error)      { return nil, errNotSupported }
 
 type unixFile struct{}
 

@@ -10,13 +10,15 @@ import (
 
 type connKey struct{ local, remote netip.AddrPort }
 
-// quiesceTCP waits until an old listening socket of a steered group has
-// nothing its workers must still serve. The selector already points
+// quiesceTCP waits until the old listening sockets of a steered group (a
+// generation's, one per slot) have nothing their workers must still
+// serve. Conditions 1 and 3 are over the port, so they are checked once
+// for all the sockets, not once per socket. The selector already points
 // elsewhere, so the conditions only ever get closer to true:
 //
 //  1. handshakes on the port that were in progress at the switch are done
 //     (they may complete into the old socket's queue);
-//  2. the old socket's accept queue is empty;
+//  2. the old sockets' accept queues are empty;
 //  3. every connection a worker had accepted by then has had bytes read
 //     from it by its worker (tcpi_bytes_received above the receive
 //     queue's length). A plain
@@ -26,7 +28,7 @@ type connKey struct{ local, remote netip.AddrPort }
 //
 // Without socket diagnostics (a kernel or sandbox that refuses them) only
 // condition 2 is checked.
-func quiesceTCP(ctx context.Context, so *sock, addr netip.AddrPort) error {
+func quiesceTCP(ctx context.Context, socks []*sock, addr netip.AddrPort) error {
 	port := addr.Port()
 	ours := func(c sockdiag.Conn) bool {
 		return addr.Addr().IsUnspecified() || c.Local.Addr().Unmap() == addr.Addr().Unmap()
@@ -64,8 +66,12 @@ func quiesceTCP(ctx context.Context, so *sock, addr netip.AddrPort) error {
 		}
 	}
 	err = pollUntil(ctx, "accept queue", func() (bool, error) {
-		n, err := sockdiag.ListenQueue(so.rc)
-		return n == 0, err
+		for _, so := range socks {
+			if n, err := sockdiag.ListenQueue(so.rc); n != 0 || err != nil {
+				return false, err
+			}
+		}
+		return true, nil
 	})
 	if err != nil || !diag {
 		return err

@@ -3,10 +3,14 @@ package handoff
 import (
 	"errors"
 	"fmt"
+	"os"
 
 	"github.com/hotcluster/hotcluster/internal/reuseport"
 	"golang.org/x/sys/unix"
 )
+
+// SlotSockets is the size of the eBPF selector's slot table.
+var _ = [1]struct{}{}[SlotSockets-reuseport.MaxSlots]
 
 // startSteering gives a group, whose socket 0 exists, its selector: eBPF
 // where the kernel allows it, else classic BPF with the rest of the
@@ -26,7 +30,7 @@ func (l *listener) startSteering(classic bool) error {
 		}
 	}
 	c := &cbpf{group: l.socks[0]}
-	if err := c.steer(0); err != nil {
+	if err := c.steer(0, nil); err != nil {
 		return err
 	}
 	l.sel = c
@@ -47,7 +51,7 @@ func newEBPF(first *sock, k int) (*ebpfSel, error) {
 	}
 	e := &ebpfSel{sel: sel}
 	if err := e.add(k, first); err == nil {
-		err = e.adopt(first, k)
+		err = e.adopt(first, k, nil)
 	}
 	if err != nil {
 		sel.Close()
@@ -82,8 +86,21 @@ func (s *Sockets) inheritSelector(l *listener) error {
 		}
 		return err
 	}
+	// A previous master without slots stored no slot table.
+	tf, err := s.cfg.Store.File(storeKey(spec, "bpf-slots"))
+	if err != nil {
+		for _, f := range []*os.File{sf, af} {
+			if f != nil {
+				f.Close()
+			}
+		}
+		return err
+	}
+	if tf != nil {
+		defer tf.Close()
+	}
 	if sf != nil && af != nil {
-		sel, err := reuseport.Inherit(sf, af)
+		sel, err := reuseport.Inherit(sf, af, tf)
 		sf.Close()
 		af.Close()
 		if err != nil {
@@ -96,7 +113,13 @@ func (s *Sockets) inheritSelector(l *listener) error {
 				return fmt.Errorf("listen %s: socket %d is not where the previous master's selector has it (%v)", spec, i, err)
 			}
 		}
-		if err := e.adopt(l.socks[0], k); err != nil {
+		for ks, so := range l.extra {
+			if ok, err := sel.Holds(reuseport.SlotKey(ks[0], ks[1]), so.cookie); err != nil || !ok {
+				sel.Close()
+				return fmt.Errorf("listen %s: slot %d of socket %d is not where the previous master's selector has it (%v)", spec, ks[1], ks[0], err)
+			}
+		}
+		if err := e.adopt(l.socks[0], k, upTo(l.slotsOf(k))); err != nil {
 			sel.Close()
 			return fmt.Errorf("listen %s: %w", spec, err)
 		}
@@ -116,8 +139,13 @@ func (s *Sockets) inheritSelector(l *listener) error {
 					err = e.add(i, so)
 				}
 			}
+			for ks, so := range l.extra {
+				if err == nil {
+					err = e.add(reuseport.SlotKey(ks[0], ks[1]), so)
+				}
+			}
 			if err == nil {
-				err = e.adopt(l.socks[0], k)
+				err = e.adopt(l.socks[0], k, upTo(l.slotsOf(k)))
 			}
 			if err == nil {
 				l.sel, l.limit = e, reuseport.MaxSockets
@@ -127,7 +155,7 @@ func (s *Sockets) inheritSelector(l *listener) error {
 		}
 	}
 	c := &cbpf{group: l.socks[0]}
-	if err := c.steer(k); err != nil {
+	if err := c.steer(k, nil); err != nil {
 		return fmt.Errorf("listen %s: steer the inherited group: %w", spec, err)
 	}
 	l.sel, l.limit = c, len(l.socks)
@@ -151,12 +179,13 @@ func (s *Sockets) inheritSelector(l *listener) error {
 type cbpf struct{ group *sock }
 
 func (c *cbpf) kind() string              { return "cbpf" }
+func (c *cbpf) slotted() bool             { return false }
 func (c *cbpf) add(int, *sock) error      { return nil }
 func (c *cbpf) persist(Store, Spec) error { return nil }
 func (c *cbpf) close()                    {}
 
 // steer replaces the group's program through any of its sockets.
-func (c *cbpf) steer(k int) error {
+func (c *cbpf) steer(k int, _ []int) error {
 	prog := []unix.SockFilter{{Code: unix.BPF_RET | unix.BPF_K, K: uint32(k)}}
 	fprog := unix.SockFprog{Len: 1, Filter: &prog[0]}
 	var serr error
@@ -168,12 +197,14 @@ func (c *cbpf) steer(k int) error {
 	return serr
 }
 
-func (c *cbpf) reclaim(_ *sock, k int) error { return c.steer(k) }
+func (c *cbpf) reclaim(_ *sock, k int, _ []int) error { return c.steer(k, nil) }
 
 // ebpfSel selects by socket identity (package internal/reuseport).
 type ebpfSel struct{ sel *reuseport.Selector }
 
 func (e *ebpfSel) kind() string { return "ebpf" }
+
+func (e *ebpfSel) slotted() bool { return e.sel.Slotted() }
 
 func (e *ebpfSel) add(k int, so *sock) error {
 	var err error
@@ -181,12 +212,26 @@ func (e *ebpfSel) add(k int, so *sock) error {
 	return err
 }
 
-func (e *ebpfSel) steer(k int) error { return e.sel.Steer(k) }
+// steer spreads new connections over the sockets of generation key k's
+// slots (slot 0 alone without a slot table, or with no slots given).
+func (e *ebpfSel) steer(k int, slots []int) error {
+	if !e.sel.Slotted() {
+		return e.sel.Steer(k)
+	}
+	if len(slots) == 0 {
+		slots = []int{0}
+	}
+	keys := make([]int, len(slots))
+	for i, slot := range slots {
+		keys[i] = reuseport.SlotKey(k, slot)
+	}
+	return e.sel.SteerSlots(keys)
+}
 
-// adopt points the selector at k, then attaches its program to the group
-// (replacing whatever program it had) through socket group.
-func (e *ebpfSel) adopt(group *sock, k int) error {
-	if err := e.sel.Steer(k); err != nil {
+// adopt points the selector at k's slots, then attaches its program to the
+// group (replacing whatever program it had) through socket group.
+func (e *ebpfSel) adopt(group *sock, k int, slots []int) error {
+	if err := e.steer(k, slots); err != nil {
 		return err
 	}
 	var err error
@@ -194,15 +239,21 @@ func (e *ebpfSel) adopt(group *sock, k int) error {
 	return err
 }
 
-func (e *ebpfSel) reclaim(group *sock, k int) error { return e.adopt(group, k) }
+func (e *ebpfSel) reclaim(group *sock, k int, slots []int) error { return e.adopt(group, k, slots) }
 
 func (e *ebpfSel) persist(st Store, spec Spec) error {
-	sf, af, err := e.sel.Files()
+	sf, af, tf, err := e.sel.Files()
 	if err != nil {
 		return err
 	}
 	defer sf.Close()
 	defer af.Close()
+	if tf != nil {
+		defer tf.Close()
+		if err := st.AddFile(storeKey(spec, "bpf-slots"), tf); err != nil {
+			return err
+		}
+	}
 	if err := st.AddFile(storeKey(spec, "bpf-sockets"), sf); err != nil {
 		return err
 	}

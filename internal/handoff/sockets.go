@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -36,6 +37,15 @@ const (
 // generation that would need a fifth socket fails to start instead. Groups
 // steered with eBPF select by identity, and grow on demand up to 64.
 const GroupSize = 4
+
+// SlotSockets is how many sockets per generation a listener with a socket
+// per slot has at most: slots from SlotSockets on share the socket of
+// slot % SlotSockets with the workers of those slots. It is the size of the
+// eBPF slot table (internal/reuseport.MaxSlots).
+const SlotSockets = 64
+
+// sockSlot is the socket slot of worker slot.
+func sockSlot(slot int) int { return slot % SlotSockets }
 
 // Mode says how a listener moves traffic between generations.
 type Mode int
@@ -114,8 +124,12 @@ type Sockets struct {
 	ls      []*listener
 	holders map[uint64]int // generation -> index in each steered group
 	active  int            // index the selectors point to
-	closed  bool
-	unused  []string
+	// served is, per generation, the slots (in order) whose sockets the
+	// selectors spread its connections over, where listeners have a
+	// socket per slot (see Files and Serve).
+	served map[uint64][]int
+	closed bool
+	unused []string
 	// frozen is set from Persist until Reclaim: while an upgraded master
 	// may be steering the same groups, this one leaves every queue alone.
 	frozen bool
@@ -145,15 +159,19 @@ type sock struct {
 type selector interface {
 	// kind is "ebpf" or "cbpf", for logs and status.
 	kind() string
+	// slotted reports whether it can spread connections over a socket
+	// per worker slot (an eBPF selector with a slot table).
+	slotted() bool
 	// add tells that socket k of the group exists (eBPF stores it).
 	add(k int, so *sock) error
-	// steer selects socket k for new connections from now on.
-	steer(k int) error
+	// steer selects socket k for new connections from now on; a slotted
+	// selector spreads them over the sockets of k's slots.
+	steer(k int, slots []int) error
 	// persist stores what an upgraded master needs to steer the group.
 	persist(st Store, spec Spec) error
 	// reclaim makes this master's selector the group's again, pointing at
 	// socket k (after an upgrade that failed); group is socket 0.
-	reclaim(group *sock, k int) error
+	reclaim(group *sock, k int, slots []int) error
 	close()
 }
 
@@ -168,6 +186,9 @@ type listener struct {
 	adopted bool    // handed in by the service manager
 	addr    string  // resolved, e.g. with the port chosen for :0
 	socks   []*sock // steered: the group, by index; shared: one socket
+	// extra are, with per-slot sockets (perSlot), the sockets of slots 1
+	// and up of each index k, by {k, slot}; slot 0's is socks[k].
+	extra map[[2]int]*sock
 	// why is the reason a listener fell back to shared mode, or to classic
 	// BPF, for the log.
 	why string
@@ -178,6 +199,16 @@ type listener struct {
 	// limit is how many sockets the group may have (see GroupSize).
 	sel   selector
 	limit int
+}
+
+// all returns every socket of the listener's group that the master made:
+// each index's, and each slot's.
+func (l *listener) all() []*sock {
+	out := append([]*sock(nil), l.socks...)
+	for _, so := range l.extra {
+		out = append(out, so)
+	}
+	return out
 }
 
 // Open binds every listener, or takes it over from Store. On error nothing
@@ -192,7 +223,7 @@ func Open(cfg Config) (*Sockets, error) {
 	if cfg.Log == nil {
 		cfg.Log = func(string, ...any) {}
 	}
-	s := &Sockets{cfg: cfg, holders: make(map[uint64]int), foreign: make(map[string][]*Foreign)}
+	s := &Sockets{cfg: cfg, holders: make(map[uint64]int), served: make(map[uint64][]int), foreign: make(map[string][]*Foreign)}
 	inherited, err := describeInherited(cfg.Inherited)
 	if err != nil {
 		closeAll(cfg.Inherited)
@@ -317,6 +348,25 @@ func (s *Sockets) takeOver(spec Spec) (*listener, error) {
 	if l == nil {
 		return nil, nil
 	}
+	for k := range l.socks {
+		for slot := 1; ; slot++ {
+			f, err := s.cfg.Store.File(storeSlotName(spec, k, slot))
+			if err != nil {
+				return nil, err
+			}
+			if f == nil {
+				break
+			}
+			so, err := sockOf(f, f)
+			if err != nil {
+				return nil, fmt.Errorf("listen %s: slot %d of socket %d from the previous master: %w", spec, slot, k, err)
+			}
+			if l.extra == nil {
+				l.extra = make(map[[2]int]*sock)
+			}
+			l.extra[[2]int{k, slot}] = so
+		}
+	}
 	fd := int(l.socks[0].c.(rawFD))
 	got, err := socketSpec(fd, spec.Name)
 	if err != nil {
@@ -334,6 +384,9 @@ func (s *Sockets) takeOver(spec Spec) (*listener, error) {
 		l.network = got.Network
 		if err := s.inheritSelector(l); err != nil {
 			for _, so := range l.socks {
+				so.c.Close()
+			}
+			for _, so := range l.extra {
 				so.c.Close()
 			}
 			return nil, err
@@ -372,6 +425,17 @@ func (s *Sockets) Persist() error {
 				return err
 			}
 		}
+		for ks, so := range l.extra {
+			f, err := dupFile(so.rc, l.spec.Name)
+			if err != nil {
+				return fmt.Errorf("listen %s: %w", l.spec, err)
+			}
+			err = s.cfg.Store.AddFile(storeSlotName(l.spec, ks[0], ks[1]), f)
+			f.Close()
+			if err != nil {
+				return err
+			}
+		}
 		if l.mode == Steered {
 			if err := l.sel.persist(s.cfg.Store, l.spec); err != nil {
 				return fmt.Errorf("listen %s: %w", l.spec, err)
@@ -397,7 +461,7 @@ func (s *Sockets) Reclaim() error {
 		if l.mode != Steered {
 			continue
 		}
-		if err := l.sel.reclaim(l.socks[0], s.active); err != nil {
+		if err := l.sel.reclaim(l.socks[0], s.active, s.activeSlotsLocked(l)); err != nil {
 			errs = append(errs, fmt.Errorf("listen %s: steer back to socket %d: %w", l.spec, s.active, err))
 		}
 	}
@@ -407,6 +471,11 @@ func (s *Sockets) Reclaim() error {
 
 func storeName(spec Spec, i int) string {
 	return storeKey(spec, strconv.Itoa(i))
+}
+
+// storeSlotName names the socket of slot (1 and up) of index k.
+func storeSlotName(spec Spec, k, slot int) string {
+	return storeKey(spec, strconv.Itoa(k)+"/"+strconv.Itoa(slot))
 }
 
 func storeKey(spec Spec, what string) string {
@@ -434,6 +503,9 @@ type Listener struct {
 	Selector string
 	// Why says why a listener is shared, or steered with classic BPF.
 	Why string
+	// PerSlot says each worker slot has a socket of its own (the eBPF
+	// selector), rather than one per generation.
+	PerSlot bool
 }
 
 // Listeners describes every listener, in order.
@@ -445,18 +517,22 @@ func (s *Sockets) Listeners() []Listener {
 		out[i] = Listener{Spec: l.spec, Addr: l.addr, Mode: l.mode, Why: l.why}
 		if l.mode == Steered {
 			out[i].Selector = l.sel.kind()
+			out[i].PerSlot = l.perSlot()
 		}
 	}
 	return out
 }
 
-// Files returns, for generation gen, one close-on-exec duplicate per listener
-// in order, for exec.Cmd.ExtraFiles. The caller closes them once the worker
-// started. The first call for a generation assigns it a socket of each
-// steered group that no other live generation holds; later calls (respawns,
-// scaling) return the same sockets. The generation receives no connection
-// until Activate.
-func (s *Sockets) Files(gen uint64) ([]*os.File, error) {
+// Files returns, for the worker in slot of generation gen, one close-on-exec
+// duplicate per listener in order, for exec.Cmd.ExtraFiles. The caller
+// closes them once the worker started. The first call for a generation
+// assigns it an index of each steered group that no other live generation
+// holds; later calls (respawns, scaling) return the same sockets. Where a
+// listener has a socket per slot (an eBPF selector), each slot gets its
+// own, and the selector spreads the generation's connections over its
+// slots by flow hash: Files adds the slot to those the generation serves
+// (Serve sets them). The generation receives no connection until Activate.
+func (s *Sockets) Files(gen uint64, slot int) ([]*os.File, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
@@ -469,20 +545,110 @@ func (s *Sockets) Files(gen uint64) ([]*os.File, error) {
 			return nil, err
 		}
 	}
+	slot = sockSlot(slot)
 	files := make([]*os.File, 0, len(s.ls))
 	for _, l := range s.ls {
-		i := 0
+		so := l.socks[0]
 		if l.mode == Steered {
-			i = k
+			var err error
+			if so, err = l.sockAt(k, slot); err != nil {
+				closeAll(files)
+				return nil, err
+			}
 		}
-		f, err := dupFile(l.socks[i].rc, l.spec.Name)
+		f, err := dupFile(so.rc, l.spec.Name)
 		if err != nil {
 			closeAll(files)
 			return nil, fmt.Errorf("listen %s: %w", l.spec, err)
 		}
 		files = append(files, f)
 	}
+	if !slices.Contains(s.served[gen], slot) {
+		s.served[gen] = append(s.served[gen], slot)
+		slices.Sort(s.served[gen])
+		if k == s.active {
+			// A serving generation that grows: its new slot gets its share
+			// at once (the worker accepts what queued meanwhile).
+			if err := s.steerLocked(k, gen); err != nil {
+				closeAll(files)
+				return nil, err
+			}
+		}
+	}
 	return files, nil
+}
+
+// Serve sets the slots of generation gen whose sockets get its new
+// connections, where listeners have a socket per slot: the pool leaves
+// out a slot whose worker is down (crashed, given up) or about to stop
+// (scaling down), and Files puts a slot back. What is left in the queue of
+// a slot left out is relayed (Config.Stranded) or reset like that of any
+// idle socket, now and at each later Serve or Release. An empty set
+// changes nothing: connections wait in the sockets' queues for a worker
+// rather than being refused. It does nothing for listeners without a
+// socket per slot.
+func (s *Sockets) Serve(gen uint64, slots []int) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return ErrClosed
+	}
+	k, ok := s.holders[gen]
+	if !ok || len(slots) == 0 {
+		return nil
+	}
+	socks := make([]int, len(slots))
+	for i, slot := range slots {
+		socks[i] = sockSlot(slot)
+	}
+	slots = slices.Compact(slices.Sorted(slices.Values(socks)))
+	if slices.Equal(slots, s.served[gen]) {
+		s.resetIdleLocked()
+		return nil
+	}
+	s.served[gen] = slots
+	if k == s.active {
+		if err := s.steerLocked(k, gen); err != nil {
+			return err
+		}
+	}
+	s.resetIdleLocked()
+	return nil
+}
+
+// steerLocked points every steered listener at index k, spread over
+// generation gen's served slots where it has a socket per slot.
+func (s *Sockets) steerLocked(k int, gen uint64) error {
+	for _, l := range s.ls {
+		if l.mode != Steered {
+			continue
+		}
+		if err := l.steer(k, s.served[gen]); err != nil {
+			return fmt.Errorf("listen %s: steer to socket %d: %w", l.spec, k, err)
+		}
+	}
+	return nil
+}
+
+// activeSlotsLocked is the slots of the active index whose sockets l
+// spreads connections over: those the generation holding it serves, or
+// all it has when none does (a previous master's).
+func (s *Sockets) activeSlotsLocked(l *listener) []int {
+	for gen, k := range s.holders {
+		if k == s.active {
+			return s.served[gen]
+		}
+	}
+	return upTo(l.slotsOf(s.active))
+}
+
+// upTo returns 0, 1, ..., n-1.
+func upTo(n int) []int {
+	out := make([]int, n)
+	for i := range out {
+		out[i] = i
+	}
+	return out
 }
 
 // ErrClosed is returned by Files after Close.
@@ -547,16 +713,24 @@ func (s *Sockets) Activate(ctx context.Context, gen uint64) error {
 		return nil
 	}
 	old := s.active
-	var quiet []*listener
+	type oldSocks struct {
+		l     *listener
+		socks []*sock
+	}
+	var quiet []oldSocks
+	if err := s.steerLocked(k, gen); err != nil {
+		s.mu.Unlock()
+		return err
+	}
 	for _, l := range s.ls {
 		if l.mode != Steered {
 			continue
 		}
-		if err := l.steer(k); err != nil {
-			s.mu.Unlock()
-			return fmt.Errorf("listen %s: steer to socket %d: %w", l.spec, k, err)
+		q := oldSocks{l, []*sock{l.socks[old]}}
+		for slot := 1; slot < l.slotsOf(old); slot++ {
+			q.socks = append(q.socks, l.extra[[2]int{old, slot}])
 		}
-		quiet = append(quiet, l)
+		quiet = append(quiet, q)
 	}
 	s.active = k
 	s.mu.Unlock()
@@ -564,9 +738,9 @@ func (s *Sockets) Activate(ctx context.Context, gen uint64) error {
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.QuietTimeout)
 	defer cancel()
 	var qerr error
-	for _, l := range quiet {
-		if err := l.quiesce(ctx, l.socks[old]); err != nil && qerr == nil {
-			qerr = &QuietError{Listener: l.spec, Err: err}
+	for _, q := range quiet {
+		if err := q.l.quiesce(ctx, q.socks); err != nil && qerr == nil {
+			qerr = &QuietError{Listener: q.l.spec, Err: err}
 		}
 	}
 	// The old socket may have no holder left (a previous master that
@@ -610,6 +784,7 @@ func (s *Sockets) Release(gen uint64) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	delete(s.holders, gen)
+	delete(s.served, gen)
 	s.resetIdleLocked()
 }
 
@@ -624,6 +799,9 @@ func (s *Sockets) Close(unlink bool) {
 			l.sel.close()
 		}
 		for _, so := range l.socks {
+			so.c.Close()
+		}
+		for _, so := range l.extra {
 			so.c.Close()
 		}
 		if unlink {

@@ -32,7 +32,7 @@ func openTCP(t *testing.T, shared bool) *Sockets {
 // genListener is what a worker of generation gen would get on fd 3.
 func genListener(t *testing.T, s *Sockets, gen uint64) *net.TCPListener {
 	t.Helper()
-	files, err := s.Files(gen)
+	files, err := s.Files(gen, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -239,7 +239,7 @@ func TestSharedModes(t *testing.T) {
 	if l := u.Listeners()[0]; l.Mode != Shared || l.Why != "unix socket" {
 		t.Fatalf("listener %+v, want shared unix socket", l)
 	}
-	files, err := u.Files(1)
+	files, err := u.Files(1, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -300,5 +300,216 @@ func TestPreviousRoundTrip(t *testing.T) {
 	}
 	if got, err := ParsePrevious("active=1;future=9"); err != nil || got.Active != 1 {
 		t.Errorf("an unknown key: %+v, %v", got, err)
+	}
+}
+
+// slotListener is what the worker in slot of generation gen gets on fd 3.
+func slotListener(t *testing.T, s *Sockets, gen uint64, slot int) *net.TCPListener {
+	t.Helper()
+	files, err := s.Files(gen, slot)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.FileListener(files[0])
+	files[0].Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	return ln.(*net.TCPListener)
+}
+
+// With an eBPF selector each slot of a generation has a socket of its own,
+// the generation's connections are spread over its slots' sockets, an
+// activation moves them all to the next generation's, and Serve narrows a
+// generation to its first slots.
+func TestSocketPerSlot(t *testing.T) {
+	s := openTCP(t, false)
+	if l := s.Listeners()[0]; l.Selector != "ebpf" {
+		t.Skipf("sockets per slot need the eBPF selector (root, CAP_BPF): %s", l.Why)
+	}
+	addr := s.Listeners()[0].Addr
+	var g1, g2 []*net.TCPListener
+	for slot := 0; slot < 4; slot++ {
+		g1 = append(g1, slotListener(t, s, 1, slot))
+	}
+	ino := map[uint64]bool{}
+	for slot := 0; slot < 4; slot++ {
+		ino[s.Inodes(1, slot)[0]] = true
+	}
+	if len(ino) != 4 || ino[0] {
+		t.Fatalf("inodes of the 4 slots: %v, want 4 distinct sockets", ino)
+	}
+	count := func(n int, lns []*net.TCPListener) []int {
+		got := make([]int, len(lns))
+		for i := 0; i < n; i++ {
+			j := served(t, addr, lns...)
+			if j < 0 {
+				t.Fatalf("connection %d: none of %d sockets accepted it", i, len(lns))
+			}
+			got[j]++
+		}
+		return got
+	}
+	all := append([]*net.TCPListener{}, g1...)
+	got := count(200, all)
+	for _, n := range got {
+		if n < 15 { // 200 by a uniform hash over 4: under 15 has p < 1e-9
+			t.Fatalf("gen 1's connections per slot: %v, want each slot some 50", got)
+		}
+	}
+	for slot := 0; slot < 2; slot++ {
+		g2 = append(g2, slotListener(t, s, 2, slot))
+	}
+	if err := s.Activate(context.Background(), 2); err != nil {
+		t.Fatal(err)
+	}
+	all = append(append([]*net.TCPListener{}, g2...), g1...)
+	got = count(80, all)
+	if got[0] == 0 || got[1] == 0 || got[0]+got[1] != 80 {
+		t.Fatalf("after activating gen 2 (2 slots): per socket (gen 2's, then gen 1's) %v", got)
+	}
+	if err := s.Serve(2, []int{0}); err != nil {
+		t.Fatal(err)
+	}
+	if got = count(20, all); got[0] != 20 {
+		t.Fatalf("gen 2 narrowed to 1 slot: per socket %v, want all on slot 0", got)
+	}
+	// Files (a respawn, scaling up) gives slot 1 its share back.
+	slotListener(t, s, 2, 1)
+	if got = count(80, all); got[1] == 0 || got[0]+got[1] != 80 {
+		t.Fatalf("gen 2 widened to 2 slots: per socket %v", got)
+	}
+	// Leaving out slot 0 (its worker crashed) sends everything to slot 1.
+	if err := s.Serve(2, []int{1}); err != nil {
+		t.Fatal(err)
+	}
+	if got = count(20, all); got[1] != 20 {
+		t.Fatalf("gen 2 without slot 0: per socket %v, want all on slot 1", got)
+	}
+}
+
+// UDP: each slot has a socket too; a flow (source address and port) keeps
+// its slot while the table stays, flows spread over the slots, and after
+// Activate a flow's later datagrams go to the new generation.
+func TestSocketPerSlotUDP(t *testing.T) {
+	spec, err := ParseSpec("dns=udp://127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := Open(Config{Specs: []Spec{spec}, QuietTimeout: 5 * time.Second, Grace: time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close(true) })
+	if l := s.Listeners()[0]; l.Selector != "ebpf" {
+		t.Skipf("sockets per slot need the eBPF selector (root, CAP_BPF): %s", l.Why)
+	}
+	addr, err := net.ResolveUDPAddr("udp", s.Listeners()[0].Addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	conns := func(gen uint64, n int) []*net.UDPConn {
+		var out []*net.UDPConn
+		for slot := 0; slot < n; slot++ {
+			files, err := s.Files(gen, slot)
+			if err != nil {
+				t.Fatal(err)
+			}
+			c, err := net.FilePacketConn(files[0])
+			files[0].Close()
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { c.Close() })
+			out = append(out, c.(*net.UDPConn))
+		}
+		return out
+	}
+	// which sends one datagram from c and says which of socks got it.
+	which := func(c *net.UDPConn, socks []*net.UDPConn) int {
+		t.Helper()
+		if _, err := c.Write([]byte("q")); err != nil {
+			t.Fatal(err)
+		}
+		deadline := time.Now().Add(5 * time.Second)
+		for time.Now().Before(deadline) {
+			for i, so := range socks {
+				so.SetReadDeadline(time.Now().Add(time.Millisecond))
+				var b [8]byte
+				if _, from, err := so.ReadFromUDP(b[:]); err == nil && from.String() == c.LocalAddr().String() {
+					return i
+				}
+			}
+		}
+		t.Fatalf("datagram from %s: no socket got it", c.LocalAddr())
+		return -1
+	}
+	g1 := conns(1, 2)
+	var clients []*net.UDPConn
+	for range 40 {
+		c, err := net.DialUDP("udp", nil, addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		clients = append(clients, c)
+	}
+	per := make([]int, 2)
+	first := make([]int, len(clients))
+	for i, c := range clients {
+		first[i] = which(c, g1)
+		per[first[i]]++
+	}
+	// 40 flows over 2 sockets by a uniform hash: fewer than 5 on one has a
+	// probability under 1e-6.
+	if per[0] < 5 || per[1] < 5 {
+		t.Fatalf("flows per slot %v, want both slots to have some 20", per)
+	}
+	for i, c := range clients {
+		if got := which(c, g1); got != first[i] {
+			t.Fatalf("flow %d moved from slot %d to %d with the table unchanged", i, first[i], got)
+		}
+	}
+	g2 := conns(2, 2)
+	if err := s.Activate(context.Background(), 2); err != nil {
+		t.Fatal(err)
+	}
+	all := append(append([]*net.UDPConn{}, g2...), g1...)
+	for i, c := range clients {
+		if got := which(c, all); got > 1 {
+			t.Fatalf("flow %d after activating gen 2: on gen 1's slot %d", i, got-2)
+		}
+	}
+}
+
+// Slots past SlotSockets share a socket with an earlier slot: a pool of
+// more workers than the slot table holds still starts.
+func TestSlotsPastTheTableShareASocket(t *testing.T) {
+	s := openTCP(t, false)
+	if l := s.Listeners()[0]; l.Selector != "ebpf" {
+		t.Skipf("sockets per slot need the eBPF selector (root, CAP_BPF): %s", l.Why)
+	}
+	for slot := 0; slot < SlotSockets+2; slot++ {
+		files, err := s.Files(1, slot)
+		if err != nil {
+			t.Fatalf("slot %d: %v", slot, err)
+		}
+		closeAll(files)
+	}
+	if a, b := s.Inodes(1, 1)[0], s.Inodes(1, SlotSockets+1)[0]; a != b || a == 0 {
+		t.Errorf("slots 1 and %d: sockets %d and %d, want the same", SlotSockets+1, a, b)
+	}
+	if a, b := s.Inodes(1, 1)[0], s.Inodes(1, 2)[0]; a == b {
+		t.Errorf("slots 1 and 2 share socket %d", a)
+	}
+	if err := s.Serve(1, []int{0, SlotSockets + 1}); err != nil {
+		t.Fatal(err)
+	}
+	lns := []*net.TCPListener{slotListener(t, s, 1, 0), slotListener(t, s, 1, 1)}
+	for i := 0; i < 20; i++ {
+		if j := served(t, s.Listeners()[0].Addr, lns...); j < 0 {
+			t.Fatalf("connection %d not served by slots 0 and 1", i)
+		}
 	}
 }

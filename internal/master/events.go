@@ -30,7 +30,7 @@ func (m *Master) event(e workers.Event) {
 	case workers.WorkerStarted:
 		if m.left.keeper != nil && m.socks != nil {
 			// What a killed master's keeper looks for in other sessions.
-			m.left.keeper.Sockets(m.socks.Inodes(e.Gen))
+			m.left.keeper.Sockets(m.socks.Inodes(e.Gen, e.Slot))
 		}
 	}
 	if m.loop != nil && e.Kind <= workers.GenDone {

@@ -554,6 +554,9 @@ func ListenerMode(l handoff.Listener) string {
 	if l.Selector != "" {
 		mode += ", " + l.Selector
 	}
+	if l.PerSlot {
+		mode += ", a socket per worker"
+	}
 	if l.Why != "" {
 		mode += ": " + l.Why
 	}

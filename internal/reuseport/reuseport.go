@@ -57,23 +57,49 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// MaxSockets is the number of sockets one group's map can hold.
+// MaxSockets is the number of generation keys of a group: a socket map
+// made by a master without slots ([Inherit] without a slot table) holds
+// exactly these.
 const MaxSockets = 64
+
+// MaxSlots is how many sockets, one per worker slot, a generation key can
+// have in a slotted selector; slot s of key k is stored under [SlotKey].
+const MaxSlots = 64
+
+// SlotKey is the socket-map key of slot's socket of generation key k. Slot
+// 0 of key k is key k, where a selector without slots keeps its sockets,
+// so that both layouts agree on it.
+func SlotKey(k, slot int) int { return slot*MaxSockets + k }
+
+// bank is the size of one half of the slot table: a count, then the keys.
+const bank = 1 + MaxSlots
 
 // Selector is one group's program and maps. Its methods are not safe for
 // concurrent use; package handoff calls them under its lock.
 type Selector struct {
 	sockets *ebpf.Map // REUSEPORT_SOCKARRAY: key k -> the master's socket k
-	active  *ebpf.Map // ARRAY of one u32: the key to select
-	prog    *ebpf.Program
+	// active is an ARRAY of one u32: without slots, the key to select;
+	// with slots, which bank of the slot table is in use (0 or 1).
+	active *ebpf.Map
+	// slots, nil for a selector without slots, is an ARRAY of u32 in two
+	// banks of [bank] entries: the number n of sockets selected, then their
+	// keys. The program takes key[ctx->hash % n] of the bank in use; Steer
+	// fills the other bank and flips active, so a connection never sees a
+	// half-written table (bar one that reads the bank across two flips,
+	// which are milliseconds apart).
+	slots *ebpf.Map
+	prog  *ebpf.Program
+	// cur is the bank in use, as written to active.
+	cur uint32
 }
 
-// New creates the maps and loads the program. It fails, among other
-// reasons, without CAP_BPF (see the package comment).
+// New creates the maps and loads the program, with a slot table (see
+// [Selector.SteerSlots]). It fails, among other reasons, without CAP_BPF
+// (see the package comment).
 func New() (*Selector, error) {
 	sockets, err := ebpf.NewMap(&ebpf.MapSpec{
 		Name: "hc_sockets", Type: ebpf.ReusePortSockArray,
-		KeySize: 4, ValueSize: 8, MaxEntries: MaxSockets,
+		KeySize: 4, ValueSize: 8, MaxEntries: MaxSockets * MaxSlots,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("reuseport: create the socket map: %w", err)
@@ -83,7 +109,13 @@ func New() (*Selector, error) {
 		sockets.Close()
 		return nil, fmt.Errorf("reuseport: create the active-key map: %w", err)
 	}
-	s := &Selector{sockets: sockets, active: active}
+	slots, err := ebpf.NewMap(&ebpf.MapSpec{Name: "hc_slots", Type: ebpf.Array, KeySize: 4, ValueSize: 4, MaxEntries: 2 * bank})
+	if err != nil {
+		sockets.Close()
+		active.Close()
+		return nil, fmt.Errorf("reuseport: create the slot table: %w", err)
+	}
+	s := &Selector{sockets: sockets, active: active, slots: slots}
 	if err := s.load(); err != nil {
 		s.Close()
 		return nil, err
@@ -92,9 +124,11 @@ func New() (*Selector, error) {
 }
 
 // Inherit takes the maps a previous master stored (see [Selector.Files])
-// and loads a program over them. It duplicates the descriptors; the caller
-// keeps and closes the files.
-func Inherit(sockets, active *os.File) (*Selector, error) {
+// and loads a program over them. slots is nil when the previous master
+// kept no slot table (one socket per generation): the selector then has no
+// slots either. It duplicates the descriptors; the caller keeps and closes
+// the files.
+func Inherit(sockets, active, slots *os.File) (*Selector, error) {
 	sm, err := mapOf(sockets)
 	if err != nil {
 		return nil, err
@@ -105,14 +139,27 @@ func Inherit(sockets, active *os.File) (*Selector, error) {
 		return nil, err
 	}
 	s := &Selector{sockets: sm, active: am}
+	if slots != nil {
+		if s.slots, err = mapOf(slots); err != nil {
+			s.Close()
+			return nil, err
+		}
+	}
 	switch {
 	case sm.Type() != ebpf.ReusePortSockArray || sm.KeySize() != 4 || sm.ValueSize() != 8 || sm.MaxEntries() < MaxSockets:
 		err = fmt.Errorf("reuseport: inherited socket map is a %v of %d entries (%d-byte keys, %d-byte values), not the sockarray this master makes",
 			sm.Type(), sm.MaxEntries(), sm.KeySize(), sm.ValueSize())
 	case am.Type() != ebpf.Array || am.KeySize() != 4 || am.ValueSize() != 4 || am.MaxEntries() != 1:
 		err = fmt.Errorf("reuseport: inherited active-key map is a %v of %d entries, not an array of one u32", am.Type(), am.MaxEntries())
+	case s.slots != nil && (s.slots.Type() != ebpf.Array || s.slots.ValueSize() != 4 || s.slots.MaxEntries() != 2*bank || sm.MaxEntries() < MaxSockets*MaxSlots):
+		err = fmt.Errorf("reuseport: inherited slot table is a %v of %d entries over a socket map of %d, not the table this master makes", s.slots.Type(), s.slots.MaxEntries(), sm.MaxEntries())
 	default:
-		err = s.load()
+		if s.slots != nil {
+			err = s.active.Lookup(uint32(0), &s.cur)
+		}
+		if err == nil {
+			err = s.load()
+		}
 	}
 	if err != nil {
 		s.Close()
@@ -141,8 +188,14 @@ func mapOf(f *os.File) (*ebpf.Map, error) {
 	return m, nil
 }
 
+// Slotted reports whether s has a slot table ([Selector.SteerSlots]).
+func (s *Selector) Slotted() bool { return s.slots != nil }
+
 // load loads the program over s's maps (see the package comment).
 func (s *Selector) load() error {
+	if s.slots != nil {
+		return s.loadSlotted()
+	}
 	const (
 		keyOff    = -4 // the active-map key (0), on the stack
 		activeOff = -8 // the copy of the active key passed to the helper
@@ -181,6 +234,80 @@ func (s *Selector) load() error {
 	return nil
 }
 
+// loadSlotted loads the program of a selector with a slot table:
+//
+//	b := active[0] * bank
+//	n := slots[b]
+//	if n == 0 { return SK_DROP }
+//	key := slots[b + 1 + ctx->hash % n]
+//	if bpf_sk_select_reuseport(ctx, sockets, &key, 0) == 0 { return SK_PASS }
+//	return SK_DROP
+//
+// ctx->hash is the flow hash the kernel computed for the group's own
+// choice (inet_ehashfn over the 4-tuple for TCP, udp_ehashfn for UDP), so
+// a flow keeps its socket while the table stays, and flows spread evenly
+// over the n sockets.
+func (s *Selector) loadSlotted() error {
+	const (
+		keyOff  = -4 // lookup key, on the stack
+		sockOff = -8 // the socket key passed to the helper
+		hashOff = 32 // offsetof(struct sk_reuseport_md, hash)
+		skPass  = 1  // SK_PASS
+		skDrop  = 0  // SK_DROP
+	)
+	lookup := func(m *ebpf.Map) asm.Instructions {
+		return asm.Instructions{
+			asm.LoadMapPtr(asm.R1, m.FD()),
+			asm.Mov.Reg(asm.R2, asm.RFP),
+			asm.Add.Imm(asm.R2, keyOff),
+			asm.FnMapLookupElem.Call(),
+			asm.JEq.Imm(asm.R0, 0, "drop"),
+		}
+	}
+	insns := asm.Instructions{
+		asm.Mov.Reg(asm.R6, asm.R1), // ctx, kept across the calls
+		asm.StoreImm(asm.RFP, keyOff, 0, asm.Word),
+	}
+	insns = append(insns, lookup(s.active)...)
+	insns = append(insns,
+		asm.LoadMem(asm.R7, asm.R0, 0, asm.Word),
+		asm.Mul.Imm(asm.R7, bank), // r7: the bank's first entry
+		asm.StoreMem(asm.RFP, keyOff, asm.R7, asm.Word),
+	)
+	insns = append(insns, lookup(s.slots)...)
+	insns = append(insns,
+		asm.LoadMem(asm.R8, asm.R0, 0, asm.Word), // n
+		asm.JEq.Imm(asm.R8, 0, "drop"),
+		asm.LoadMem(asm.R9, asm.R6, hashOff, asm.Word),
+		asm.Mod.Reg(asm.R9, asm.R8),
+		asm.Add.Reg(asm.R9, asm.R7),
+		asm.Add.Imm(asm.R9, 1),
+		asm.StoreMem(asm.RFP, keyOff, asm.R9, asm.Word),
+	)
+	insns = append(insns, lookup(s.slots)...)
+	insns = append(insns,
+		asm.LoadMem(asm.R3, asm.R0, 0, asm.Word),
+		asm.StoreMem(asm.RFP, sockOff, asm.R3, asm.Word),
+		asm.Mov.Reg(asm.R1, asm.R6),
+		asm.LoadMapPtr(asm.R2, s.sockets.FD()),
+		asm.Mov.Reg(asm.R3, asm.RFP),
+		asm.Add.Imm(asm.R3, sockOff),
+		asm.Mov.Imm(asm.R4, 0),
+		asm.FnSkSelectReuseport.Call(),
+		asm.JNE.Imm(asm.R0, 0, "drop"),
+		asm.Mov.Imm(asm.R0, skPass),
+		asm.Return(),
+		asm.Mov.Imm(asm.R0, skDrop).WithSymbol("drop"),
+		asm.Return(),
+	)
+	prog, err := ebpf.NewProgram(&ebpf.ProgramSpec{Name: "hc_select_slot", Type: ebpf.SkReuseport, Instructions: insns})
+	if err != nil {
+		return fmt.Errorf("reuseport: load the SK_REUSEPORT program: %w", err)
+	}
+	s.prog = prog
+	return nil
+}
+
 // Attach makes the program the selector of fd's group
 // (SO_ATTACH_REUSEPORT_EBPF), replacing any program the group had. fd must
 // be bound with SO_REUSEPORT; attach before a second socket joins, or the
@@ -195,8 +322,8 @@ func (s *Selector) Attach(fd int) error {
 // Set stores socket fd (listening, for TCP; bound, for UDP) under key k.
 // A socket already stored, here or in another map, is refused (EBUSY).
 func (s *Selector) Set(k, fd int) error {
-	if k < 0 || k >= MaxSockets {
-		return fmt.Errorf("reuseport: socket %d: the map holds %d", k, MaxSockets)
+	if k < 0 || k >= int(s.sockets.MaxEntries()) {
+		return fmt.Errorf("reuseport: socket %d: the map holds %d", k, s.sockets.MaxEntries())
 	}
 	if err := s.sockets.Update(uint32(k), uint64(fd), ebpf.UpdateAny); err != nil {
 		return fmt.Errorf("reuseport: store socket %d: %w", k, err)
@@ -218,16 +345,49 @@ func (s *Selector) Holds(k int, cookie uint64) (bool, error) {
 }
 
 // Steer makes the program select the socket under key k from now on.
+// With a slot table it is SteerSlots(k).
 func (s *Selector) Steer(k int) error {
+	if s.slots != nil {
+		return s.SteerSlots([]int{k})
+	}
 	if err := s.active.Update(uint32(0), uint32(k), ebpf.UpdateAny); err != nil {
 		return fmt.Errorf("reuseport: steer to socket %d: %w", k, err)
 	}
 	return nil
 }
 
-// Files returns close-on-exec duplicates of the two maps, to store for the
-// master an upgrade starts ([Inherit]); the caller closes them.
-func (s *Selector) Files() (sockets, active *os.File, err error) {
+// SteerSlots makes the program spread new connections over the sockets
+// under keys, by flow hash (see [Selector.loadSlotted]): it fills the bank
+// not in use, then flips to it. Every key must hold a socket. It needs a
+// slot table ([Selector.Slotted]).
+func (s *Selector) SteerSlots(keys []int) error {
+	if s.slots == nil {
+		return errors.New("reuseport: steer to slots: this selector has no slot table")
+	}
+	if len(keys) == 0 || len(keys) > MaxSlots {
+		return fmt.Errorf("reuseport: steer to %d sockets: between 1 and %d", len(keys), MaxSlots)
+	}
+	next := 1 - s.cur
+	base := next * bank
+	for i, k := range keys {
+		if err := s.slots.Update(base+1+uint32(i), uint32(k), ebpf.UpdateAny); err != nil {
+			return fmt.Errorf("reuseport: steer to socket %d: %w", k, err)
+		}
+	}
+	if err := s.slots.Update(base, uint32(len(keys)), ebpf.UpdateAny); err != nil {
+		return fmt.Errorf("reuseport: steer to %d sockets: %w", len(keys), err)
+	}
+	if err := s.active.Update(uint32(0), next, ebpf.UpdateAny); err != nil {
+		return fmt.Errorf("reuseport: steer to %d sockets: %w", len(keys), err)
+	}
+	s.cur = next
+	return nil
+}
+
+// Files returns close-on-exec duplicates of the maps, to store for the
+// master an upgrade starts ([Inherit]); slots is nil without a slot table.
+// The caller closes them.
+func (s *Selector) Files() (sockets, active, slots *os.File, err error) {
 	dup := func(m *ebpf.Map, name string) (*os.File, error) {
 		nfd, err := unix.FcntlInt(uintptr(m.FD()), unix.F_DUPFD_CLOEXEC, 0)
 		if err != nil {
@@ -236,13 +396,20 @@ func (s *Selector) Files() (sockets, active *os.File, err error) {
 		return os.NewFile(uintptr(nfd), name), nil
 	}
 	if sockets, err = dup(s.sockets, "sockets"); err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	if active, err = dup(s.active, "active"); err != nil {
 		sockets.Close()
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
-	return sockets, active, nil
+	if s.slots != nil {
+		if slots, err = dup(s.slots, "slots"); err != nil {
+			sockets.Close()
+			active.Close()
+			return nil, nil, nil, err
+		}
+	}
+	return sockets, active, slots, nil
 }
 
 // Close releases this process's references. An attached program and its
@@ -253,4 +420,7 @@ func (s *Selector) Close() {
 	}
 	s.sockets.Close()
 	s.active.Close()
+	if s.slots != nil {
+		s.slots.Close()
+	}
 }

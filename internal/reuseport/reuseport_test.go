@@ -152,8 +152,56 @@ func TestSelectsByIdentity(t *testing.T) {
 		}
 		t.Errorf("dial with an empty active key: %v, want connection refused", err)
 	}
-	if err := s.Set(MaxSockets, fdOf(t, lns[2])); err == nil {
-		t.Errorf("Set(%d) succeeded past the map's size", MaxSockets)
+	if err := s.Set(MaxSockets*MaxSlots, fdOf(t, lns[2])); err == nil {
+		t.Errorf("Set(%d) succeeded past the map's size", MaxSockets*MaxSlots)
+	}
+}
+
+// SteerSlots spreads connections by flow hash over the sockets it names,
+// and over no other: not over a stored socket left out, nor a stranger.
+func TestSteerSlots(t *testing.T) {
+	t.Parallel()
+	s := newSelector(t)
+	lns := group(t, s, "127.0.0.1:0", 6) // 0..4 are ours, 5 a stranger
+	addr := lns[0].Addr().String()
+	keys := []int{SlotKey(0, 0), SlotKey(0, 1), SlotKey(0, 2), SlotKey(0, 3), SlotKey(1, 0)}
+	for i, k := range keys {
+		if err := s.Set(k, fdOf(t, lns[i])); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.SteerSlots(keys[:4]); err != nil {
+		t.Fatal(err)
+	}
+	got := served(t, addr, 400, lns...)
+	for i := 0; i < 4; i++ {
+		// 400 connections over 4 sockets by a uniform hash: below 40 on one
+		// has a probability under 1e-9.
+		if got[i] < 40 {
+			t.Errorf("4 slots: connections per socket %v, want each of the first 4 to have some 100", got)
+			break
+		}
+	}
+	if got[4]+got[5] != 0 {
+		t.Errorf("4 slots: connections per socket %v, want none on sockets 4 and 5", got)
+	}
+	// Another table, then back: the banks alternate.
+	for _, want := range [][]int{{1, 3}, {4}, {0, 1, 2, 3}} {
+		ks := make([]int, len(want))
+		for i, j := range want {
+			ks[i] = keys[j]
+		}
+		if err := s.SteerSlots(ks); err != nil {
+			t.Fatal(err)
+		}
+		got := served(t, addr, 40, lns...)
+		sum := 0
+		for _, j := range want {
+			sum += got[j]
+		}
+		if sum != 40 {
+			t.Errorf("steered to sockets %v: connections per socket %v", want, got)
+		}
 	}
 }
 
@@ -172,15 +220,16 @@ func TestInherit(t *testing.T) {
 	if err := s.Steer(1); err != nil {
 		t.Fatal(err)
 	}
-	sf, af, err := s.Files()
+	sf, af, tf, err := s.Files()
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer sf.Close()
 	defer af.Close()
+	defer tf.Close()
 	s.Close() // the old master's references are gone; the group holds its program
 
-	in, err := Inherit(sf, af)
+	in, err := Inherit(sf, af, tf)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -203,12 +252,14 @@ func TestInherit(t *testing.T) {
 
 	// Maps of another kind are refused.
 	wrong := newSelector(t)
-	_, wa, err := wrong.Files()
+	ws, wa, wt, err := wrong.Files()
 	if err != nil {
 		t.Fatal(err)
 	}
+	defer ws.Close()
 	defer wa.Close()
-	if sel, err := Inherit(wa, wa); err == nil {
+	defer wt.Close()
+	if sel, err := Inherit(wa, wa, nil); err == nil {
 		sel.Close()
 		t.Error("Inherit took an array map for the socket map")
 	}
