@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/hotcluster/hotcluster/e2e/internal/testkit"
+	"github.com/hotcluster/hotcluster/internal/testroles"
 	"golang.org/x/sys/unix"
 )
 
@@ -46,10 +47,7 @@ func TestReloadReservesDescriptors(t *testing.T) {
 			cmd := exec.Command(self)
 			cmd.Args = args
 			if !tc.raise && canRaise {
-				setpriv, err := exec.LookPath("setpriv")
-				if err != nil {
-					t.Skip("setpriv (util-linux) is not installed")
-				}
+				setpriv := testroles.Tool(t, "setpriv")
 				cmd = exec.Command(setpriv, append([]string{"--bounding-set=-sys_resource", "--", self}, args[1:]...)...)
 			}
 			cmd.Env = append(os.Environ(), masterEnv(t)...)

@@ -17,6 +17,7 @@ import (
 	"github.com/hotcluster/hotcluster/internal/control"
 	"github.com/hotcluster/hotcluster/internal/intercept"
 	"github.com/hotcluster/hotcluster/internal/loadgen"
+	"github.com/hotcluster/hotcluster/internal/testroles"
 )
 
 // Unmodified programs, which bind their own port and know nothing of fd
@@ -77,10 +78,7 @@ func startUnmodified(t *testing.T, env, args []string, command ...string) *opera
 // buildC compiles testdata/unmodified/server.c.
 func buildC(t *testing.T) string {
 	t.Helper()
-	gcc, err := exec.LookPath("gcc")
-	if err != nil {
-		t.Skipf("needs gcc for the C server: %v", err)
-	}
+	gcc := testroles.Tool(t, "gcc")
 	bin := filepath.Join(t.TempDir(), "cserver")
 	if out, err := exec.Command(gcc, "-O2", "-Wall", "-o", bin, "testdata/unmodified/server.c").CombinedOutput(); err != nil {
 		t.Fatalf("gcc: %v\n%s", err, out)
@@ -93,9 +91,7 @@ func buildC(t *testing.T) string {
 // huptime and the like patch bind) cannot reach it.
 func buildStaticGo(t *testing.T) string {
 	t.Helper()
-	if _, err := exec.LookPath("go"); err != nil {
-		t.Skipf("no go toolchain here: %v", err)
-	}
+	testroles.Tool(t, "go")
 	dir := t.TempDir()
 	src, err := os.ReadFile("testdata/unmodified/gohttp/main.go")
 	if err != nil {
@@ -200,10 +196,7 @@ func TestUnmodifiedReloads(t *testing.T) {
 			return []string{python3(t), "-m", "http.server", port, "--bind", "127.0.0.1"}
 		}, false},
 		{"node", func(t *testing.T, port string) []string {
-			node, err := exec.LookPath("node")
-			if err != nil {
-				t.Skipf("needs node for the Node.js server: %v", err)
-			}
+			node := testroles.Tool(t, "node")
 			return []string{node, "testdata/unmodified/server.js"}
 		}, true},
 		{"go", func(t *testing.T, port string) []string { return []string{buildStaticGo(t)} }, true},

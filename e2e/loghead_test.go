@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/hotcluster/hotcluster/internal/loadgen"
+	"github.com/hotcluster/hotcluster/internal/testroles"
 )
 
 // `hotcluster run … 2>&1 | head -n 5` with a real head: head prints the
@@ -21,10 +22,7 @@ import (
 // exits 0 on SIGTERM.
 func TestMasterSurvivesHead(t *testing.T) {
 	t.Parallel()
-	head, err := exec.LookPath("head")
-	if err != nil {
-		t.Skipf("head (coreutils) is not installed: %v", err)
-	}
+	head := testroles.Tool(t, "head")
 	self, _ := os.Executable()
 	addr := "127.0.0.1:" + freePort(t)
 	env := []string{"XDG_RUNTIME_DIR=" + t.TempDir()}
@@ -110,10 +108,7 @@ func TestMasterSurvivesHead(t *testing.T) {
 // so once on stderr, which still works; the workers' stderr lines go on.
 func TestMasterSaysStdoutWentAway(t *testing.T) {
 	t.Parallel()
-	head, err := exec.LookPath("head")
-	if err != nil {
-		t.Skipf("head (coreutils) is not installed: %v", err)
-	}
+	head := testroles.Tool(t, "head")
 	self, _ := os.Executable()
 	addr := "127.0.0.1:" + freePort(t)
 	env := []string{"XDG_RUNTIME_DIR=" + t.TempDir()}

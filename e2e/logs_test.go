@@ -21,6 +21,7 @@ import (
 
 	"github.com/hotcluster/hotcluster/child"
 	"github.com/hotcluster/hotcluster/internal/logs"
+	"github.com/hotcluster/hotcluster/internal/testroles"
 	"github.com/hotcluster/hotcluster/workers"
 )
 
@@ -432,10 +433,7 @@ func inJournalNamespace(t *testing.T, dir string) []string {
 	if os.Geteuid() != 0 {
 		t.Skip("a mount namespace with a journal socket at /run/systemd/journal needs root")
 	}
-	unshare, err := exec.LookPath("unshare")
-	if err != nil {
-		t.Skipf("unshare (util-linux) is not installed: %v", err)
-	}
+	unshare := testroles.Tool(t, "unshare")
 	script := `mount -t tmpfs tmpfs /run && mkdir -p /run/systemd/journal && { [ -z "$0" ] || mount --bind "$0" /run/systemd/journal; } && exec "$@"`
 	return []string{unshare, "--mount", "--propagation", "private", "--", "/bin/sh", "-c", script, dir}
 }
