@@ -85,14 +85,22 @@ type InUseError struct {
 func (e *InUseError) Error() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "listen %s=%s: in use by ", e.Listener.Name, e.Listener)
-	for i, f := range e.Sockets {
-		if i > 0 {
+	// Once per owner and address: another hotcluster instance has a socket
+	// per worker on it.
+	seen := map[string]bool{}
+	for _, f := range e.Sockets {
+		part := f.owners()
+		if !strings.HasSuffix(e.Listener.Addr, f.Addr) {
+			part += " on " + f.Addr
+		}
+		if seen[part] {
+			continue
+		}
+		if len(seen) > 0 {
 			b.WriteString("; and by ")
 		}
-		b.WriteString(f.owners())
-		if !strings.HasSuffix(e.Listener.Addr, f.Addr) {
-			fmt.Fprintf(&b, " on %s", f.Addr)
-		}
+		seen[part] = true
+		b.WriteString(part)
 	}
 	b.WriteString("; stop it or pick another address")
 	return b.String()
