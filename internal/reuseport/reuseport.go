@@ -199,8 +199,6 @@ func (s *Selector) load() error {
 	const (
 		keyOff    = -4 // the active-map key (0), on the stack
 		activeOff = -8 // the copy of the active key passed to the helper
-		skPass    = 1  // SK_PASS
-		skDrop    = 0  // SK_DROP
 	)
 	insns := asm.Instructions{
 		asm.Mov.Reg(asm.R6, asm.R1), // ctx, kept across the first call
@@ -210,20 +208,8 @@ func (s *Selector) load() error {
 		asm.Add.Imm(asm.R2, keyOff),
 		asm.FnMapLookupElem.Call(),
 		asm.JEq.Imm(asm.R0, 0, "drop"),
-		asm.LoadMem(asm.R3, asm.R0, 0, asm.Word),
-		asm.StoreMem(asm.RFP, activeOff, asm.R3, asm.Word),
-		asm.Mov.Reg(asm.R1, asm.R6),
-		asm.LoadMapPtr(asm.R2, s.sockets.FD()),
-		asm.Mov.Reg(asm.R3, asm.RFP),
-		asm.Add.Imm(asm.R3, activeOff),
-		asm.Mov.Imm(asm.R4, 0),
-		asm.FnSkSelectReuseport.Call(),
-		asm.JNE.Imm(asm.R0, 0, "drop"),
-		asm.Mov.Imm(asm.R0, skPass),
-		asm.Return(),
-		asm.Mov.Imm(asm.R0, skDrop).WithSymbol("drop"),
-		asm.Return(),
 	}
+	insns = append(insns, selectKey(s.sockets, activeOff)...)
 	// bpf_sk_select_reuseport and bpf_map_lookup_elem are not GPL-only
 	// helpers: the program needs no license string.
 	prog, err := ebpf.NewProgram(&ebpf.ProgramSpec{Name: "hc_select", Type: ebpf.SkReuseport, Instructions: insns})
@@ -232,6 +218,32 @@ func (s *Selector) load() error {
 	}
 	s.prog = prog
 	return nil
+}
+
+// selectKey ends both programs: the socket key is the word R0 points at
+// (a map value just looked up); it is stored at off on the stack and
+// handed to bpf_sk_select_reuseport with the ctx kept in R6. SK_PASS when
+// the helper took it, SK_DROP otherwise and at the "drop" label.
+func selectKey(sockets *ebpf.Map, off int16) asm.Instructions {
+	const (
+		skPass = 1 // SK_PASS
+		skDrop = 0 // SK_DROP
+	)
+	return asm.Instructions{
+		asm.LoadMem(asm.R3, asm.R0, 0, asm.Word),
+		asm.StoreMem(asm.RFP, off, asm.R3, asm.Word),
+		asm.Mov.Reg(asm.R1, asm.R6),
+		asm.LoadMapPtr(asm.R2, sockets.FD()),
+		asm.Mov.Reg(asm.R3, asm.RFP),
+		asm.Add.Imm(asm.R3, int32(off)),
+		asm.Mov.Imm(asm.R4, 0),
+		asm.FnSkSelectReuseport.Call(),
+		asm.JNE.Imm(asm.R0, 0, "drop"),
+		asm.Mov.Imm(asm.R0, skPass),
+		asm.Return(),
+		asm.Mov.Imm(asm.R0, skDrop).WithSymbol("drop"),
+		asm.Return(),
+	}
 }
 
 // loadSlotted loads the program of a selector with a slot table:
@@ -252,8 +264,6 @@ func (s *Selector) loadSlotted() error {
 		keyOff  = -4 // lookup key, on the stack
 		sockOff = -8 // the socket key passed to the helper
 		hashOff = 32 // offsetof(struct sk_reuseport_md, hash)
-		skPass  = 1  // SK_PASS
-		skDrop  = 0  // SK_DROP
 	)
 	lookup := func(m *ebpf.Map) asm.Instructions {
 		return asm.Instructions{
@@ -285,21 +295,7 @@ func (s *Selector) loadSlotted() error {
 		asm.StoreMem(asm.RFP, keyOff, asm.R9, asm.Word),
 	)
 	insns = append(insns, lookup(s.slots)...)
-	insns = append(insns,
-		asm.LoadMem(asm.R3, asm.R0, 0, asm.Word),
-		asm.StoreMem(asm.RFP, sockOff, asm.R3, asm.Word),
-		asm.Mov.Reg(asm.R1, asm.R6),
-		asm.LoadMapPtr(asm.R2, s.sockets.FD()),
-		asm.Mov.Reg(asm.R3, asm.RFP),
-		asm.Add.Imm(asm.R3, sockOff),
-		asm.Mov.Imm(asm.R4, 0),
-		asm.FnSkSelectReuseport.Call(),
-		asm.JNE.Imm(asm.R0, 0, "drop"),
-		asm.Mov.Imm(asm.R0, skPass),
-		asm.Return(),
-		asm.Mov.Imm(asm.R0, skDrop).WithSymbol("drop"),
-		asm.Return(),
-	)
+	insns = append(insns, selectKey(s.sockets, sockOff)...)
 	prog, err := ebpf.NewProgram(&ebpf.ProgramSpec{Name: "hc_select_slot", Type: ebpf.SkReuseport, Instructions: insns})
 	if err != nil {
 		return fmt.Errorf("reuseport: load the SK_REUSEPORT program: %w", err)

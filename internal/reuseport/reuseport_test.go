@@ -250,6 +250,26 @@ func TestInherit(t *testing.T) {
 		t.Fatalf("steered by the inheriting selector: %v, want all on socket 0", got)
 	}
 
+	// Maps from a master before slot tables (no slot map): the program
+	// that selects the active key alone steers the same group.
+	old, err := Inherit(sf, af, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer old.Close()
+	if old.Slotted() {
+		t.Fatal("a selector without a slot map says it has a slot table")
+	}
+	if err := old.Attach(fdOf(t, lns[0])); err != nil {
+		t.Fatal(err)
+	}
+	if err := old.Steer(1); err != nil {
+		t.Fatal(err)
+	}
+	if got := served(t, addr, 10, lns...); got[1] != 10 {
+		t.Fatalf("steered by the single-key program: %v, want all on socket 1", got)
+	}
+
 	// Maps of another kind are refused.
 	wrong := newSelector(t)
 	ws, wa, wt, err := wrong.Files()
