@@ -37,6 +37,67 @@ type heldConn struct {
 	// idleUntil for the next request of a client (see awaitNext).
 	deadline, idleUntil time.Time
 	batch               *holdBatch
+	// frozen: the master raised the socket's receive low-water mark at
+	// the hold (see freeze); waitingSince is when a request was first seen
+	// waiting while the worker still held it.
+	frozen       bool
+	waitingSince time.Time
+}
+
+// The receive low-water mark a hold sets: the kernel caps it at half the
+// largest receive buffer, far above any request that waits.
+const frozenLowat = 1 << 30
+
+// ThawAfter bounds how long a request may wait unread in a frozen
+// connection that its worker still holds: the worker is still serving it
+// (a server that keeps answering keep-alive requests for a while after its
+// stop signal), so it gets the request, as without the rescue.
+const ThawAfter = 20 * time.Millisecond
+
+// freeze keeps a worker that waits for readiness (epoll, poll: every event
+// loop server) from seeing a request that arrives after its stop signal:
+// with the low-water mark above what can arrive, the socket never polls
+// readable, so the worker closes the connection as idle with the request
+// unread, and the master relays it, instead of reading it and then closing
+// (Go's http.Server.Shutdown closes a connection whose request it has read
+// but not yet marked active; its background read takes one byte). Only
+// non-blocking sockets are frozen: a blocking read waits for the mark and
+// would consume the request and hang. Reads that are already underway and
+// reads without a poll first see no change.
+func (h *heldConn) freeze() {
+	fl, err := unix.FcntlInt(uintptr(h.fd), unix.F_GETFL, 0)
+	if err != nil || fl&unix.O_NONBLOCK == 0 {
+		return
+	}
+	if unix.SetsockoptInt(h.fd, unix.SOL_SOCKET, unix.SO_RCVLOWAT, frozenLowat) == nil {
+		h.frozen = true
+	}
+}
+
+// thaw gives the socket its usual low-water mark back; the kernel wakes a
+// poller if a request is waiting.
+func (h *heldConn) thaw() {
+	if h.frozen {
+		unix.SetsockoptInt(h.fd, unix.SOL_SOCKET, unix.SO_RCVLOWAT, 1)
+		h.frozen = false
+	}
+}
+
+// thawIfWaited thaws h, which its worker still holds, once a request has
+// waited in it for ThawAfter.
+func (h *heldConn) thawIfWaited(now time.Time) {
+	if !h.frozen {
+		return
+	}
+	in, _, err := queues(h.fd)
+	switch {
+	case err != nil || in == 0:
+		h.waitingSince = time.Time{}
+	case h.waitingSince.IsZero():
+		h.waitingSince = now
+	case now.Sub(h.waitingSince) >= ThawAfter:
+		h.thaw()
+	}
 }
 
 // counters are what the kernel says of a connection at one time.
@@ -240,6 +301,7 @@ func (rs *Rescuer) take(b *holdBatch, p int, m map[uint64]int, cands map[uint64]
 			rs.release()
 			continue
 		}
+		h.freeze()
 		b.conns = append(b.conns, h)
 	}
 	return over, false
@@ -301,7 +363,9 @@ type proc struct {
 	pid   int
 	count int64     // its descriptor count at the last look
 	full  time.Time // its last look at every connection
-	conns []*heldConn
+	// thawed: its last look at the waiting requests of frozen connections
+	thawed time.Time
+	conns  []*heldConn
 }
 
 // How the loop watches the holders. With descriptor counts (Linux 6.2+:
@@ -315,6 +379,9 @@ const (
 	tick     = 2 * time.Millisecond
 	slowTick = 10 * time.Millisecond
 	fullLook = 50 * time.Millisecond
+	// thawLook: how often frozen connections are checked for a request
+	// that waits (one ioctl each), between full looks.
+	thawLook = 5 * time.Millisecond
 )
 
 func (rs *Rescuer) tickEvery() time.Duration {
@@ -359,6 +426,12 @@ func (rs *Rescuer) tick(final bool) {
 	for pid, p := range rs.procs {
 		n, gone := fdCount(pid)
 		if !final && !gone && rs.fdCounts && n == p.count && now.Sub(p.full) < fullLook {
+			if now.Sub(p.thawed) >= thawLook {
+				p.thawed = now
+				for _, h := range p.conns {
+					h.thawIfWaited(now)
+				}
+			}
 			continue
 		}
 		p.count, p.full = n, now
@@ -369,6 +442,7 @@ func (rs *Rescuer) tick(final bool) {
 					rs.drop(h)
 					continue
 				}
+				h.thawIfWaited(now)
 				keep = append(keep, h)
 				continue
 			}
@@ -512,6 +586,7 @@ func (rs *Rescuer) settleNow(h *heldConn, o outcome) bool {
 // drop closes the master's duplicate of a connection its worker still
 // holds: the worker keeps it, as without the rescue.
 func (rs *Rescuer) drop(h *heldConn) {
+	h.thaw()
 	unix.Close(h.fd)
 	rs.nHeld.Add(-1)
 	rs.release()

@@ -418,6 +418,9 @@ func (r *relay) redial(h *heldConn, c2u, u2c **dir) (endHow, bool) {
 // moving it into the netpoller (non-blocking: nobody else shares its open
 // file description any more).
 func adoptFD(fd int) (*net.TCPConn, error) {
+	// A hold may have frozen it (heldConn.freeze); the netpoller needs
+	// the usual mark.
+	unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVLOWAT, 1)
 	if err := unix.SetNonblock(fd, true); err != nil {
 		unix.Close(fd)
 		return nil, err
