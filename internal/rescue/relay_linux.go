@@ -2,6 +2,7 @@ package rescue
 
 import (
 	"errors"
+	"io"
 	"net"
 	"net/netip"
 	"os"
@@ -60,8 +61,10 @@ type relay struct {
 	// ended directions, for a relay taken over with one already done.
 	c2uEnded, u2cEnded bool
 	burst              *burst // for kindQueued: the queue it came from
-	cmds               chan relayCmd
-	done               chan struct{}
+	// oneShot: the relay carries one request and ends (see oneshot.go).
+	oneShot bool
+	cmds    chan relayCmd
+	done    chan struct{}
 }
 
 // relayCmd is one request of the loop to a relay.
@@ -101,9 +104,44 @@ func (r *relay) run() {
 		}
 		r.up = up
 	}
+	if r.kind == kindKeepAlive {
+		ok, err := r.askClose()
+		if err != nil {
+			r.resetAll()
+			r.rs.post(relayEvent{r: r, kind: evUp, up: localAddr(r.up)})
+			r.rs.post(relayEvent{r: r, kind: evEnded, how: endReset})
+			return
+		}
+		r.oneShot = ok
+	}
 	r.rs.post(relayEvent{r: r, kind: evUp, up: localAddr(r.up)})
 	how := r.serve()
 	r.rs.post(relayEvent{r: r, kind: evEnded, how: how})
+}
+
+// askClose passes the client's request line on with closeHeader after it,
+// when the relay may end after this request (oneShotRequest); it reports
+// whether it did.
+func (r *relay) askClose() (bool, error) {
+	var b []byte
+	var perr error
+	if err := connFD(r.client, func(fd int) { b, perr = peek(fd, peekSize) }); err != nil {
+		return false, err
+	}
+	if perr != nil {
+		return false, perr
+	}
+	line, ok := oneShotRequest(b)
+	if !ok {
+		return false, nil
+	}
+	buf := make([]byte, line+len(closeHeader))
+	if _, err := io.ReadFull(r.client, buf[:line]); err != nil {
+		return false, err
+	}
+	copy(buf[line:], closeHeader)
+	_, err := r.up.Write(buf)
+	return err == nil, err
 }
 
 func dialUp(l *Listener) (*net.TCPConn, error) {
@@ -125,8 +163,11 @@ func localAddr(c *net.TCPConn) netip.AddrPort {
 // the relay's goroutine starts and always waits for.
 type dir struct {
 	src, dst *net.TCPConn
-	res      chan error
-	running  bool
+	// pre, when set, runs before the pump, on its goroutine (closeAnswer);
+	// ended: src ended, and what came was passed on.
+	pre     func() (ended bool, err error)
+	res     chan error
+	running bool
 	// ended: src reached its end, and dst's write side is closed.
 	ended bool
 }
@@ -134,7 +175,24 @@ type dir struct {
 func (d *dir) start(pp *pipePool) {
 	d.res = make(chan error, 1)
 	d.running = true
+	pre := d.pre
+	d.pre = nil
 	go func(res chan error) {
+		if pre != nil {
+			ended, err := pre()
+			switch {
+			case errors.Is(err, os.ErrDeadlineExceeded):
+				res <- errStopped
+				return
+			case err != nil:
+				res <- err
+				return
+			case ended:
+				d.dst.CloseWrite()
+				res <- nil
+				return
+			}
+		}
 		_, err := pp.pump(d.src, d.dst)
 		res <- err
 	}(d.res)
@@ -178,6 +236,9 @@ func (r *relay) serve() endHow {
 	pp := &r.rs.pipes
 	c2u := &dir{src: r.client, dst: r.up, ended: r.c2uEnded}
 	u2c := &dir{src: r.up, dst: r.client, ended: r.u2cEnded}
+	if r.oneShot {
+		u2c.pre = func() (bool, error) { return closeAnswer(r.up, r.client) }
+	}
 	if !c2u.ended {
 		c2u.start(pp)
 	}
