@@ -146,10 +146,13 @@ func printStatus(out io.Writer, st control.Status, colour bool) error {
 		fmt.Fprintf(out, "%s on %s (listener %s) since %s: %s; %s\n", p.paint(red, "FOREIGN SOCKET"), f.Addr, f.Listener,
 			f.Since.Format(time.RFC3339), strings.Join(owners, ", "), effect)
 	}
-	if r := st.Rescue; r != nil && (r.Relays > 0 || r.Queued > 0 || r.Reset > 0) {
-		// Quiet until the rescuer has done something: most masters never
-		// have a stranded queue.
-		fmt.Fprintf(out, "relaying: %d connections now; %d rescued from retired accept queues, %d reset\n", r.Relays, r.Queued, r.Reset)
+	if r := st.Rescue; r != nil && (r.Relays > 0 || r.Queued > 0 || r.Reset > 0 || r.KeepAlive > 0 || r.Held > 0) {
+		// Quiet until the rescuer has done something.
+		fmt.Fprintf(out, "relaying: %d connections now, %d held; rescued %d from retired accept queues, %d keep-alive requests (%d relays went on to a new upstream); %d closed, %d reset\n",
+			r.Relays, r.Held, r.Queued, r.KeepAlive, r.Redialed, r.Closed, r.Reset)
+	}
+	if r := st.Rescue; r != nil && r.Disabled != "" {
+		fmt.Fprintf(out, "keep-alive rescue off: %s\n", r.Disabled)
 	}
 	state := st.State
 	if state == "" {

@@ -57,6 +57,21 @@ type Rescue struct {
 	// relayed; Reset those reset instead.
 	Queued uint64 `json:"queued"`
 	Reset  uint64 `json:"reset"`
+	// Held are the old workers' keep-alive connections the master holds
+	// now (--rescue http). Counts since the master started: KeepAlive
+	// those relayed once their worker let go with the client's next
+	// request unread; Redialed relays whose upstream worker was replaced
+	// and that went on to a new one; Closed those closed because the
+	// client had sent nothing since its last answer; Adopted relays taken
+	// over from the previous master at an upgrade.
+	Held      int    `json:"held"`
+	KeepAlive uint64 `json:"keepalive"`
+	Redialed  uint64 `json:"redialed"`
+	Closed    uint64 `json:"closed"`
+	Adopted   uint64 `json:"adopted"`
+	// Disabled says why keep-alive connections are not held, when
+	// --rescue http could not take them (ptrace rights, an old kernel).
+	Disabled string `json:"disabled,omitempty"`
 }
 
 // Listener is one of the master's sockets.

@@ -153,7 +153,8 @@ func (m *Master) status(ctx context.Context) (control.Status, error) {
 	}
 	if m.rescue != nil {
 		r := m.rescue.Status()
-		st.Rescue = &control.Rescue{Relays: r.Relays, Queued: r.Queued, Reset: r.Reset}
+		st.Rescue = &control.Rescue{Relays: r.Relays, Queued: r.Queued, Reset: r.Reset, Held: r.Held, KeepAlive: r.Relayed,
+			Redialed: r.Redialed, Closed: r.Closed, Adopted: r.Adopted, Disabled: r.Disabled}
 	}
 	if e := ps.LastReload; e != nil {
 		st.LastReload = &control.Reload{Generation: e.Gen, OK: e.Kind == workers.GenReady, Error: e.Err, Took: control.Duration(e.Took)}

@@ -356,6 +356,9 @@ func (m *Master) prepareUpgrade() (string, error) {
 		}
 		state += ";" + m.socks.Handover().String()
 	}
+	if err := m.prepareRelays(); err != nil {
+		return "", err
+	}
 	return state, nil
 }
 
@@ -389,6 +392,7 @@ func (m *Master) upgradeFailed() {
 	if m.left.keeper != nil {
 		m.left.keeper.Unhold()
 	}
+	m.relaysStay()
 	if m.socks == nil {
 		return
 	}
@@ -585,6 +589,7 @@ func (m *Master) awaitHandover(ctx context.Context, ops *opsServers) {
 	select {
 	case pid := <-m.coord.HandedOver():
 		m.handedOver.Store(true)
+		m.relaysHandedOver()
 		if m.left.keeper != nil {
 			m.left.keeper.HandedOver()
 		}

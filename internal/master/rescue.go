@@ -52,7 +52,43 @@ func (m *Master) openRescue(*undoList) error {
 		Armed: func() bool { return !m.stopping.Load() },
 		Log:   m.log,
 	})
-	return err
+	if err != nil {
+		return err
+	}
+	// A master an upgrade started goes on with the relays of the one
+	// before (they come when it ends, see handOver).
+	f, err := m.upg.File(rescue.RelaysFile)
+	if err != nil {
+		return err
+	}
+	if f != nil {
+		return m.rescue.Adopt(f)
+	}
+	return nil
+}
+
+// Relays cross a binary upgrade: the old master hands them to the new one
+// when it ends, rather than waiting for them (a relay lives as long as its
+// client keeps the connection). prepareRelays makes the channel when an
+// upgrade begins; relaysHandedOver says the new master serves;
+// relaysStay forgets the channel of an upgrade that failed.
+func (m *Master) prepareRelays() error {
+	if m.rescue == nil {
+		return nil
+	}
+	return m.rescue.PrepareSuccessor(m.upg)
+}
+
+func (m *Master) relaysHandedOver() {
+	if m.rescue != nil {
+		m.rescue.HandedOver()
+	}
+}
+
+func (m *Master) relaysStay() {
+	if m.rescue != nil {
+		m.rescue.SuccessorFailed()
+	}
 }
 
 // hold takes, just before the pool sends worker pid its stop signal

@@ -52,7 +52,7 @@ const frozenLowat = 1 << 30
 // connection that its worker still holds: the worker is still serving it
 // (a server that keeps answering keep-alive requests for a while after its
 // stop signal), so it gets the request, as without the rescue.
-const ThawAfter = 20 * time.Millisecond
+const ThawAfter = 100 * time.Millisecond
 
 // freeze keeps a worker that waits for readiness (epoll, poll: every event
 // loop server) from seeing a request that arrives after its stop signal:
@@ -159,13 +159,21 @@ func (h *heldConn) unanswered(c counters) bool {
 }
 
 // NextRequestWait bounds how long after its last answer a connection that
-// its worker closed idle, having answered nothing since the hold, is kept
-// open for its client's next request. A busy keep-alive client sends it as
-// soon as it has the answer, so it may be on the wire when the worker
-// closes: closing at once would fail it, as the worker's own close does.
-// A connection idle for longer is closed at once; one the worker answered
-// after the hold (its last answer may be delimited by the close) too.
+// its worker answered after the hold and then closed is kept open for its
+// client's next request: that answer may be delimited by the close (the
+// client waits for it), or carry "Connection: close" (the client sends
+// nothing more), so the close comes soon; but a server that ends a
+// keep-alive answer without saying so would fail a busy client's next
+// request, already on its way.
 const NextRequestWait = 50 * time.Millisecond
+
+// IdleWait bounds how long a connection that its worker closed as idle,
+// having answered nothing since the hold, is kept open for its client's
+// next request: a keep-alive client sends it whenever it likes, and
+// closing it at once would fail a request on its way, as the worker's own
+// close does. Past IdleWait the client is idle and the close is a
+// keep-alive server's ordinary idle close.
+const IdleWait = 2 * time.Second
 
 // awaitNext reports whether h, let go of by its worker with nothing unread
 // (c), should wait for its client's next request a little longer.
@@ -174,7 +182,11 @@ func (h *heldConn) awaitNext(c counters, now time.Time) bool {
 		return false
 	}
 	if h.idleUntil.IsZero() {
-		h.idleUntil = now.Add(NextRequestWait - time.Duration(c.lastSent)*time.Millisecond)
+		if c.written == h.written0 {
+			h.idleUntil = now.Add(IdleWait)
+		} else {
+			h.idleUntil = now.Add(NextRequestWait - time.Duration(c.lastSent)*time.Millisecond)
+		}
 	}
 	return now.Before(h.idleUntil)
 }

@@ -12,8 +12,7 @@ import (
 type Mode int
 
 const (
-	// HTTP (the command line's --rescue http; its default is Queue until
-	// HTTP removes keep-alive failures entirely): connections left in a
+	// HTTP (the command line's --rescue http, its default): connections left in a
 	// retired socket's accept queue are relayed to the serving generation
 	// (as with Queue), and the keep-alive connections old workers hold at
 	// their stop signal are held by the master too, and relayed when the
