@@ -15,6 +15,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -161,7 +162,7 @@ worker.`,
 			&cli.StringFlag{Name: "intercept-bind", Value: "auto", Usage: "`MODE`: a worker that binds a --listen address itself (python3 -m http.server 8000, app.listen(3000), net.Listen) gets the master's socket, and its listen(2) tells that it is ready: auto (where the kernel allows: Linux 5.9 with seccomp user notification) or off"},
 			&cli.StringFlag{Name: "handoff", Value: "auto", Usage: "`MODE`: how traffic moves between generations: auto (steer TCP/UDP listeners with SO_REUSEPORT and BPF, share what cannot be steered) or shared (one socket for every generation)"},
 			&cli.DurationFlag{Name: "quiet-timeout", Value: handoff.DefaultQuietTimeout, Usage: "`D`: after the traffic moved to a new generation, how long to wait for the old sockets to be quiet (handshakes done, accept queue empty, every accepted request read) before the old generation is told to stop; connections still queued once it is gone are relayed to the new one (see --rescue)"},
-			&cli.StringFlag{Name: "rescue", Value: "http", Usage: "`MODE` for the TCP connections a turnover would lose: http (hold the old workers' connections at their stop signal; one a worker closes with its client's next HTTP/1.x request unread is relayed to the serving generation for that one request, one closed with nothing sent since its last answer is closed, anything else is reset as the worker's own close would; and as queue), queue (only relay what is left in a retired socket's accept queue to the serving generation, any protocol: for listeners whose clients must never meet a relay), off (reset what is left queued)"},
+			&cli.StringSliceFlag{Name: "rescue", Usage: "`[LISTENER=]MODE` for the TCP connections a turnover would lose, for every listener or, with LISTENER=, for one (repeatable): http, the default (hold the old workers' connections at their stop signal; one a worker closes with its client's next HTTP/1.x request unread is relayed to the serving generation for that one request, one closed with nothing sent since its last answer is closed, anything else is reset as the worker's own close would; and as queue), queue (only relay what is left in a retired socket's accept queue to the serving generation, any protocol: for listeners whose clients must never meet a relay), off (reset what is left queued)"},
 			&cli.BoolFlag{Name: "nodelay", Value: true, Usage: "set TCP_NODELAY on the TCP sockets hotcluster binds, which accepted connections inherit (--nodelay=false leaves Nagle's algorithm on; sockets from systemd keep its NoDelay=)"},
 			&cli.StringFlag{Name: "pidfile", Usage: "`FILE` that always holds the PID of the live master (written once it serves, also after an upgrade)"},
 			&cli.DurationFlag{Name: "upgrade-timeout", DefaultText: "--ready-timeout + --quiet-timeout", Usage: "`D`: a new master (SIGUSR2) not serving by then is killed and the old one keeps serving"},
@@ -272,15 +273,15 @@ func parseRun(c *cli.Context) (*master.Config, error) {
 		return nil, usagef("--quiet-timeout %s: want a positive duration such as 5s", rc.Sockets.QuietTimeout)
 	}
 	rc.Sockets.Nagle = !c.Bool("nodelay")
-	if rc.Rescue, err = rescue.ParseMode(c.String("rescue")); err != nil {
-		return nil, usagef("--%w", err)
-	}
 	for _, l := range c.StringSlice("listen") {
 		spec, err := handoff.ParseSpec(l)
 		if err != nil {
 			return nil, usagef("--%w", err)
 		}
 		rc.Sockets.Specs = append(rc.Sockets.Specs, spec)
+	}
+	if err := parseRescue(&rc, c.StringSlice("rescue")); err != nil {
+		return nil, err
 	}
 	if u := c.String("user"); u != "" {
 		if p.Credential, err = lookupCredential(u); err != nil {
@@ -513,5 +514,46 @@ func parseLog(c *cli.Context, lc *logs.Config) error {
 		return usagef("--log-buffer-size: %w", err)
 	}
 	lc.Ring.MaxBytes = int64(bsize)
+	return nil
+}
+
+// parseRescue reads --rescue: MODE for every listener, LISTENER=MODE for
+// one. A LISTENER must name a --listen; listeners from systemd are only
+// known to the master, which checks them (openRescue).
+func parseRescue(rc *master.Config, values []string) error {
+	rc.Rescue = rescue.HTTP
+	for _, v := range values {
+		name, mode, one := strings.Cut(v, "=")
+		if !one {
+			mode = name
+		}
+		m, err := rescue.ParseMode(mode)
+		if err != nil {
+			return usagef("--%w", err)
+		}
+		if !one {
+			rc.Rescue = m
+			continue
+		}
+		if name == "" {
+			return usagef("--rescue %q: empty listener name before '='", v)
+		}
+		if rc.RescueFor == nil {
+			rc.RescueFor = make(map[string]rescue.Mode)
+		}
+		rc.RescueFor[name] = m
+	}
+	if len(rc.Sockets.Specs) == 0 {
+		return nil
+	}
+	var names []string
+	for _, s := range rc.Sockets.Specs {
+		names = append(names, s.Name)
+	}
+	for name := range rc.RescueFor {
+		if !slices.Contains(names, name) {
+			return usagef("--rescue %s=…: no --listen is named %q (the listeners: %s)", name, name, strings.Join(names, ", "))
+		}
+	}
 	return nil
 }

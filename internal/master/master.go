@@ -43,9 +43,11 @@ type Config struct {
 	// Previous and Log.
 	Sockets handoff.Config
 	// Rescue is what the master does for the TCP connections a turnover
-	// would lose (package rescue): HTTP, the zero value, holds keep-alive
-	// connections too; the command line's default is Queue.
-	Rescue rescue.Mode
+	// would lose (package rescue): HTTP, the zero value and the command
+	// line's default, holds keep-alive connections too. RescueFor, by
+	// listener name, overrides it for some.
+	Rescue    rescue.Mode
+	RescueFor map[string]rescue.Mode
 	// PIDFile, when set, always holds the PID of the live master.
 	PIDFile string
 	// UpgradeTimeout bounds a binary upgrade.

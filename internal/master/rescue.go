@@ -22,8 +22,14 @@ func (m *Master) openRescue(*undoList) error {
 		return nil
 	}
 	var ls []rescue.Listener
+	named := make(map[string]bool)
 	for _, l := range m.socks.Listeners() {
-		if l.Mode != handoff.Steered || !strings.HasPrefix(l.Spec.Network, "tcp") {
+		named[l.Spec.Name] = true
+		mode := m.cfg.Rescue
+		if mm, ok := m.cfg.RescueFor[l.Spec.Name]; ok {
+			mode = mm
+		}
+		if mode == rescue.Off || l.Mode != handoff.Steered || !strings.HasPrefix(l.Spec.Network, "tcp") {
 			continue
 		}
 		a, err := netip.ParseAddrPort(l.Addr)
@@ -32,9 +38,14 @@ func (m *Master) openRescue(*undoList) error {
 			m.log.Warn(fmt.Sprintf("listen %s: connections left in a retired socket's queue will be reset: address %q: %v", l.Spec.Name, l.Addr, err))
 			continue
 		}
-		ls = append(ls, rescue.Listener{Name: l.Spec.Name, Addr: a, Mode: m.cfg.Rescue})
+		ls = append(ls, rescue.Listener{Name: l.Spec.Name, Addr: a, Mode: mode})
 	}
-	if len(ls) == 0 || m.cfg.Rescue == rescue.Off {
+	for name := range m.cfg.RescueFor {
+		if !named[name] {
+			return fmt.Errorf("--rescue %s=…: no listener is named %q (systemd's FileDescriptorName= names the ones it passes)", name, name)
+		}
+	}
+	if len(ls) == 0 {
 		return nil
 	}
 	drain := m.cfg.Pool.DrainTimeout
