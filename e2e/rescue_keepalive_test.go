@@ -94,17 +94,17 @@ func TestKeepAliveRescueStockServers(t *testing.T) {
 		reloads, clients, modes = 9, 32, []string{"http", "queue"}
 	}
 	servers := []struct {
-		name    string
-		zero    bool // loses nothing with --rescue http
+		name    string // short: the notify sockets' paths have it
+		zero    bool   // loses nothing with --rescue http
 		command func(t *testing.T, dir string) []string
 	}{
-		{"node http server.close", true, func(t *testing.T, _ string) []string {
+		{"node", true, func(t *testing.T, _ string) []string {
 			return []string{testroles.Tool(t, "node"), filepath.Join(here, "server.js")}
 		}},
-		{"go plain Shutdown", true, func(t *testing.T, dir string) []string {
+		{"go-plain", true, func(t *testing.T, dir string) []string {
 			return []string{buildHello(t, dir), "-plain-shutdown"}
 		}},
-		{"python ThreadingHTTPServer", false, func(t *testing.T, _ string) []string {
+		{"python", false, func(t *testing.T, _ string) []string {
 			return []string{debianPython, filepath.Join(here, "server.py")}
 		}},
 	}
@@ -112,7 +112,7 @@ func TestKeepAliveRescueStockServers(t *testing.T) {
 		if !s.zero && !measure {
 			continue
 		}
-		t.Run(strings.ReplaceAll(s.name, " ", "_"), func(t *testing.T) {
+		t.Run(s.name, func(t *testing.T) {
 			if !measure {
 				t.Parallel()
 			}

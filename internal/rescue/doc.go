@@ -27,15 +27,24 @@
 // Just before the pool sends a worker its stop signal, Hold takes a
 // duplicate, with pidfd_getfd(2), of every established connection the
 // worker holds on an HTTP-mode listener. When the worker then closes an idle
-// keep-alive connection, no FIN goes out: the master still holds it. Run
-// notices, within a tick (2 ms), that the worker let go of it: it watches
-// each holder's descriptor count (stat(2) of /proc/PID/fd, Linux 6.2+) and
-// on a change asks kcmp(2) whether each descriptor still refers to the same
-// open file (else /proc/PID/fd/N). Then it decides (see decide): closed if
-// the client sent nothing since its last answer (the client sees the close
-// it would have seen, a few milliseconds later, which also ends a response
-// delimited by the connection's close); relayed to the serving generation
-// if the client's next request waits unread and begins with a request line;
+// keep-alive connection, no FIN goes out: the master still holds it. Hold
+// also keeps the worker from reading requests that arrive after its stop
+// signal: a non-blocking socket is frozen (SO_RCVLOWAT, see freeze) and
+// thawed if the worker still serves it ThawAfter later; a worker that reads
+// with blocking reads, a thread per connection, is stopped (SIGSTOP) at a
+// moment when each of its connections has a thread waiting in its read
+// (see quiesce), so that a stop signal that kills it ends no request half
+// done. Run notices, within a tick (2 ms), that the worker let go of a
+// connection: it watches each holder's descriptor count (stat(2) of
+// /proc/PID/fd, Linux 6.2+) and on a change asks kcmp(2) whether each
+// descriptor still refers to the same open file (else /proc/PID/fd/N). Then
+// it decides (see decide): relayed to the serving generation if the
+// client's next request waits unread and begins with a request line, for
+// that one request (oneshot.go: Connection: close is added to the request
+// and to its answer, so the client reconnects straight to the serving
+// generation); closed if the client sent nothing since its last answer,
+// after waiting for a request on its way (IdleWait after an idle close,
+// NextRequestWait after an answer, which may be delimited by the close);
 // reset otherwise (bytes the worker read and never answered, a TLS record,
 // the HTTP/2 preface), which is what the worker's own close with unread
 // bytes does. Holding costs the connection nothing: the master never reads

@@ -160,12 +160,15 @@ func (h *heldConn) unanswered(c counters) bool {
 
 // NextRequestWait bounds how long after its last answer a connection that
 // its worker answered after the hold and then closed is kept open for its
-// client's next request: that answer may be delimited by the close (the
-// client waits for it), or carry "Connection: close" (the client sends
-// nothing more), so the close comes soon; but a server that ends a
-// keep-alive answer without saying so would fail a busy client's next
-// request, already on its way.
-const NextRequestWait = 50 * time.Millisecond
+// client's next request. A server in its drain need not say "Connection:
+// close" in that answer (Go's http.Server does not), so a busy client's
+// next request may be on its way, and on a loaded machine a client takes
+// tens of milliseconds to send it. Against that, an answer delimited by
+// the connection's close (HTTP/1.0 without keep-alive, a body with neither
+// a length nor chunks) ends for its client only at the close, this much
+// later than the worker meant; HTTP/1.1 clients and servers frame their
+// bodies, so that is rare, and a late end is not a failure.
+const NextRequestWait = 250 * time.Millisecond
 
 // IdleWait bounds how long a connection that its worker closed as idle,
 // having answered nothing since the hold, is kept open for its client's
@@ -194,8 +197,10 @@ func (h *heldConn) awaitNext(c counters, now time.Time) bool {
 // holdBatch is what one Hold took: the connections of one worker (and its
 // descendants), and how they ended, for one log line.
 type holdBatch struct {
-	pid                                        int
-	conns                                      []*heldConn
+	pid   int
+	conns []*heldConn
+	// stopped: the holders quiesce left stopped, for the loop to continue.
+	stopped                                    []int
 	counts                                     map[int]int64 // each holder's descriptor count at the hold
 	n                                          int
 	relayed, redialed, closed, resets, dropped int
@@ -253,6 +258,20 @@ func (rs *Rescuer) Hold(pid int) {
 			break
 		}
 		b.counts[p], _ = fdCount(p)
+		stopped, blocking := quiesce(p, b.conns)
+		if blocking > 0 {
+			rs.log.Debug(fmt.Sprintf("rescue: pid %d reads %d held connections with blocking reads: stopped at rest: %v", p, blocking, stopped), "pid", p)
+		}
+		if stopped {
+			// What the threads did until they stopped counts as done
+			// before the hold.
+			for _, h := range b.conns {
+				if h.pid == p {
+					h.sample()
+				}
+			}
+			b.stopped = append(b.stopped, p)
+		}
 	}
 	if over > 0 {
 		rs.atMax(fmt.Sprintf("%d connections of pid %d are left to it", over, pid))
@@ -420,6 +439,9 @@ func fdCount(pid int) (int64, bool) {
 // addHold starts watching what a hold took.
 func (rs *Rescuer) addHold(b *holdBatch) {
 	now := time.Now()
+	for _, pid := range b.stopped {
+		rs.stoppedAt[pid] = now
+	}
 	for _, h := range b.conns {
 		p := rs.procs[h.pid]
 		if p == nil {
@@ -435,6 +457,13 @@ func (rs *Rescuer) addHold(b *holdBatch) {
 // on its way out; nothing is kept or waited for.
 func (rs *Rescuer) tick(final bool) {
 	now := time.Now()
+	for pid, at := range rs.stoppedAt {
+		// The pool sent the stop signal as soon as Hold returned.
+		if final || now.Sub(at) >= tick {
+			unix.Kill(pid, unix.SIGCONT)
+			delete(rs.stoppedAt, pid)
+		}
+	}
 	for pid, p := range rs.procs {
 		n, gone := fdCount(pid)
 		if !final && !gone && rs.fdCounts && n == p.count && now.Sub(p.full) < fullLook {

@@ -43,10 +43,12 @@ type Rescuer struct {
 	done    chan struct{} // closed when Run has returned
 
 	// Owned by Run's goroutine.
-	procs   map[int]*proc
-	pending []*heldConn
-	relays  map[*relay]bool
-	byUp    map[netip.AddrPort]*relay
+	procs map[int]*proc
+	// stoppedAt: holders Hold left stopped (quiesce), to continue.
+	stoppedAt map[int]time.Time
+	pending   []*heldConn
+	relays    map[*relay]bool
+	byUp      map[netip.AddrPort]*relay
 
 	// stopped is set once Run stops taking bursts, guarded by strandMu.
 	strandMu sync.Mutex
@@ -87,7 +89,7 @@ func New(cfg Config) (*Rescuer, error) {
 		cfg: cfg, log: log, byName: make(map[string]*Listener), self: os.Getpid(),
 		holdC: make(chan *holdBatch), strandC: make(chan *burst, 16), evC: make(chan relayEvent, 256),
 		adoptC: make(chan *suspended), quit: make(chan struct{}), done: make(chan struct{}),
-		procs: make(map[int]*proc), relays: make(map[*relay]bool), byUp: make(map[netip.AddrPort]*relay),
+		procs: make(map[int]*proc), stoppedAt: make(map[int]time.Time), relays: make(map[*relay]bool), byUp: make(map[netip.AddrPort]*relay),
 	}
 	for i := range cfg.Listeners {
 		l := &cfg.Listeners[i]
@@ -237,7 +239,7 @@ func (rs *Rescuer) Run(ctx context.Context) {
 	tick.Stop()
 	ticking := false
 	for {
-		if !ticking && (len(rs.procs) > 0 || len(rs.pending) > 0) {
+		if !ticking && (len(rs.procs) > 0 || len(rs.pending) > 0 || len(rs.stoppedAt) > 0) {
 			tick.Reset(rs.tickEvery())
 			ticking = true
 		}
