@@ -766,6 +766,10 @@ func (e *QuietError) Error() string {
 
 func (e *QuietError) Unwrap() error { return e.Err }
 
+// Moved reports that the traffic moved all the same (package workers tells
+// a QuietError from a failure to steer by it).
+func (e *QuietError) Moved() bool { return true }
+
 // Release tells that generation gen has no worker left; its sockets may be
 // handed to a later generation. A socket that no generation holds and no
 // selector points to is idle: the connections left in its accept queue
