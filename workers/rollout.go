@@ -125,6 +125,19 @@ type movedEvent struct {
 
 func (e movedEvent) handle(p *Pool) { p.rollMoved(e.r, e.err) }
 
+// moveRetry is how long a rollback waits before it tries again a Move back
+// that failed (the sockets refuse while an upgrade holds them).
+const moveRetry = time.Second
+
+// moveRetryEvent tries again to move a rollback's batch back.
+type moveRetryEvent struct{ r *rollout }
+
+func (e moveRetryEvent) handle(p *Pool) {
+	if p.roll == e.r && e.r.phase == rollMoving && !p.stopping {
+		p.startMove(e.r)
+	}
+}
+
 // retryEvent starts again the standby of slot that failed in a rollback.
 type retryEvent struct {
 	r    *rollout
@@ -289,12 +302,20 @@ func (p *Pool) rollReady() {
 			return
 		}
 	}
-	if r.back {
-		to = r.old
-	} else if r.new.timeout != nil {
+	if !r.back && r.new.timeout != nil {
 		r.new.timeout.Stop()
 	}
 	r.phase = rollMoving
+	p.startMove(r)
+}
+
+// startMove moves the batch's slots in a goroutine, which reports with a
+// movedEvent: to the new generation, or back to the old one.
+func (p *Pool) startMove(r *rollout) {
+	to := r.new
+	if r.back {
+		to = r.old
+	}
 	if p.cfg.Sockets == nil {
 		p.rollMoved(r, nil)
 		return
@@ -323,9 +344,16 @@ func (p *Pool) rollMoved(r *rollout, err error) {
 	}
 	if err != nil {
 		var moved interface{ Moved() bool }
-		if errors.As(err, &moved) && moved.Moved() || r.back {
+		switch {
+		case errors.As(err, &moved) && moved.Moved():
 			p.genf(slog.LevelWarn, r.new.num, "gen %d: move slots %v: %v; moving on", r.new.num, r.batch, err)
-		} else if r.failed == "" {
+		case r.back:
+			// The new generation's workers keep their slots until they
+			// move back: try again.
+			p.genf(slog.LevelError, r.new.num, "gen %d: rolling back: move slots %v back to gen %d: %v; retrying in %s", r.new.num, r.batch, r.old.num, err, moveRetry)
+			p.after(moveRetry, moveRetryEvent{r})
+			return
+		case r.failed == "":
 			r.failed = fmt.Sprintf("its slots %v could not move: %v", r.batch, err)
 		}
 	}

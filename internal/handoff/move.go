@@ -35,6 +35,11 @@ func (s *Sockets) Move(ctx context.Context, gen uint64, slots []int) error {
 		s.mu.Unlock()
 		return ErrClosed
 	}
+	if s.frozen {
+		// An upgraded master may be steering the same groups.
+		s.mu.Unlock()
+		return fmt.Errorf("handoff: move slots %v to generation %d: an upgrade holds the sockets", slots, gen)
+	}
 	k, ok := s.holders[gen]
 	if !ok {
 		s.mu.Unlock()
