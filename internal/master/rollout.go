@@ -34,10 +34,16 @@ func (m *Master) checkRollout(r workers.Rollout) error {
 		if why == "" {
 			why = "its selector has no slot table"
 		}
-		return fmt.Errorf("--rollout %s: listener %s has one socket for all of a generation's workers (%s), so its traffic cannot move a slot at a time; use --rollout all (the default), or TCP/UDP listeners with the eBPF selector (root or CAP_BPF): %w", r, l.Spec, why, ErrRolloutNeedsSlots)
+		return &rolloutError{fmt.Sprintf("--rollout %s: listener %s (%s) has one socket for all of a generation's workers (%s), so its traffic cannot move a slot at a time; use --rollout all (the default), or TCP/UDP listeners with the eBPF selector (root or CAP_BPF)", r, l.Spec.Name, l.Addr, why)}
 	}
 	return nil
 }
+
+// rolloutError is a --rollout refused; it is ErrRolloutNeedsSlots.
+type rolloutError struct{ msg string }
+
+func (e *rolloutError) Error() string        { return e.msg }
+func (e *rolloutError) Is(target error) bool { return target == ErrRolloutNeedsSlots }
 
 // rollingNow refuses an upgrade (SIGUSR2) during a rolling reload: what
 // crosses to the new master says which generation holds which socket, not
