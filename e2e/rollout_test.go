@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -198,6 +199,16 @@ func TestRolloutProgressInStatus(t *testing.T) {
 	if text := mustCtl(t, m.env, "status"); !strings.Contains(text, "rollout 1/4: generation 2 replaces 1 at a time") {
 		t.Errorf("status text half-way:\n%s", text)
 	}
+	// Meanwhile scale and upgrade are refused, and SIGHUPs coalesce into
+	// one more rollout.
+	if code, out, errs := ctl(t, m.env, "scale", "+1"); code == 0 || !strings.Contains(out+errs, "a rolling reload is in progress (rollout 1/4)") {
+		t.Errorf("scale during a rollout: exit %d: %s%s", code, out, errs)
+	}
+	if code, out, errs := ctl(t, m.env, "upgrade"); code == 0 || !strings.Contains(out+errs, "a rolling reload is in progress (rollout 1/4, gen 2)") {
+		t.Errorf("upgrade during a rollout: exit %d: %s%s", code, out, errs)
+	}
+	m.signal(syscall.SIGHUP)
+	m.signal(syscall.SIGHUP)
 	select {
 	case r := <-reloaded:
 		t.Fatalf("hotcluster reload returned before the rollout's end: exit %d: %s%s", r.code, r.out, r.err)
@@ -210,8 +221,11 @@ func TestRolloutProgressInStatus(t *testing.T) {
 	if r.code != 0 {
 		t.Fatalf("hotcluster reload: exit %d: %s%s", r.code, r.out, r.err)
 	}
-	if st := statusOf(t, m.env); st.Generation != 2 || st.Rollout != nil {
-		t.Errorf("after the rollout: generation %d rollout %+v", st.Generation, st.Rollout)
+	ev.next(func(e control.Event) bool { return e.Event == "reload-done" && e.Generation == 3 })
+	ev.next(func(e control.Event) bool { return e.Event == "drained" && e.Generation == 2 })
+	st = statusOf(t, m.env)
+	if st.Generation != 3 || st.Rollout != nil || st.Pending != 0 || st.Size != 4 {
+		t.Errorf("after the coalesced rollout: generation %d rollout %+v pending %d size %d, want gen 3 of 4 and nothing more", st.Generation, st.Rollout, st.Pending, st.Size)
 	}
 }
 
