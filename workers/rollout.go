@@ -289,8 +289,9 @@ func (p *Pool) rollReady() {
 	if r == nil || r.phase != rollStarting {
 		return
 	}
-	to := r.new
 	for _, slot := range r.batch {
+		// Forward, the new generation's worker of the slot; back, the
+		// old generation's, once a standby took the slot.
 		w := r.new.workers[slot]
 		if r.back {
 			w = r.old.workers[slot]
@@ -298,7 +299,7 @@ func (p *Pool) rollReady() {
 				return
 			}
 		}
-		if w == nil || w.state != ready || w.gen != to.num && !r.back {
+		if w == nil || w.state != ready {
 			return
 		}
 	}

@@ -320,3 +320,29 @@ func TestRolloutMoveErrorRollsBack(t *testing.T) {
 		}
 	})
 }
+
+// A stop during a rollout drains both generations' workers (the new ones
+// that serve slots included, none is killed) and reports the reload failed.
+func TestRolloutStopDrainsBoth(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h := newHarness(t, Config{Workers: 3, Rollout: Rollout{Workers: 1}})
+		h.readyAll(1)
+		out := h.reloadAsync("/bin/app2")
+		h.proc(2, 0).ready()
+		synctest.Wait() // slot 0 is gen 2's; slot 1's new worker starts
+		if err := h.stop(); err != nil {
+			t.Fatal(err)
+		}
+		if e := <-out; e.Kind != GenFailed || !strings.Contains(e.Err, "stopping") {
+			t.Errorf("outcome %+v, want GenFailed: stopping", e)
+		}
+		if fp := h.proc(2, 0); !fp.got(syscall.SIGTERM) || fp.got(syscall.SIGKILL) {
+			t.Errorf("gen 2's serving worker got %v, want the stop signal alone", fp.signals)
+		}
+		for slot := 1; slot < 3; slot++ {
+			if fp := h.proc(1, slot); !fp.got(syscall.SIGTERM) {
+				t.Errorf("gen 1's worker %d was not drained", slot)
+			}
+		}
+	})
+}
