@@ -96,6 +96,13 @@ type Sockets interface {
 	// Activate moves new connections to gen and returns once the sockets of
 	// older generations have nothing left their workers must serve.
 	Activate(ctx context.Context, gen uint64) error
+	// Move moves the new connections of slots to gen's sockets of those
+	// slots, the other slots staying where they are (a rolling reload, or
+	// its rollback), and returns once the sockets that had them are quiet;
+	// once every slot is gen's, gen is the active generation. An error
+	// with a Moved method that returns true means the traffic moved but
+	// the wait ran out; any other, that it did not move.
+	Move(ctx context.Context, gen uint64, slots []int) error
 	// Release tells that gen has no worker left.
 	Release(gen uint64)
 	// Inodes returns the inode of each socket Files(gen, slot) hands out, in
@@ -210,6 +217,11 @@ type Config struct {
 	// Leftovers, when set, starts each worker and is told of its exit;
 	// nil: at a worker's exit only its process group is killed.
 	Leftovers Leftovers
+	// Rollout, when set, makes a reload replace that many slots at a time
+	// (see Rollout and rollout); the zero value replaces the whole
+	// generation at once. Its Sockets must be able to Move (a socket per
+	// slot): the master refuses it otherwise.
+	Rollout Rollout
 }
 
 // New checks cfg and returns a pool that has started no process yet (but
@@ -297,6 +309,8 @@ type Update struct {
 	ReadyDelay   time.Duration
 	ReadyTimeout time.Duration
 	DrainTimeout time.Duration
+	// Rollout replaces Config.Rollout when not nil.
+	Rollout *Rollout
 }
 
 // apply makes u the settings of the generations started from now on.
@@ -322,5 +336,8 @@ func (p *Pool) apply(u *Update) {
 	}
 	if u.DrainTimeout > 0 {
 		p.cfg.DrainTimeout = u.DrainTimeout
+	}
+	if u.Rollout != nil {
+		p.cfg.Rollout = *u.Rollout
 	}
 }

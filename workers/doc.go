@@ -44,6 +44,19 @@
 // is the caller's. A line longer than [MaxLine] is cut there. The readers
 // never wait for anyone but the worker: Config.Lines must not block.
 //
+// # Rolling reloads
+//
+// With Config.Rollout a reload replaces K slots at a time (see rollout):
+// the new generation's workers for K slots start, once all are ready
+// Sockets.Move sends those slots' connections to them, the old workers of
+// those slots drain, and the next batch starts once they have exited, so
+// that at most N+K workers live. The old generation serves (it is
+// p.current) until the last batch; the new one stays starting until then.
+// A failed batch rolls back: the replaced slots get workers of the old
+// generation again (standbys, K at a time), move back, and the new
+// generation's workers drain; the reload then reports GenFailed. Scaling
+// and recycling wait for the rollout's end.
+//
 // # Readiness
 //
 // See [ReadyMode]: under ReadyAuto a worker that says nothing is ready once

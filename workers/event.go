@@ -58,6 +58,14 @@ const (
 	// every listener it is listening, which ReadyAuto takes as ready for
 	// a program that says nothing. Node's cluster names it so.
 	WorkerListening
+	// RolloutBatch: a rolling reload (--rollout) into Gen started
+	// (Replaced 0) or moved a batch: Replaced of its Workers slots are
+	// on Gen.
+	RolloutBatch
+	// RolloutBack: a batch of a rolling reload failed (Err says why) and
+	// the replaced slots go back to the old generation, or a batch of
+	// them did: Replaced are still on Gen.
+	RolloutBack
 )
 
 var eventNames = [...]string{
@@ -65,7 +73,7 @@ var eventNames = [...]string{
 	WorkerStarted: "fork", WorkerReady: "ready", WorkerDraining: "draining", WorkerExited: "exit",
 	WorkerRespawn: "respawn", WorkerRecycle: "recycle", WorkerDisconnect: "disconnect",
 	WorkerMessage: "message", Scaled: "scale", WorkerErrored: "slot-errored", WorkerHung: "hung",
-	GenErrored: "errored", WorkerListening: "listening",
+	GenErrored: "errored", WorkerListening: "listening", RolloutBatch: "rollout", RolloutBack: "rollout-back",
 }
 
 // String is the event's name on the control socket, after Node's cluster
@@ -94,6 +102,9 @@ type Event struct {
 	// Listener names the listener, e.g. web=127.0.0.1:8080
 	// (WorkerListening).
 	Listener string
+	// Replaced counts the slots a rolling reload has on Gen
+	// (RolloutBatch, RolloutBack).
+	Replaced int
 }
 
 func (p *Pool) emit(e Event) {

@@ -110,6 +110,10 @@ func (p *Pool) startGeneration() {
 		p.genf(slog.LevelInfo, g.num, "gen %d: starting %s", g.num, workersN(g.size))
 	}
 	p.emit(Event{Kind: GenStarting, Gen: g.num, Command: g.cmd, Workers: g.size})
+	if k := p.rolloutBatch(g); k > 0 {
+		p.startRollout(g, k)
+		return
+	}
 	if err := p.reserveDescriptors(g.size); err != nil {
 		p.failGenerationErr(g, err.Error(), err)
 		return
@@ -158,6 +162,10 @@ func (p *Pool) startWorker(g *generation, slot int, standby bool) (*worker, erro
 
 // checkReady starts the traffic's move to g once all its workers are ready.
 func (p *Pool) checkReady(g *generation) {
+	if r := p.roll; r != nil && g == r.new {
+		p.rollReady()
+		return
+	}
 	if g == nil || g.state != genStarting || len(g.workers) < g.size {
 		return
 	}
@@ -265,6 +273,9 @@ func (p *Pool) reconcile() {
 		if _, given := p.errored[slot]; given || g.workers[slot] != nil {
 			continue
 		}
+		if p.roll != nil && p.roll.owns(slot) {
+			continue
+		}
 		w, err := p.startWorker(g, slot, false)
 		if err != nil {
 			p.genf(slog.LevelError, g.num, "gen %d worker %d: %v", g.num, slot, err)
@@ -332,6 +343,11 @@ func (p *Pool) failGenerationErr(g *generation, why string, cause error) {
 	if g.state != genStarting {
 		return
 	}
+	if r := p.roll; r != nil && g == r.new && !p.stopping {
+		// Only the batch failed: the rollout rolls back.
+		p.rollFailed(why)
+		return
+	}
 	p.move(g, genFailed)
 	if g.timeout != nil {
 		g.timeout.Stop()
@@ -376,6 +392,8 @@ func (p *Pool) exited(e exitEvent) {
 	how := exitDescription(e.status, e.err)
 	p.emit(Event{Kind: WorkerExited, Gen: w.gen, Slot: w.slot, PID: w.pid, Err: how, Took: time.Since(w.started)})
 	switch {
+	case p.roll != nil && g == p.roll.new:
+		p.rollExited(w, how)
 	case standby:
 		if !p.stopping && g.state == genServing && w.state != draining {
 			p.logf(slog.LevelWarn, w, "%s, the replacement for worker %d, exited before it was ready: %s; the worker keeps serving%s", w, w.slot, how, w.tail.String())
@@ -423,9 +441,11 @@ func (p *Pool) exited(e exitEvent) {
 		// again (Files, at the respawn).
 		p.serveSlots(g)
 	}
-	if g.empty() && (g.state == genDraining || g.state == genFailed || p.stopping) {
+	if g.empty() && (g.state == genDraining || g.state == genFailed || p.stopping) && p.gens[g.num] == g {
 		p.released(g)
 	}
+	// A batch may fit now (at most N+K workers live).
+	p.rollStep()
 }
 
 // serveSlots tells the sockets which slots of g, the serving generation,
@@ -501,6 +521,9 @@ func (p *Pool) becameReady(w *worker) {
 	g := p.gens[w.gen]
 	if g != nil && g.standby[w.slot] == w {
 		p.promote(g, w)
+		if p.roll != nil {
+			p.rollReady() // a rollback's worker of the old command
+		}
 		return
 	}
 	p.checkReady(g)

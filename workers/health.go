@@ -209,6 +209,7 @@ func (p *Pool) abort(w *worker) {
 // ready: a hung worker it was to replace is aborted all the same (its slot
 // is then respawned as after a crash); any other keeps serving.
 func (p *Pool) standbyFailed(g *generation, slot int) {
+	p.rollStandbyFailed(g, slot)
 	if old := g.workers[slot]; old != nil && old.hung && old.state == ready {
 		p.logf(slog.LevelError, old, "%s is hung and its replacement failed: aborting it; its slot is respawned", old)
 		p.abort(old)

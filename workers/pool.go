@@ -51,7 +51,8 @@ type Pool struct {
 	gens      map[uint64]*generation
 	current   *generation
 	pending   *generation
-	queued    bool // a reload was asked for during a turnover
+	queued    bool     // a reload was asked for during a turnover
+	roll      *rollout // the rolling reload in progress (--rollout), if any
 	stopping  bool
 	speaks    bool // a worker of this master sent READY=1
 	fatal     error
@@ -365,6 +366,11 @@ func (e respawnEvent) handle(p *Pool) {
 	if _, given := p.errored[e.slot]; given {
 		return
 	}
+	if p.roll != nil && p.roll.owns(e.slot) {
+		// The rollout has started the slot's new worker, or will
+		// start its old command again when it rolls back.
+		return
+	}
 	w, err := p.startWorker(g, e.slot, false)
 	if err != nil {
 		p.crashes[e.slot]++
@@ -416,6 +422,7 @@ func (p *Pool) notified(w *worker, msg string) {
 
 // stop drains (or with force, kills) every worker.
 func (p *Pool) stop(force bool) {
+	p.stopRollout()
 	for _, c := range p.waiters {
 		reply(c, Event{Kind: GenFailed, Err: "the master is stopping"})
 	}
@@ -481,6 +488,8 @@ func (p *Pool) rescale(r scaleRequest) (int, error) {
 		return p.size, fmt.Errorf("scale %s: the group has %d workers; it keeps at most %d", asked, p.size, protocol.MaxWorkers)
 	case to == p.size:
 		return p.size, nil
+	case p.roll != nil:
+		return p.size, fmt.Errorf("scale %s: a rolling reload is in progress (%s); scale once it has ended", asked, p.roll.progress())
 	}
 	dir := "up"
 	if to < p.size {

@@ -92,6 +92,8 @@ type fakeSockets struct {
 	activated []uint64
 	released  []uint64
 	served    []string // each Serve call: "gen:slots"
+	moves     []string // each Move call: "gen:slots"
+	moveErr   error    // what Move returns
 	// hold, when set, makes Activate wait for it to close (or for ctx).
 	hold chan struct{}
 }
@@ -128,6 +130,18 @@ func (s *fakeSockets) record(gen uint64) {
 	s.mu.Lock()
 	s.activated = append(s.activated, gen)
 	s.mu.Unlock()
+}
+func (s *fakeSockets) Move(ctx context.Context, gen uint64, slots []int) error {
+	s.mu.Lock()
+	s.moves = append(s.moves, fmt.Sprintf("%d:%v", gen, slots))
+	err := s.moveErr
+	s.mu.Unlock()
+	return err
+}
+func (s *fakeSockets) moved() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Clone(s.moves)
 }
 func (s *fakeSockets) Activate(ctx context.Context, gen uint64) error {
 	s.record(gen)

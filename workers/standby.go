@@ -20,7 +20,8 @@ func (p *Pool) Recycle(slot, pid int, why string) {
 
 func (p *Pool) startRecycle(r recycle) {
 	g := p.current
-	if p.stopping || g == nil || g.state != genServing {
+	if p.stopping || g == nil || g.state != genServing || p.roll != nil {
+		// During a rollout the slots are the rollout's to replace.
 		return
 	}
 	old := g.workers[r.slot]

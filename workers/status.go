@@ -78,7 +78,9 @@ type Status struct {
 	// LastReload is the last GenReady or GenFailed after the first
 	// generation; nil before any reload.
 	LastReload *Event
-	Workers    []WorkerStatus
+	// Rollout is the rolling reload in progress (--rollout), nil when none.
+	Rollout *RolloutStatus
+	Workers []WorkerStatus
 }
 
 // WorkerStatus describes one worker process.
@@ -134,6 +136,7 @@ func (p *Pool) snapshot() Status {
 		e := *p.lastReload
 		s.LastReload = &e
 	}
+	s.Rollout = p.rolloutStatus()
 	add := func(w *worker, replacing bool) {
 		state := w.state.String()
 		if w.hung && w.state != draining {

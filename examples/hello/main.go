@@ -31,7 +31,12 @@ func main() {
 	plain := flag.Bool("plain-shutdown", false, "on SIGTERM call a plain http.Server.Shutdown instead of child.ServeHTTP's drain")
 	accessLog := flag.Bool("access-log", false, "print a line on stdout for every request answered")
 	logRate := flag.Int("log-rate", 0, "print this many lines a second on stdout, about 100 bytes each, for log benchmarks")
+	ballastMiB := flag.Int("ballast", 0, "allocate and touch this many MiB at start and keep them, to stand for a worker's memory in the --rollout benchmarks")
 	flag.Parse()
+	ballast = make([]byte, *ballastMiB<<20)
+	for i := 0; i < len(ballast); i += 4096 {
+		ballast[i] = 1 // touched: resident, not just reserved
+	}
 	if *logRate > 0 {
 		go printAt(*logRate)
 	}
@@ -79,6 +84,9 @@ func run(addr string, reuseport, plain, accessLog bool) error {
 	}
 	return child.ServeHTTP(context.Background(), srv, ln, child.Options{})
 }
+
+// ballast is -ballast's memory, kept live for the process's life.
+var ballast []byte
 
 // printAt prints rate lines a second on stdout, in a batch every 10ms,
 // each numbered and padded to about 100 bytes, until the process exits.

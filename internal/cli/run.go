@@ -151,6 +151,7 @@ worker.`,
 			&cli.DurationFlag{Name: "ready-delay", Value: workers.DefaultReadyDelay, Usage: "`D`: how long a worker that reports nothing must stay alive to count as ready"},
 			&cli.DurationFlag{Name: "ready-timeout", Value: workers.DefaultReadyTimeout, Usage: "`D`: a new generation not ready by then fails, and the old one keeps serving"},
 			&cli.DurationFlag{Name: "drain-timeout", Value: workers.DefaultDrainTimeout, Usage: "`D`: how long a stopping worker may take before it is killed"},
+			&cli.StringFlag{Name: "rollout", Value: "all", Usage: "`K|P%`: a reload replaces K workers (or P% of them, rounded up) at a time: K new ones start, take their slots' traffic once ready, the K old ones drain, then the next K; at most N+K workers live. A batch that fails rolls the replaced slots back to the old command. all: the whole generation at once. Needs a socket per worker slot (TCP/UDP with the eBPF selector: root or CAP_BPF), or no --listen"},
 			&cli.StringFlag{Name: "stop-signal", Value: "TERM", Usage: "`SIG`: the signal that asks a worker to drain and exit"},
 			&cli.IntFlag{Name: "max-restarts", Value: workers.DefaultMaxRestarts, Usage: "`N` respawns of one worker slot allowed within --restart-window; the next crash gives the slot up until the next reload (errored in status when no slot is left); 0: no limit"},
 			&cli.DurationFlag{Name: "restart-window", Value: workers.DefaultRestartWindow, Usage: "`D`: the window --max-restarts counts in"},
@@ -223,6 +224,9 @@ func parseRun(c *cli.Context) (*master.Config, error) {
 		if d <= 0 {
 			return nil, usagef("%s %s: want a positive duration such as 30s", name, d)
 		}
+	}
+	if p.Rollout, err = workers.ParseRollout(c.String("rollout")); err != nil {
+		return nil, usagef("--%w", err)
 	}
 	if p.StopSignal, err = parseSignal(c.String("stop-signal")); err != nil {
 		return nil, usagef("--stop-signal: %w", err)
@@ -449,7 +453,7 @@ func serve(ctx context.Context, cfg *master.Config) error {
 	if err != nil {
 		var ue *safedir.UnsafeError
 		switch {
-		case errors.Is(err, control.ErrInUse), errors.As(err, &ue):
+		case errors.Is(err, control.ErrInUse), errors.As(err, &ue), errors.Is(err, master.ErrRolloutNeedsSlots):
 			return &usageError{err}
 		}
 		return occupiedError(ctx, err, cfg.Control)

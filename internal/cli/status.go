@@ -167,10 +167,15 @@ func printStatus(out io.Writer, st control.Status, colour bool) error {
 		shown = p.paint(red, "ERRORED") + ": no worker serves; waiting for a reload"
 	}
 	line := fmt.Sprintf("generation %d %s, %d workers", st.Generation, shown, st.Size)
-	if st.Pending != 0 {
+	if r := st.Rollout; r != nil {
+		line += fmt.Sprintf("; %s: generation %d replaces %d at a time", r.Progress, r.Generation, r.Batch)
+	} else if st.Pending != 0 {
 		line += fmt.Sprintf("; generation %d starting", st.Pending)
 	}
 	fmt.Fprintln(out, line)
+	if r := st.Rollout; r != nil && r.Back {
+		fmt.Fprintf(out, "rollout %s: %s; slots %v go back to generation %d\n", p.paint(red, "FAILED"), r.Error, r.Slots, r.From)
+	}
 	if r := st.LastReload; r != nil {
 		if r.OK {
 			fmt.Fprintf(out, "last reload: generation %d ready in %s\n", r.Generation, humanDuration(r.Took.D()))

@@ -28,6 +28,8 @@ type Status struct {
 	Command     []string `json:"command"`
 	NextCommand []string `json:"next_command,omitempty"`
 	LastReload  *Reload  `json:"last_reload,omitempty"`
+	// Rollout is the rolling reload in progress (--rollout), if any.
+	Rollout *Rollout `json:"rollout,omitempty"`
 	// Workers are the live worker processes.
 	Workers []Worker `json:"workers"`
 	// Restarting lists the slots whose worker died and waits for its
@@ -46,6 +48,24 @@ type Status struct {
 	// Rescue is what the master relays to the serving generation; nil
 	// without a steered TCP listener.
 	Rescue *Rescue `json:"rescue,omitempty"`
+}
+
+// Rollout is a rolling reload in progress: generation Generation replaces
+// From, Batch slots at a time; Replaced of Size slots are on Generation
+// (Slots), Moving the batch in flight. Back: a batch failed (Error) and
+// the replaced slots go back to From. Progress is "rollout 3/8" or
+// "rolling back 2/8".
+type Rollout struct {
+	Progress   string `json:"progress"`
+	Generation uint64 `json:"generation"`
+	From       uint64 `json:"from"`
+	Batch      int    `json:"batch"`
+	Replaced   int    `json:"replaced"`
+	Size       int    `json:"size"`
+	Back       bool   `json:"back,omitempty"`
+	Error      string `json:"error,omitempty"`
+	Slots      []int  `json:"slots"`
+	Moving     []int  `json:"moving,omitempty"`
 }
 
 // Rescue is what the master's rescuer holds and has done.
@@ -178,6 +198,9 @@ type Event struct {
 	// Listener names the listener of a "listening" event, e.g.
 	// web=127.0.0.1:8080.
 	Listener string `json:"listener,omitempty"`
+	// Replaced counts the slots a rolling reload has on Generation
+	// ("rollout", "rollout-back"; Workers is the size).
+	Replaced *int `json:"replaced,omitempty"`
 }
 
 // LogStatus is the state of the master's log.

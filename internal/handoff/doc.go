@@ -75,6 +75,21 @@
 // selects by position in a fixed group of GroupSize sockets, which a
 // socket per slot would outgrow).
 //
+// # Moving a slot at a time
+//
+// [Sockets.Move] moves the new connections of some slots to another
+// generation's sockets of those slots and leaves the others where they
+// are: the worker group's rolling reload (--rollout) hands a batch of
+// slots at a time to the next generation, and back when a batch fails.
+// The slot table keeps its order (the slots in order, each entry the
+// socket of the generation that serves that slot), so a slot's share of
+// the flow hash reaches another socket and no other slot's changes. Like
+// Activate it then waits for the sockets that had those slots to be
+// quiet. Once every slot is on one generation that generation is the
+// active one, as after Activate. Move refuses listeners without a socket
+// per slot ([ErrNoSlots]) and works on no socket while an upgrade holds
+// them (frozen).
+//
 // A socket that no generation holds and no selector points to is idle:
 // whatever still waits in its queue (connections the quiet wait gave up
 // on, or those of a previous master that was killed) is taken off it when

@@ -57,3 +57,6 @@ func findOwners(fs []*Foreign)                       {}
 func listForeign(spec Spec, network, addr string, ours []*sock) ([]*Foreign, error) {
 	return nil, errNotSupported
 }
+
+func (l *listener) slotSock(k, slot int) *sock    { return nil }
+func (l *listener) steerRefs(refs [][2]int) error { return errNotSupported }

@@ -128,6 +128,9 @@ type Sockets struct {
 	// selectors spread its connections over, where listeners have a
 	// socket per slot (see Files and Serve).
 	served map[uint64][]int
+	// moved holds the slots whose connections go to another generation
+	// than the active one's, during a rolling reload (see Move).
+	moved  map[int]uint64
 	closed bool
 	unused []string
 	// frozen is set from Persist until Reclaim: while an upgraded master
@@ -223,7 +226,7 @@ func Open(cfg Config) (*Sockets, error) {
 	if cfg.Log == nil {
 		cfg.Log = func(string, ...any) {}
 	}
-	s := &Sockets{cfg: cfg, holders: make(map[uint64]int), served: make(map[uint64][]int), foreign: make(map[string][]*Foreign)}
+	s := &Sockets{cfg: cfg, holders: make(map[uint64]int), served: make(map[uint64][]int), moved: make(map[int]uint64), foreign: make(map[string][]*Foreign)}
 	inherited, err := describeInherited(cfg.Inherited)
 	if err != nil {
 		closeAll(cfg.Inherited)
@@ -623,6 +626,12 @@ func (s *Sockets) steerLocked(k int, gen uint64) error {
 		if l.mode != Steered {
 			continue
 		}
+		if len(s.moved) > 0 && k == s.active && l.perSlot() {
+			if err := l.steerRefs(s.tableLocked(k, gen)); err != nil {
+				return fmt.Errorf("listen %s: steer to the slots of two generations: %w", l.spec, err)
+			}
+			continue
+		}
 		if err := l.steer(k, s.served[gen]); err != nil {
 			return fmt.Errorf("listen %s: steer to socket %d: %w", l.spec, k, err)
 		}
@@ -709,15 +718,22 @@ func (s *Sockets) Activate(ctx context.Context, gen uint64) error {
 		return fmt.Errorf("handoff: activate generation %d: it holds no sockets", gen)
 	}
 	if k == s.active {
+		var back []int
+		for slot := range s.moved {
+			back = append(back, slot)
+		}
 		s.mu.Unlock()
-		return nil
+		if len(back) == 0 {
+			return nil
+		}
+		// Slots a rolling reload moved elsewhere come back.
+		return s.Move(ctx, gen, back)
 	}
 	old := s.active
-	type oldSocks struct {
-		l     *listener
-		socks []*sock
-	}
 	var quiet []oldSocks
+	// A turnover of the whole generation ends a rolling one: every slot is
+	// gen's from now on.
+	clear(s.moved)
 	if err := s.steerLocked(k, gen); err != nil {
 		s.mu.Unlock()
 		return err
@@ -734,30 +750,7 @@ func (s *Sockets) Activate(ctx context.Context, gen uint64) error {
 	}
 	s.active = k
 	s.mu.Unlock()
-
-	ctx, cancel := context.WithTimeout(ctx, s.cfg.QuietTimeout)
-	defer cancel()
-	var qerr error
-	for _, q := range quiet {
-		if err := q.l.quiesce(ctx, q.socks); err != nil && qerr == nil {
-			qerr = &QuietError{Listener: q.l.spec, Err: err}
-		}
-	}
-	// The old socket may have no holder left (a previous master that
-	// exited before its queue emptied): then nobody ever will accept.
-	s.mu.Lock()
-	s.resetIdleLocked()
-	s.mu.Unlock()
-	if qerr != nil {
-		return qerr
-	}
-	t := time.NewTimer(s.cfg.Grace)
-	defer t.Stop()
-	select {
-	case <-t.C:
-	case <-ctx.Done():
-	}
-	return nil
+	return s.quietAfter(ctx, quiet)
 }
 
 // QuietError reports that an old socket still had work when Activate stopped
@@ -773,6 +766,10 @@ func (e *QuietError) Error() string {
 
 func (e *QuietError) Unwrap() error { return e.Err }
 
+// Moved reports that the traffic moved all the same (package workers tells
+// a QuietError from a failure to steer by it).
+func (e *QuietError) Moved() bool { return true }
+
 // Release tells that generation gen has no worker left; its sockets may be
 // handed to a later generation. A socket that no generation holds and no
 // selector points to is idle: the connections left in its accept queue
@@ -785,6 +782,20 @@ func (s *Sockets) Release(gen uint64) {
 	defer s.mu.Unlock()
 	delete(s.holders, gen)
 	delete(s.served, gen)
+	moved := false
+	for slot, g := range s.moved {
+		if g == gen {
+			delete(s.moved, slot)
+			moved = true
+		}
+	}
+	if activeGen, ok := s.activeGenLocked(); moved && ok {
+		// A rolling reload left slots on a generation that is gone: they
+		// are the active generation's again.
+		if err := s.steerLocked(s.active, activeGen); err != nil && s.cfg.Log != nil {
+			s.cfg.Log("release generation %d: %v", gen, err)
+		}
+	}
 	s.resetIdleLocked()
 }
 

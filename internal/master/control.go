@@ -162,6 +162,10 @@ func (m *Master) status(ctx context.Context) (control.Status, error) {
 	if ps.NextCommand != nil {
 		st.NextCommand = ps.NextCommand.Args
 	}
+	if r := ps.Rollout; r != nil {
+		st.Rollout = &control.Rollout{Progress: r.String(), Generation: r.Gen, From: r.From, Batch: r.Batch, Replaced: r.Replaced,
+			Size: r.Size, Back: r.Back, Error: r.Why, Slots: r.Slots, Moving: r.Moving}
+	}
 	for _, e := range ps.Errored {
 		st.Errored = append(st.Errored, control.ErroredSlot{Slot: e.Slot, Why: e.Why, Since: e.Since,
 			Generation: e.Gen, PID: e.PID, Exit: e.Exit, Restarts: e.Restarts})

@@ -52,6 +52,9 @@ func (m *Master) publish(e workers.Event) {
 	switch e.Kind {
 	case workers.GenStarting, workers.GenReady, workers.Scaled:
 		ev.Workers = e.Workers
+	case workers.RolloutBatch, workers.RolloutBack:
+		n := e.Replaced
+		ev.Workers, ev.Replaced, ev.Error = e.Workers, &n, e.Err
 	case workers.WorkerExited, workers.WorkerRespawn:
 		ev.Status = e.Err
 	case workers.WorkerDraining, workers.WorkerRecycle, workers.WorkerHung, workers.WorkerErrored:
@@ -59,7 +62,7 @@ func (m *Master) publish(e workers.Event) {
 	default:
 		ev.Error = e.Err
 	}
-	if e.Kind >= workers.WorkerStarted && e.Kind != workers.Scaled && e.Kind != workers.GenErrored {
+	if e.Kind >= workers.WorkerStarted && e.Kind != workers.Scaled && e.Kind != workers.GenErrored && e.Kind != workers.RolloutBatch && e.Kind != workers.RolloutBack {
 		slot := e.Slot
 		ev.Slot = &slot
 	}

@@ -299,6 +299,9 @@ func (m *Master) openPool(*undoList) error {
 	p.Log = m.log
 	p.OnEvent = m.event
 	p.Leftovers = m.left
+	if err := m.checkRollout(p.Rollout); err != nil {
+		return err
+	}
 	if m.cfg.Dev != nil {
 		// The first generation comes from the first build.
 		p.Command = workers.Command{}
@@ -312,6 +315,7 @@ func (m *Master) openPool(*undoList) error {
 		return err == nil
 	})
 	m.reload = newReloader(&m.cfg, m.log)
+	m.reload.check = m.checkRollout
 	return nil
 }
 
@@ -347,6 +351,9 @@ func (m *Master) openDev(undo *undoList) error {
 // beside the sockets: its newest generation and which sockets its
 // generations hold.
 func (m *Master) prepareUpgrade() (string, error) {
+	if err := m.rollingNow(); err != nil {
+		return "", err
+	}
 	if m.left.keeper != nil {
 		// The new master holds the sockets too from now on.
 		m.left.keeper.Hold()

@@ -19,6 +19,8 @@ type reloader struct {
 	// last is the configuration as last read; the sockets and the rest of
 	// what only an upgrade changes compare against the first.
 	last, first *Config
+	// check refuses a --rollout the sockets cannot do (checkRollout).
+	check func(workers.Rollout) error
 }
 
 func newReloader(first *Config, log *slog.Logger) *reloader {
@@ -42,11 +44,17 @@ func (r *reloader) update() (*workers.Update, error) {
 	}
 	first := r.first
 	np := next.Pool
+	if r.check != nil {
+		if err := r.check(np.Rollout); err != nil {
+			return nil, fmt.Errorf("%w; the serving generation keeps serving", err)
+		}
+	}
 	u := &workers.Update{
 		Env:          append([]string{}, np.Env...),
 		ReadyDelay:   np.ReadyDelay,
 		ReadyTimeout: np.ReadyTimeout,
 		DrainTimeout: np.DrainTimeout,
+		Rollout:      &np.Rollout,
 	}
 	if np.Workers != r.last.Pool.Workers {
 		u.Workers = np.Workers

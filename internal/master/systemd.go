@@ -60,6 +60,13 @@ func (s *serviceState) event(e workers.Event) {
 			s.queue(func() error { return s.n.Ready(st) })
 		}
 		// The first READY=1 waits for started: by then an upgrade works.
+	case workers.RolloutBatch, workers.RolloutBack:
+		verb := "rollout"
+		if e.Kind == workers.RolloutBack {
+			verb = "rolling back"
+		}
+		st := fmt.Sprintf("reloading: %s %d/%d: gen %d replaces gen %d", verb, e.Replaced, e.Workers, e.Gen, s.serving)
+		s.queue(func() error { return s.n.Status(st) })
 	case workers.GenErrored:
 		why, _, _ := strings.Cut(e.Err, "\n")
 		st := fmt.Sprintf("errored: no worker of gen %d is left (%s); waiting for a reload", e.Gen, why)

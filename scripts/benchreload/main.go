@@ -41,6 +41,11 @@ type bench struct {
 	warmup, readyTimeout, stopGrace    time.Duration
 	idleFor, roundDuration             time.Duration
 	modes                              []connMode
+	// rollouts are the --rollout values the reload and rss scenarios run
+	// with ("all": the whole generation, hotcluster's default).
+	rollouts []string
+	// ballast is hello -ballast for the rss scenario, in MiB.
+	ballast int
 	// helloFlags and hotclusterFlags are added to every hello and every
 	// hotcluster run (a logging load: -access-log, --log-file …).
 	helloFlags, hotclusterFlags []string
@@ -82,11 +87,12 @@ func run() int {
 		out       = flag.String("out", "", "also write the Markdown report to this `file`")
 		jsonOut   = flag.String("json", "", "also write the results, with the load's timelines, as JSON to this `file`")
 		command   = flag.String("command", "", "command line to print in the report (default: this program's arguments)")
-		only      = flag.String("scenarios", "reload,upgrade,steady", "comma-separated scenarios to run: reload, latency (reload latency under a light load: 1 client), upgrade (SIGUSR2 binary upgrades), steady, footprint (the master's RSS and CPU without load)")
+		only      = flag.String("scenarios", "reload,upgrade,steady", "comma-separated scenarios to run: reload, latency (reload latency under a light load: 1 client), upgrade (SIGUSR2 binary upgrades), steady, footprint (the master's RSS and CPU without load), rss (the workers' summed RSS during one reload, per -rollout, with hello -ballast)")
 		modes     = flag.String("modes", "new,keepalive", "comma-separated connection modes: new (a connection per request), keepalive")
 		skipPlain = flag.Bool("skip-plain", false, "skip the reload scenarios with hello -plain-shutdown")
 		helloF    = flag.String("hello-flags", "", "flags added to every hello, e.g. '-access-log' or '-log-rate 20000' for reloads under a logging load")
 		hotF      = flag.String("hotcluster-flags", "", "flags added to every hotcluster run, e.g. '--log-format json'")
+		rollouts  = flag.String("rollout", "all", "comma-separated hotcluster --rollout values the reload and rss scenarios run with, e.g. all,1,50%")
 	)
 	flag.StringVar(&b.hotcluster, "hotcluster", "", "path of the hotcluster binary (required for the reload and steady scenarios)")
 	flag.StringVar(&b.hello, "hello", "", "path of the examples/hello binary (required)")
@@ -101,10 +107,14 @@ func run() int {
 	flag.DurationVar(&b.readyTimeout, "ready-timeout", 30*time.Second, "how long a started server may take to answer")
 	flag.DurationVar(&b.stopGrace, "stop-grace", 30*time.Second, "after SIGTERM, how long a process may take before SIGKILL")
 	flag.DurationVar(&b.idleFor, "idle", 3*time.Second, "how long to measure the master's CPU use without load")
+	flag.IntVar(&b.ballast, "ballast", 64, "rss scenario: MiB each worker allocates and touches (hello -ballast)")
 	flag.IntVar(&b.rounds, "rounds", 3, "steady-state rounds per connection mode; each measures hotcluster and bare hellos one after the other on the same port, alternating which goes first")
 	flag.DurationVar(&b.roundDuration, "round-duration", 5*time.Second, "load duration of each steady-state round")
 	flag.Parse()
 	b.helloFlags, b.hotclusterFlags = strings.Fields(*helloF), strings.Fields(*hotF)
+	for r := range strings.SplitSeq(*rollouts, ",") {
+		b.rollouts = append(b.rollouts, strings.TrimSpace(r))
+	}
 
 	if err := b.validate(*modes); err != nil {
 		fmt.Fprintf(os.Stderr, "benchreload: %v\n", err)
@@ -135,7 +145,7 @@ func run() int {
 		}
 		switch strings.TrimSpace(name) {
 		case "reload":
-			for _, c := range reloadCases(!*skipPlain, b.modes) {
+			for _, c := range reloadCases(!*skipPlain, b.modes, b.rollouts) {
 				if ctx.Err() != nil {
 					break
 				}
@@ -156,6 +166,19 @@ func run() int {
 				logf("  error: %v", errors.Join(o.err, o.stopErr))
 			}
 			rep.reloads = append(rep.reloads, o)
+		case "rss":
+			for _, r := range b.rollouts {
+				if ctx.Err() != nil {
+					break
+				}
+				logf("workers' RSS during a reload: --rollout %s", r)
+				o := b.runRSS(r)
+				if o.err != nil || o.stopErr != nil {
+					failed = true
+					logf("  error: %v", errors.Join(o.err, o.stopErr))
+				}
+				rep.rss = append(rep.rss, o)
+			}
 		case "footprint":
 			logf("master footprint")
 			rep.footprint = b.runFootprint()
@@ -263,6 +286,18 @@ type reloadCase struct {
 	plain   bool   // hello -plain-shutdown: a plain http.Server.Shutdown
 	handoff string // hotcluster --handoff
 	light   bool   // one client instead of -clients: the reload latency scenario
+	rollout string // hotcluster --rollout; "" or "all": the whole generation
+}
+
+// rolled reports whether the case replaces a few workers at a time.
+func (c reloadCase) rolled() bool { return c.rollout != "" && c.rollout != "all" }
+
+// handoffCell names the handoff, and the rollout if any.
+func (c reloadCase) handoffCell() string {
+	if c.rolled() {
+		return c.handoff + ", --rollout " + c.rollout
+	}
+	return c.handoff
 }
 
 // clients is the number of concurrent clients of the case's load.
@@ -288,8 +323,12 @@ func (c reloadCase) short() string {
 		return "reload (SIGHUP), 1 client, " + c.mode.name
 	case c.plain && c.handoff == "shared":
 		return "reload, plain Shutdown worker, shared socket, " + c.mode.name
+	case c.plain && c.rolled():
+		return "reload, plain Shutdown worker, --rollout " + c.rollout + ", " + c.mode.name
 	case c.plain:
 		return "reload, plain Shutdown worker, " + c.mode.name
+	case c.rolled():
+		return "reload (SIGHUP), --rollout " + c.rollout + ", " + c.mode.name
 	}
 	return "reload (SIGHUP), " + c.mode.name
 }
@@ -303,6 +342,9 @@ func (c reloadCase) key() string {
 	if c.plain {
 		k += "-plain-" + c.handoff
 	}
+	if c.rolled() {
+		k += "-rollout" + strings.ReplaceAll(c.rollout, "%", "pct")
+	}
 	return k + "-" + c.mode.short()
 }
 
@@ -314,18 +356,25 @@ func (c reloadCase) worker() string {
 }
 
 func (c reloadCase) label() string {
-	return fmt.Sprintf("worker %s, handoff %s, connections %s", c.worker(), c.handoff, c.connections())
+	return fmt.Sprintf("worker %s, handoff %s, connections %s", c.worker(), c.handoffCell(), c.connections())
 }
 
-func reloadCases(plain bool, modes []connMode) []reloadCase {
+// reloadCases are the reload scenarios, for each rollout (a shared socket
+// cannot roll out: hotcluster refuses it, so that case runs whole only).
+func reloadCases(plain bool, modes []connMode, rollouts []string) []reloadCase {
 	var cs []reloadCase
-	for _, m := range modes {
-		cs = append(cs, reloadCase{mode: m, handoff: "auto"})
-	}
-	if plain {
-		for _, h := range []string{"auto", "shared"} {
-			for _, m := range modes {
-				cs = append(cs, reloadCase{mode: m, plain: true, handoff: h})
+	for _, r := range rollouts {
+		for _, m := range modes {
+			cs = append(cs, reloadCase{mode: m, handoff: "auto", rollout: r})
+		}
+		if plain {
+			for _, h := range []string{"auto", "shared"} {
+				if h == "shared" && r != "all" && r != "" {
+					continue
+				}
+				for _, m := range modes {
+					cs = append(cs, reloadCase{mode: m, plain: true, handoff: h, rollout: r})
+				}
 			}
 		}
 	}
@@ -361,6 +410,9 @@ func (b *bench) runReload(c reloadCase) (o *reloadOutcome) {
 	var flags []string
 	if c.handoff != "auto" {
 		flags = []string{"--handoff", c.handoff}
+	}
+	if c.rolled() {
+		flags = append(flags, "--rollout", c.rollout)
 	}
 	s, err := b.startWarm(name, flags, helloArgs)
 	if s != nil {

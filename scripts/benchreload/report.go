@@ -21,6 +21,7 @@ type report struct {
 	upgrades    []*upgradeOutcome
 	steady      steadyOutcome
 	footprint   footprintOutcome
+	rss         []*rssOutcome
 	cleanup     error
 	interrupted bool
 }
@@ -67,12 +68,12 @@ func (r *report) markdown() string {
 		for _, o := range r.reloads {
 			c := o.c
 			if o.res == nil {
-				p("| %s | %s | %s | — | — | — | — | error: %s | | | | | | |\n", c.worker(), c.handoff, c.connections(), cell(o.err))
+				p("| %s | %s | %s | — | — | — | — | error: %s | | | | | | |\n", c.worker(), c.handoffCell(), c.connections(), cell(o.err))
 				continue
 			}
 			res := o.res
 			p("| %s | %s | %s | %d | %d–%d, then %d | %d | **%d**%s | %s | %.0f | %s | %s | %s | %s / %s | %s |\n",
-				c.worker(), c.handoff, c.connections(), o.hups, o.gens.minGen, o.gens.maxGen, o.finalGen,
+				c.worker(), c.handoffCell(), c.connections(), o.hups, o.gens.minGen, o.gens.maxGen, o.finalGen,
 				res.Requests, res.Failures, reusedNote(res.Failures, res.FailuresReused), errorsCell(res.Errors), res.Throughput(),
 				ms(res.Percentile(50)), ms(res.Percentile(99)), ms(res.Percentile(100)),
 				ms(median(o.stalls)), ms(slices.Max(append([]time.Duration{0}, o.stalls...))), ms(o.preMax))
@@ -85,7 +86,7 @@ func (r *report) markdown() string {
 			if o.res == nil || o.rss == 0 {
 				continue
 			}
-			p("| %s | %s | %s | %.1f MiB | %.1f %% | %.2f %% |\n", o.c.worker(), o.c.handoff, o.c.connections(), float64(o.rss)/1024, o.cpuLoad, o.cpuIdle)
+			p("| %s | %s | %s | %.1f MiB | %.1f %% | %.2f %% |\n", o.c.worker(), o.c.handoffCell(), o.c.connections(), float64(o.rss)/1024, o.cpuLoad, o.cpuIdle)
 		}
 		r.latencySection(p)
 		var errs []string
@@ -149,6 +150,9 @@ func (r *report) markdown() string {
 	}
 	if r.footprint.ran {
 		r.footprintSection(p)
+	}
+	if len(r.rss) > 0 {
+		r.rssSection(p)
 	}
 	if r.cleanup != nil {
 		p("\n## Cleanup errors\n\n%s\n", cell(r.cleanup))
@@ -289,7 +293,7 @@ func (r *report) latencySection(p func(string, ...any)) {
 			continue
 		}
 		ng, og := measured(o.newGen), measured(o.oldGone)
-		p("| %s | %s | %s | %d | %s | %s | %d |\n", o.c.worker(), o.c.handoff, o.c.connections(), o.hups,
+		p("| %s | %s | %s | %d | %s | %s | %d |\n", o.c.worker(), o.c.handoffCell(), o.c.connections(), o.hups,
 			medianMax(ng), medianMax(og), len(o.newGen)-min(len(ng), len(og)))
 	}
 }
