@@ -277,7 +277,8 @@ func (l *listener) canStick() error {
 	}
 	switch {
 	case l.why != "":
-		how += " (" + l.why + ")"
+		why, _, _ := strings.Cut(l.why, ";")
+		how += " (" + why + ")"
 	case l.mode == Steered:
 		how += " with one socket per generation (kept from a master that predates sockets per slot)"
 	}
