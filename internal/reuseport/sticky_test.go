@@ -272,3 +272,51 @@ func loopbacks(first, last int) []netip.Addr {
 	}
 	return out
 }
+
+// The cost of a steer (a reload's or a scaling's map writes): the slot
+// table alone, or with the sticky table's 4096 entries.
+func BenchmarkSteerSlots(b *testing.B) {
+	for _, bal := range []Balance{Hash, Sticky} {
+		b.Run(bal.String(), func(b *testing.B) {
+			s, err := New(bal)
+			if err != nil {
+				b.Skipf("needs CAP_BPF: %v", err)
+			}
+			defer s.Close()
+			lc := net.ListenConfig{Control: func(_, _ string, c syscall.RawConn) error {
+				var serr error
+				c.Control(func(fd uintptr) { serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_REUSEPORT, 1) })
+				return serr
+			}}
+			lc.SetMultipathTCP(false)
+			addr := "127.0.0.1:0"
+			var keys []int
+			for slot := 0; slot < 8; slot++ {
+				ln, err := lc.Listen(context.Background(), "tcp4", addr)
+				if err != nil {
+					b.Fatal(err)
+				}
+				defer ln.Close()
+				addr = ln.Addr().String()
+				rc, _ := ln.(*net.TCPListener).SyscallConn()
+				rc.Control(func(fd uintptr) { err = s.Set(SlotKey(0, slot), int(fd)) })
+				if err != nil {
+					b.Fatal(err)
+				}
+				keys = append(keys, SlotKey(0, slot))
+			}
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				if err := s.SteerSlots(keys); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+func BenchmarkStickyTable(b *testing.B) {
+	for i := 0; i < b.N; i++ {
+		StickyTable(upTo(8))
+	}
+}
