@@ -188,6 +188,11 @@ func TestStickyClients(t *testing.T) {
 		t.Fatalf("status answered by pid %d, want the upgraded master %d", st.PID, pid)
 	}
 	check("after the upgrade", int(st.Generation), 4)
+	for _, l := range st.Listeners {
+		if !l.Sticky || !l.PerSlot {
+			t.Errorf("status of the upgraded master: listener %+v, want sticky with a socket per worker", l)
+		}
+	}
 
 	ev := watchEvents(t, m.env)
 	mustCtl(t, m.env, "scale", "+1")
