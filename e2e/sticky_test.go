@@ -329,3 +329,65 @@ func TestStickyReloadUnderLoad(t *testing.T) {
 		})
 	}
 }
+
+var pidAnswerRx = regexp.MustCompile(`pid=(\d+) gen=\d+ worker=(\d+)`)
+
+// A worker that crashes gives its clients to the other slots until its
+// respawn, which gets them back: each address is on its predicted slot
+// again, served by the new worker of that slot.
+func TestStickyCrashedSlotGetsItsClientsBack(t *testing.T) {
+	needsEBPF(t)
+	t.Parallel()
+	m := startOperated(t, "lib", "--workers", "4", "--balance", "sticky", "--listen", "web=127.0.0.1:0")
+	m.waitReady(1)
+	addr := m.listenAddr("web")
+	sources := stickySources()
+	var victim netip.Addr
+	for _, from := range sources {
+		if predictedSlot(from, 4) == 2 {
+			victim = from
+			break
+		}
+	}
+	if !victim.IsValid() {
+		t.Fatal("no address of 127.0.0.2-40 on slot 2")
+	}
+	pidOf := func(from netip.Addr) (pid, slot int) {
+		t.Helper()
+		d := net.Dialer{Timeout: 10 * time.Second, LocalAddr: &net.TCPAddr{IP: from.AsSlice()}}
+		c, err := d.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		c.SetDeadline(time.Now().Add(testTimeout))
+		fmt.Fprintf(c, "GET / HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n")
+		b, err := io.ReadAll(c)
+		sm := pidAnswerRx.FindSubmatch(b)
+		if err != nil || sm == nil {
+			t.Fatalf("request from %s: %q, %v", from, b, err)
+		}
+		pid, _ = strconv.Atoi(string(sm[1]))
+		slot, _ = strconv.Atoi(string(sm[2]))
+		return pid, slot
+	}
+	old, slot := pidOf(victim)
+	if slot != 2 {
+		t.Fatalf("%s served by slot %d, want 2", victim, slot)
+	}
+	ev := watchEvents(t, m.env)
+	if err := syscall.Kill(old, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	ev.next(func(e control.Event) bool { return e.Event == "exit" && e.PID == old })
+	ev.next(func(e control.Event) bool { return e.Event == "ready" && e.Slot != nil && *e.Slot == 2 })
+	for _, from := range sources {
+		pid, slot := pidOf(from)
+		if want := predictedSlot(from, 4); slot != want {
+			t.Fatalf("after slot 2's respawn: %s served by slot %d, want %d", from, slot, want)
+		}
+		if pid == old {
+			t.Fatalf("%s served by the killed worker %d", from, old)
+		}
+	}
+}
