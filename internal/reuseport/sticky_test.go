@@ -157,7 +157,8 @@ func acceptedBy(t *testing.T, from netip.Addr, addr string, lns []*net.TCPListen
 
 // The sticky program sends every connection of a source address to the
 // socket that StickyTable and SourceHash give it, IPv4 and IPv6; steered
-// to another generation's sockets, to the same slot's; and a master that
+// to another generation's sockets, to the same slot's (also with the slots
+// spread over two generations, as a rollout would); and a master that
 // inherits the maps keeps it so. With the hash program the same clients
 // spread over the slots, whatever their address.
 func TestStickySteers(t *testing.T) {
@@ -211,6 +212,18 @@ func TestStickySteers(t *testing.T) {
 				t.Fatal(err)
 			}
 			check("sticky, next generation", 1)
+			// Half way through a rollout: slots 0 and 2 on key 0's
+			// sockets, 1 and 3 on key 1's. Each address keeps its slot.
+			mixed := []int{keys0[0], keys1[1], keys0[2], keys1[3]}
+			if err := s.SteerSlots(mixed); err != nil {
+				t.Fatal(err)
+			}
+			for _, a := range tc.from {
+				slot := want(a)
+				if got := acceptedBy(t, a, addr, lns); got != 4*(slot%2)+slot {
+					t.Fatalf("mixed generations: %s accepted by socket %d, want slot %d of key %d", a, got, slot, slot%2)
+				}
+			}
 
 			maps, err := s.Files()
 			if err != nil {
