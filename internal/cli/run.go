@@ -162,6 +162,7 @@ worker.`,
 			&cli.StringFlag{Name: "ipc", Value: "auto", Usage: "`MODE` of the message channel per worker (JSON lines; \"ready\" counts as READY=1): auto (for node, as NODE_CHANNEL_FD: process.send works), on (HOTCLUSTER_IPC_FD for any program), node (both, for any command), off"},
 			&cli.StringFlag{Name: "intercept-bind", Value: "auto", Usage: "`MODE`: a worker that binds a --listen address itself (python3 -m http.server 8000, app.listen(3000), net.Listen) gets the master's socket, and its listen(2) tells that it is ready: auto (where the kernel allows: Linux 5.9 with seccomp user notification) or off"},
 			&cli.StringFlag{Name: "handoff", Value: "auto", Usage: "`MODE`: how traffic moves between generations: auto (steer TCP/UDP listeners with SO_REUSEPORT and BPF, share what cannot be steered) or shared (one socket for every generation)"},
+			&cli.StringFlag{Name: "balance", Value: "hash", Usage: "`MODE`: which worker a new connection or datagram goes to, where each worker has a socket of its own (the eBPF selector: root or CAP_BPF): hash (the kernel's flow hash, over the serving workers) or sticky (the client's source address picks the worker slot, and keeps it across reloads and upgrades; adding a worker moves about 1/(N+1) of the clients; refused where a TCP/UDP listener cannot have a socket per worker)"},
 			&cli.DurationFlag{Name: "quiet-timeout", Value: handoff.DefaultQuietTimeout, Usage: "`D`: after the traffic moved to a new generation, how long to wait for the old sockets to be quiet (handshakes done, accept queue empty, every accepted request read) before the old generation is told to stop; connections still queued once it is gone are relayed to the new one (see --rescue)"},
 			&cli.StringSliceFlag{Name: "rescue", Usage: "`[LISTENER=]MODE` for the TCP connections a turnover would lose, for every listener or, with LISTENER=, for one (repeatable): http, the default (hold the old workers' connections at their stop signal; one a worker closes with its client's next HTTP/1.x request unread is relayed to the serving generation for that one request, one closed with nothing sent since its last answer is closed, anything else is reset as the worker's own close would; and as queue), queue (only relay what is left in a retired socket's accept queue to the serving generation, any protocol: for listeners whose clients must never meet a relay), off (reset what is left queued)"},
 			&cli.BoolFlag{Name: "nodelay", Value: true, Usage: "set TCP_NODELAY on the TCP sockets hotcluster binds, which accepted connections inherit (--nodelay=false leaves Nagle's algorithm on; sockets from systemd keep its NoDelay=)"},
@@ -271,6 +272,12 @@ func parseRun(c *cli.Context) (*master.Config, error) {
 		rc.Sockets.Shared = true
 	default:
 		return nil, usagef("--handoff %q: want auto or shared", h)
+	}
+	if rc.Sockets.Balance, err = handoff.ParseBalance(c.String("balance")); err != nil {
+		return nil, usagef("--%w", err)
+	}
+	if rc.Sockets.Balance == handoff.BalanceSticky && rc.Sockets.Shared {
+		return nil, usagef("--balance sticky needs a socket per worker, which --handoff shared does not give: leave --handoff at auto, or use --balance hash")
 	}
 	rc.Sockets.QuietTimeout = c.Duration("quiet-timeout")
 	if rc.Sockets.QuietTimeout <= 0 {
@@ -447,13 +454,15 @@ func logFileError(err error) error {
 
 // serve makes and runs the master; what New refuses because of the command
 // line (an address in use, a path another user could change, an instance
-// of the same name) is a usage error.
+// of the same name, --balance sticky where it cannot be had) is a usage
+// error.
 func serve(ctx context.Context, cfg *master.Config) error {
 	m, err := master.New(*cfg)
 	if err != nil {
 		var ue *safedir.UnsafeError
+		var se *handoff.StickyError
 		switch {
-		case errors.Is(err, control.ErrInUse), errors.As(err, &ue), errors.Is(err, master.ErrRolloutNeedsSlots):
+		case errors.Is(err, control.ErrInUse), errors.As(err, &ue), errors.Is(err, master.ErrRolloutNeedsSlots), errors.As(err, &se):
 			return &usageError{err}
 		}
 		return occupiedError(ctx, err, cfg.Control)

@@ -129,6 +129,9 @@ func printStatus(out io.Writer, st control.Status, colour bool) error {
 		if l.PerSlot {
 			mode += ", a socket per worker"
 		}
+		if l.Sticky {
+			mode += ", sticky by client address"
+		}
 		fmt.Fprintf(out, "listening: %s on %s (%s)\n", l.Name, l.Addr, mode)
 	}
 	for _, f := range st.ForeignSockets {

@@ -104,6 +104,9 @@ type Listener struct {
 	Selector string `json:"selector,omitempty"`
 	// PerSlot says each worker slot has a socket of its own (eBPF).
 	PerSlot bool `json:"per_slot,omitempty"`
+	// Sticky says the client's source address picks the slot
+	// (--balance sticky).
+	Sticky bool `json:"sticky,omitempty"`
 }
 
 // ForeignSocket is a socket another program made on a listener's address.

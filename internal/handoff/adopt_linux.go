@@ -148,7 +148,7 @@ func adoptListener(spec Spec, in *inherited, cfg *Config) (*listener, error) {
 	default:
 		// New sockets of the group bind the same address, in the same family.
 		l.network = in.spec.Network
-		if err := l.startSteering(cfg.classic); err != nil {
+		if err := l.startSteering(cfg); err != nil {
 			l.mode, l.why = Shared, fmt.Sprintf("cannot steer systemd's socket: %v", err)
 		}
 	}

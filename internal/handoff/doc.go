@@ -64,6 +64,14 @@
 // work-conserving: a connection waits for its own worker even when another
 // is idle, which shows on a host whose CPUs are oversubscribed.
 //
+// With [BalanceSticky] (--balance sticky) the client's source address, not
+// the flow hash, picks the slot, through a consistent-hash table of slot
+// numbers (internal/reuseport): a slot's clients stay with it when the
+// traffic moves to the slot's socket of the next generation, across an
+// upgrade (the table's map is persisted with the others), and only about
+// 1/(N+1) of them move when an N-th slot is added. Open refuses it
+// ([StickyError]) for a TCP or UDP listener without a socket per slot.
+//
 // [Sockets.Serve] sets which of a generation's slots are served: the
 // worker group leaves out a slot whose worker crashed (until its respawn
 // calls Files again) or is given up, and slots that scaling down removes,

@@ -40,7 +40,7 @@ func openListener(spec Spec, cfg *Config) (*listener, error) {
 	}
 	l.socks, l.addr = []*sock{so}, addr
 	if l.mode == Steered {
-		if err := l.startSteering(cfg.classic); err != nil {
+		if err := l.startSteering(cfg); err != nil {
 			l.mode, l.why = Shared, fmt.Sprintf("kernel refused the BPF selector: %v", err)
 		}
 	}

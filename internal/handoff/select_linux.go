@@ -17,9 +17,9 @@ var _ = [1]struct{}{}[SlotSockets-reuseport.MaxSlots]
 // group's sockets created now (see GroupSize). Either way the program is in
 // place before a second socket joins the group, or the kernel's hash would
 // spread connections meanwhile.
-func (l *listener) startSteering(classic bool) error {
-	if !classic {
-		sel, err := newEBPF(l.socks[0], 0)
+func (l *listener) startSteering(cfg *Config) error {
+	if !cfg.classic {
+		sel, err := newEBPF(l.socks[0], 0, cfg.Balance)
 		if err == nil {
 			l.sel, l.limit = sel, reuseport.MaxSockets
 			return nil
@@ -44,8 +44,8 @@ func (l *listener) startSteering(classic bool) error {
 }
 
 // newEBPF makes an eBPF selector for a group of one socket, pointing at k.
-func newEBPF(first *sock, k int) (*ebpfSel, error) {
-	sel, err := reuseport.New()
+func newEBPF(first *sock, k int, b Balance) (*ebpfSel, error) {
+	sel, err := reuseport.New(b.selector())
 	if err != nil {
 		return nil, err
 	}
@@ -75,34 +75,23 @@ func (s *Sockets) inheritSelector(l *listener) error {
 	if k >= len(l.socks) {
 		return fmt.Errorf("listen %s: the previous master steers to socket %d of %d", spec, k, len(l.socks))
 	}
-	sf, err := s.cfg.Store.File(storeKey(spec, "bpf-sockets"))
-	if err != nil {
-		return err
-	}
-	af, err := s.cfg.Store.File(storeKey(spec, "bpf-active"))
-	if err != nil {
-		if sf != nil {
-			sf.Close()
+	// A previous master without slots stored no slot table, one before
+	// sticky balance no sticky table.
+	var maps reuseport.Maps
+	for _, m := range []struct {
+		to   **os.File
+		name string
+	}{{&maps.Sockets, "bpf-sockets"}, {&maps.Active, "bpf-active"}, {&maps.Slots, "bpf-slots"}, {&maps.Sticky, "bpf-sticky"}} {
+		f, err := s.cfg.Store.File(storeKey(spec, m.name))
+		if err != nil {
+			maps.Close()
+			return err
 		}
-		return err
+		*m.to = f
 	}
-	// A previous master without slots stored no slot table.
-	tf, err := s.cfg.Store.File(storeKey(spec, "bpf-slots"))
-	if err != nil {
-		for _, f := range []*os.File{sf, af} {
-			if f != nil {
-				f.Close()
-			}
-		}
-		return err
-	}
-	if tf != nil {
-		defer tf.Close()
-	}
-	if sf != nil && af != nil {
-		sel, err := reuseport.Inherit(sf, af, tf)
-		sf.Close()
-		af.Close()
+	if maps.Sockets != nil && maps.Active != nil {
+		sel, err := reuseport.Inherit(maps, s.cfg.Balance.selector())
+		maps.Close()
 		if err != nil {
 			return fmt.Errorf("listen %s: eBPF selector of the previous master: %w", spec, err)
 		}
@@ -126,13 +115,9 @@ func (s *Sockets) inheritSelector(l *listener) error {
 		l.sel, l.limit = e, reuseport.MaxSockets
 		return nil
 	}
-	for _, f := range []interface{ Close() error }{sf, af} {
-		if f != nil {
-			f.Close()
-		}
-	}
+	maps.Close()
 	if !s.cfg.classic {
-		if sel, err := reuseport.New(); err == nil {
+		if sel, err := reuseport.New(s.cfg.Balance.selector()); err == nil {
 			e := &ebpfSel{sel: sel}
 			for i, so := range l.socks {
 				if err == nil {
@@ -242,22 +227,31 @@ func (e *ebpfSel) adopt(group *sock, k int, slots []int) error {
 func (e *ebpfSel) reclaim(group *sock, k int, slots []int) error { return e.adopt(group, k, slots) }
 
 func (e *ebpfSel) persist(st Store, spec Spec) error {
-	sf, af, tf, err := e.sel.Files()
+	maps, err := e.sel.Files()
 	if err != nil {
 		return err
 	}
-	defer sf.Close()
-	defer af.Close()
-	if tf != nil {
-		defer tf.Close()
-		if err := st.AddFile(storeKey(spec, "bpf-slots"), tf); err != nil {
+	defer maps.Close()
+	for _, m := range []struct {
+		f    *os.File
+		name string
+	}{{maps.Slots, "bpf-slots"}, {maps.Sticky, "bpf-sticky"}, {maps.Sockets, "bpf-sockets"}, {maps.Active, "bpf-active"}} {
+		if m.f == nil {
+			continue
+		}
+		if err := st.AddFile(storeKey(spec, m.name), m.f); err != nil {
 			return err
 		}
 	}
-	if err := st.AddFile(storeKey(spec, "bpf-sockets"), sf); err != nil {
-		return err
+	return nil
+}
+
+// selector is b as package reuseport names it.
+func (b Balance) selector() reuseport.Balance {
+	if b == BalanceSticky {
+		return reuseport.Sticky
 	}
-	return st.AddFile(storeKey(spec, "bpf-active"), af)
+	return reuseport.Hash
 }
 
 func (e *ebpfSel) close() { e.sel.Close() }

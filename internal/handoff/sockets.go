@@ -64,6 +64,55 @@ func (m Mode) String() string {
 	return "shared"
 }
 
+// Balance says how a listener with a socket per worker slot spreads new
+// connections over the serving slots.
+type Balance int
+
+const (
+	// BalanceHash spreads them by the kernel's flow hash, modulo the
+	// number of slots served: each connection lands anywhere.
+	BalanceHash Balance = iota
+	// BalanceSticky sends each client source address (IPv4 or IPv6) to
+	// one slot, through a consistent-hash table over the served slots: the
+	// same slot across reloads (its new worker takes the clients over),
+	// upgrades of the master, and the fewest clients moved when slots
+	// come or go (see package internal/reuseport). It needs the eBPF
+	// selector on every TCP and UDP listener (see [StickyError]).
+	BalanceSticky
+)
+
+func (b Balance) String() string {
+	if b == BalanceSticky {
+		return "sticky"
+	}
+	return "hash"
+}
+
+// ParseBalance reads "hash" or "sticky".
+func ParseBalance(s string) (Balance, error) {
+	switch s {
+	case "hash":
+		return BalanceHash, nil
+	case "sticky":
+		return BalanceSticky, nil
+	}
+	return 0, fmt.Errorf("balance %q: want hash or sticky", s)
+}
+
+// StickyError is Open's refusal of [BalanceSticky] for a listener that
+// cannot keep clients on a slot: one without a socket per slot (shared,
+// steered by classic BPF, or kept from a master that predates sockets per
+// slot).
+type StickyError struct {
+	Listener Spec
+	// Why is how the listener moves traffic instead, and why.
+	Why string
+}
+
+func (e *StickyError) Error() string {
+	return fmt.Sprintf("--balance sticky: listen %s: %s; sticky balance needs a socket per worker slot, which only the eBPF selector gives (run as root or with CAP_BPF, leave --handoff at auto), or use --balance hash", e.Listener, e.Why)
+}
+
 // Store keeps sockets across an upgrade of the master (package upgrade
 // implements it). File returns nil, nil when nothing is stored under name.
 type Store interface {
@@ -79,6 +128,11 @@ type Config struct {
 	Store Store
 	// Shared forces the shared-socket mode for every listener.
 	Shared bool
+	// Balance is how listeners with a socket per slot spread connections;
+	// BalanceHash if zero. Unix sockets are not balanced (they have no
+	// source address), every other listener must have a socket per slot
+	// for BalanceSticky, or Open fails with a *StickyError.
+	Balance Balance
 	// Previous, for a master started by an upgrade, says which sockets
 	// (taken from Store) the previous master's workers hold.
 	Previous *Previous
@@ -214,6 +268,26 @@ func (l *listener) all() []*sock {
 	return out
 }
 
+// canStick returns a *StickyError unless l can keep clients on a slot (or
+// is a unix socket, which has no client address to keep).
+func (l *listener) canStick() error {
+	if l.spec.Network == "unix" || l.perSlot() {
+		return nil
+	}
+	how := l.mode.String()
+	if l.mode == Steered && l.sel != nil {
+		how += " by " + l.sel.kind()
+	}
+	switch {
+	case l.why != "":
+		why, _, _ := strings.Cut(l.why, ";")
+		how += " (" + why + ")"
+	case l.mode == Steered:
+		how += " with one socket per generation (kept from a master that predates sockets per slot)"
+	}
+	return &StickyError{Listener: l.spec, Why: how}
+}
+
 // Open binds every listener, or takes it over from Store. On error nothing
 // is left open and the error names the address.
 func Open(cfg Config) (*Sockets, error) {
@@ -272,6 +346,14 @@ func Open(cfg Config) (*Sockets, error) {
 		}
 	}
 	closeAll(cfg.Inherited)
+	if cfg.Balance == BalanceSticky {
+		for _, l := range s.ls {
+			if err := l.canStick(); err != nil {
+				s.Close(cfg.Previous == nil)
+				return nil, err
+			}
+		}
+	}
 	if p := cfg.Previous; p != nil {
 		// The previous master's workers hold these until it has drained.
 		s.active = p.Active
@@ -509,6 +591,9 @@ type Listener struct {
 	// PerSlot says each worker slot has a socket of its own (the eBPF
 	// selector), rather than one per generation.
 	PerSlot bool
+	// Sticky says the slot is chosen by the client's source address
+	// (BalanceSticky on a listener with a socket per slot).
+	Sticky bool
 }
 
 // Listeners describes every listener, in order.
@@ -521,6 +606,7 @@ func (s *Sockets) Listeners() []Listener {
 		if l.mode == Steered {
 			out[i].Selector = l.sel.kind()
 			out[i].PerSlot = l.perSlot()
+			out[i].Sticky = out[i].PerSlot && s.cfg.Balance == BalanceSticky
 		}
 	}
 	return out
@@ -690,6 +776,9 @@ func (s *Sockets) assignLocked(gen uint64) (int, error) {
 			if err := l.grow(); err != nil {
 				if !l.adopted {
 					return 0, err
+				}
+				if s.cfg.Balance == BalanceSticky {
+					return 0, &StickyError{Listener: l.spec, Why: fmt.Sprintf("cannot add sockets to the group of systemd's socket: %v", err)}
 				}
 				// systemd made the socket, maybe as another user: the
 				// kernel only lets the same user join its group.

@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/netip"
 	"slices"
 	"strings"
 	"sync"
@@ -65,6 +66,12 @@ type Config struct {
 	// bucket that saw a success, so memory grows with Clients and Duration,
 	// not with the number of requests.
 	BucketLatencies bool
+	// Sources, for "tcp", are the client source addresses: client i
+	// dials from Sources[i % len(Sources)] (any port), as clients on as
+	// many hosts would, for a server that balances by client address. They
+	// must be loopback addresses (127.0.0.0/8 is all loopback on Linux).
+	// Empty means the kernel's choice.
+	Sources []netip.Addr
 	// OnResponse, when set, is called with the body of each successful (2xx)
 	// response, from the client's goroutine. It must be cheap and safe for
 	// concurrent use, and must not keep body after returning.
@@ -103,6 +110,9 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 			budget: &budget,
 			br:     bufio.NewReaderSize(nil, 4096),
 		}
+		if n := len(cfg.Sources); n > 0 {
+			c.dialer.LocalAddr = &net.TCPAddr{IP: cfg.Sources[i%n].AsSlice()}
+		}
 		clients[i] = c
 		stop := context.AfterFunc(runCtx, c.interrupt)
 		wg.Go(func() {
@@ -140,6 +150,11 @@ func (cfg *Config) normalize() error {
 		return fmt.Errorf("%w: negative duration, max requests or timeout", ErrConfig)
 	case cfg.Duration == 0 && cfg.MaxRequests == 0:
 		return fmt.Errorf("%w: set duration or max requests", ErrConfig)
+	}
+	for _, a := range cfg.Sources {
+		if cfg.Network != "tcp" || !a.IsLoopback() {
+			return fmt.Errorf("%w: source %s: want loopback addresses, and network tcp", ErrConfig, a)
+		}
 	}
 	if cfg.Network == "tcp" {
 		return checkLoopback(cfg.Addr)

@@ -144,7 +144,7 @@ func (m *Master) status(ctx context.Context) (control.Status, error) {
 	}
 	if m.socks != nil {
 		for _, l := range m.socks.Listeners() {
-			st.Listeners = append(st.Listeners, control.Listener{Name: l.Spec.Name, Addr: l.Addr, Mode: l.Mode.String(), Selector: l.Selector, PerSlot: l.PerSlot})
+			st.Listeners = append(st.Listeners, control.Listener{Name: l.Spec.Name, Addr: l.Addr, Mode: l.Mode.String(), Selector: l.Selector, PerSlot: l.PerSlot, Sticky: l.Sticky})
 		}
 		for _, f := range m.socks.Foreign() {
 			st.ForeignSockets = append(st.ForeignSockets, control.ForeignSocket{Listener: f.Listener, Addr: f.Addr,

@@ -570,6 +570,9 @@ func ListenerMode(l handoff.Listener) string {
 	if l.PerSlot {
 		mode += ", a socket per worker"
 	}
+	if l.Sticky {
+		mode += ", sticky by client address"
+	}
 	if l.Why != "" {
 		mode += ": " + l.Why
 	}

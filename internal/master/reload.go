@@ -73,6 +73,9 @@ func (r *reloader) update() (*workers.Update, error) {
 	if next.Sockets.Shared != first.Sockets.Shared {
 		fixed = append(fixed, "handoff")
 	}
+	if next.Sockets.Balance != first.Sockets.Balance {
+		fixed = append(fixed, "balance")
+	}
 	if !reflect.DeepEqual(np.Credential, fp.Credential) {
 		fixed = append(fixed, "user")
 	}

@@ -29,6 +29,20 @@
 // that of the kernel's net/core/sock_reuseport.c (reuseport_select_sock),
 // net/core/filter.c (sk_select_reuseport) and kernel/bpf/reuseport_array.c.
 //
+// # Sticky balance
+//
+// With [Sticky] the program picks the slot by the client's source address
+// rather than by flow hash: it reads the address from the packet's network
+// header (bpf_skb_load_bytes_relative, BPF_HDR_START_NET), hashes it
+// ([SourceHash]) to an entry of a table of [TableSize] socket keys, and
+// selects that key. The master fills the table by rendezvous hashing over
+// the slots it steers to ([StickyTable]): each entry goes to the slot with
+// the highest weight for it, so an entry moves only when its slot leaves or
+// a slot that outweighs it arrives (N to N+1 slots moves about 1/(N+1) of
+// the entries, and no entry between two slots that stay), and the weights
+// are of slot numbers, not generations: a slot's new socket takes over
+// the entries of the slot's old one. See sticky.go.
+//
 // # Across an upgrade of the master
 //
 // A socket can be in one REUSEPORT_SOCKARRAY at a time (the kernel keeps
@@ -88,15 +102,42 @@ type Selector struct {
 	// half-written table (bar one that reads the bank across two flips,
 	// which are milliseconds apart).
 	slots *ebpf.Map
-	prog  *ebpf.Program
+	// sticky, nil for a selector without slots, is an ARRAY of u32 in two
+	// banks of [TableSize] socket keys, the banks of active like slots'.
+	// Only the program of a [Sticky] selector reads it, and only such a
+	// selector fills it; it crosses an upgrade all the same, so that a
+	// master of either balance can take over from one of the other.
+	sticky  *ebpf.Map
+	balance Balance
+	prog    *ebpf.Program
 	// cur is the bank in use, as written to active.
 	cur uint32
 }
 
-// New creates the maps and loads the program, with a slot table (see
-// [Selector.SteerSlots]). It fails, among other reasons, without CAP_BPF
-// (see the package comment).
-func New() (*Selector, error) {
+// Balance says how a selector with a slot table spreads new connections
+// over the slots it steers to.
+type Balance int
+
+const (
+	// Hash spreads them by the kernel's flow hash (the 4-tuple).
+	Hash Balance = iota
+	// Sticky sends each client source address to one slot, the same one
+	// across steering to another generation's sockets (see the package
+	// comment).
+	Sticky
+)
+
+func (b Balance) String() string {
+	if b == Sticky {
+		return "sticky"
+	}
+	return "hash"
+}
+
+// New creates the maps and loads the program of balance b, with a slot
+// table (see [Selector.SteerSlots]). It fails, among other reasons,
+// without CAP_BPF (see the package comment).
+func New(b Balance) (*Selector, error) {
 	sockets, err := ebpf.NewMap(&ebpf.MapSpec{
 		Name: "hc_sockets", Type: ebpf.ReusePortSockArray,
 		KeySize: 4, ValueSize: 8, MaxEntries: MaxSockets * MaxSlots,
@@ -115,7 +156,11 @@ func New() (*Selector, error) {
 		active.Close()
 		return nil, fmt.Errorf("reuseport: create the slot table: %w", err)
 	}
-	s := &Selector{sockets: sockets, active: active, slots: slots}
+	s := &Selector{sockets: sockets, active: active, slots: slots, balance: b}
+	if s.sticky, err = newStickyMap(); err != nil {
+		s.Close()
+		return nil, err
+	}
 	if err := s.load(); err != nil {
 		s.Close()
 		return nil, err
@@ -123,24 +168,54 @@ func New() (*Selector, error) {
 	return s, nil
 }
 
+// Maps are the files of a selector's maps, as [Selector.Files] makes them
+// for the master an upgrade starts and [Inherit] takes them. Slots is nil
+// for a master that kept no slot table, Sticky for one that predates
+// sticky balance.
+type Maps struct {
+	Sockets, Active, Slots, Sticky *os.File
+}
+
+// Close closes the files that are set.
+func (m Maps) Close() {
+	for _, f := range []*os.File{m.Sockets, m.Active, m.Slots, m.Sticky} {
+		if f != nil {
+			f.Close()
+		}
+	}
+}
+
 // Inherit takes the maps a previous master stored (see [Selector.Files])
-// and loads a program over them. slots is nil when the previous master
-// kept no slot table (one socket per generation): the selector then has no
-// slots either. It duplicates the descriptors; the caller keeps and closes
-// the files.
-func Inherit(sockets, active, slots *os.File) (*Selector, error) {
-	sm, err := mapOf(sockets)
+// and loads a program of balance b over them. Without m.Slots (the
+// previous master kept no slot table: one socket per generation) the
+// selector has no slots either, and [Sticky] is refused; without m.Sticky
+// (a previous master that predates it) the table is made anew. It
+// duplicates the descriptors; the caller keeps and closes the files.
+func Inherit(m Maps, b Balance) (*Selector, error) {
+	if b == Sticky && m.Slots == nil {
+		return nil, errors.New("reuseport: sticky balance needs a slot table, and the previous master kept none (it predates sockets per slot): restart the instance")
+	}
+	sm, err := mapOf(m.Sockets)
 	if err != nil {
 		return nil, err
 	}
-	am, err := mapOf(active)
+	am, err := mapOf(m.Active)
 	if err != nil {
 		sm.Close()
 		return nil, err
 	}
-	s := &Selector{sockets: sm, active: am}
-	if slots != nil {
-		if s.slots, err = mapOf(slots); err != nil {
+	s := &Selector{sockets: sm, active: am, balance: b}
+	if m.Slots != nil {
+		if s.slots, err = mapOf(m.Slots); err != nil {
+			s.Close()
+			return nil, err
+		}
+		if m.Sticky != nil {
+			s.sticky, err = mapOf(m.Sticky)
+		} else {
+			s.sticky, err = newStickyMap()
+		}
+		if err != nil {
 			s.Close()
 			return nil, err
 		}
@@ -153,6 +228,8 @@ func Inherit(sockets, active, slots *os.File) (*Selector, error) {
 		err = fmt.Errorf("reuseport: inherited active-key map is a %v of %d entries, not an array of one u32", am.Type(), am.MaxEntries())
 	case s.slots != nil && (s.slots.Type() != ebpf.Array || s.slots.ValueSize() != 4 || s.slots.MaxEntries() != 2*bank || sm.MaxEntries() < MaxSockets*MaxSlots):
 		err = fmt.Errorf("reuseport: inherited slot table is a %v of %d entries over a socket map of %d, not the table this master makes", s.slots.Type(), s.slots.MaxEntries(), sm.MaxEntries())
+	case s.sticky != nil && (s.sticky.Type() != ebpf.Array || s.sticky.KeySize() != 4 || s.sticky.ValueSize() != 4 || s.sticky.MaxEntries() != 2*TableSize):
+		err = fmt.Errorf("reuseport: inherited sticky table is a %v of %d entries, not the %d this master makes", s.sticky.Type(), s.sticky.MaxEntries(), 2*TableSize)
 	default:
 		if s.slots != nil {
 			err = s.active.Lookup(uint32(0), &s.cur)
@@ -194,6 +271,9 @@ func (s *Selector) Slotted() bool { return s.slots != nil }
 // load loads the program over s's maps (see the package comment).
 func (s *Selector) load() error {
 	if s.slots != nil {
+		if s.balance == Sticky {
+			return s.loadSticky()
+		}
 		return s.loadSlotted()
 	}
 	const (
@@ -353,9 +433,11 @@ func (s *Selector) Steer(k int) error {
 }
 
 // SteerSlots makes the program spread new connections over the sockets
-// under keys, by flow hash (see [Selector.loadSlotted]): it fills the bank
-// not in use, then flips to it. Every key must hold a socket. It needs a
-// slot table ([Selector.Slotted]).
+// under keys, by flow hash (see [Selector.loadSlotted]) or, for a [Sticky]
+// selector, by source address over the slots the keys are of
+// ([StickyTable]; keys of one slot in several generations would split its
+// entries among them): it fills the bank not in use, then flips to it.
+// Every key must hold a socket. It needs a slot table ([Selector.Slotted]).
 func (s *Selector) SteerSlots(keys []int) error {
 	if s.slots == nil {
 		return errors.New("reuseport: steer to slots: this selector has no slot table")
@@ -373,6 +455,11 @@ func (s *Selector) SteerSlots(keys []int) error {
 	if err := s.slots.Update(base, uint32(len(keys)), ebpf.UpdateAny); err != nil {
 		return fmt.Errorf("reuseport: steer to %d sockets: %w", len(keys), err)
 	}
+	if s.balance == Sticky {
+		if err := s.fillSticky(next, keys); err != nil {
+			return fmt.Errorf("reuseport: steer to %d sockets: %w", len(keys), err)
+		}
+	}
 	if err := s.active.Update(uint32(0), next, ebpf.UpdateAny); err != nil {
 		return fmt.Errorf("reuseport: steer to %d sockets: %w", len(keys), err)
 	}
@@ -381,31 +468,32 @@ func (s *Selector) SteerSlots(keys []int) error {
 }
 
 // Files returns close-on-exec duplicates of the maps, to store for the
-// master an upgrade starts ([Inherit]); slots is nil without a slot table.
-// The caller closes them.
-func (s *Selector) Files() (sockets, active, slots *os.File, err error) {
+// master an upgrade starts ([Inherit]); Slots and Sticky are nil without a
+// slot table. The caller closes them.
+func (s *Selector) Files() (Maps, error) {
 	dup := func(m *ebpf.Map, name string) (*os.File, error) {
+		if m == nil {
+			return nil, nil
+		}
 		nfd, err := unix.FcntlInt(uintptr(m.FD()), unix.F_DUPFD_CLOEXEC, 0)
 		if err != nil {
 			return nil, fmt.Errorf("reuseport: dup the %s map: %w", name, err)
 		}
 		return os.NewFile(uintptr(nfd), name), nil
 	}
-	if sockets, err = dup(s.sockets, "sockets"); err != nil {
-		return nil, nil, nil, err
-	}
-	if active, err = dup(s.active, "active"); err != nil {
-		sockets.Close()
-		return nil, nil, nil, err
-	}
-	if s.slots != nil {
-		if slots, err = dup(s.slots, "slots"); err != nil {
-			sockets.Close()
-			active.Close()
-			return nil, nil, nil, err
+	var fs Maps
+	var err error
+	for _, d := range []struct {
+		to   **os.File
+		m    *ebpf.Map
+		name string
+	}{{&fs.Sockets, s.sockets, "sockets"}, {&fs.Active, s.active, "active"}, {&fs.Slots, s.slots, "slots"}, {&fs.Sticky, s.sticky, "sticky"}} {
+		if *d.to, err = dup(d.m, d.name); err != nil {
+			fs.Close()
+			return Maps{}, err
 		}
 	}
-	return sockets, active, slots, nil
+	return fs, nil
 }
 
 // Close releases this process's references. An attached program and its
@@ -418,5 +506,8 @@ func (s *Selector) Close() {
 	s.active.Close()
 	if s.slots != nil {
 		s.slots.Close()
+	}
+	if s.sticky != nil {
+		s.sticky.Close()
 	}
 }

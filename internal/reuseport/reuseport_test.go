@@ -92,9 +92,11 @@ func served(t *testing.T, addr string, n int, lns ...*net.TCPListener) []int {
 	return counts
 }
 
-func newSelector(t *testing.T) *Selector {
+func newSelector(t *testing.T) *Selector { return newBalanced(t, Hash) }
+
+func newBalanced(t *testing.T, b Balance) *Selector {
 	t.Helper()
-	s, err := New()
+	s, err := New(b)
 	if err != nil {
 		if os.Geteuid() != 0 {
 			t.Skipf("needs root (CAP_BPF) to load SK_REUSEPORT programs: %v", err)
@@ -220,16 +222,14 @@ func TestInherit(t *testing.T) {
 	if err := s.Steer(1); err != nil {
 		t.Fatal(err)
 	}
-	sf, af, tf, err := s.Files()
+	maps, err := s.Files()
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer sf.Close()
-	defer af.Close()
-	defer tf.Close()
+	defer maps.Close()
 	s.Close() // the old master's references are gone; the group holds its program
 
-	in, err := Inherit(sf, af, tf)
+	in, err := Inherit(maps, Hash)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -252,7 +252,7 @@ func TestInherit(t *testing.T) {
 
 	// Maps from a master before slot tables (no slot map): the program
 	// that selects the active key alone steers the same group.
-	old, err := Inherit(sf, af, nil)
+	old, err := Inherit(Maps{Sockets: maps.Sockets, Active: maps.Active}, Hash)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -272,14 +272,12 @@ func TestInherit(t *testing.T) {
 
 	// Maps of another kind are refused.
 	wrong := newSelector(t)
-	ws, wa, wt, err := wrong.Files()
+	wm, err := wrong.Files()
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer ws.Close()
-	defer wa.Close()
-	defer wt.Close()
-	if sel, err := Inherit(wa, wa, nil); err == nil {
+	defer wm.Close()
+	if sel, err := Inherit(Maps{Sockets: wm.Active, Active: wm.Active}, Hash); err == nil {
 		sel.Close()
 		t.Error("Inherit took an array map for the socket map")
 	}

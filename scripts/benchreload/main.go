@@ -20,6 +20,7 @@ import (
 	"maps"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -49,8 +50,11 @@ type bench struct {
 	// helloFlags and hotclusterFlags are added to every hello and every
 	// hotcluster run (a logging load: -access-log, --log-file …).
 	helloFlags, hotclusterFlags []string
-	servers                     []*server
-	ports                       map[int]bool // every port handed out by freshAddr
+	// sources are the measured loads' client source addresses
+	// (loadgen.Config.Sources; -sources).
+	sources []netip.Addr
+	servers []*server
+	ports   map[int]bool // every port handed out by freshAddr
 }
 
 type connMode struct {
@@ -93,6 +97,7 @@ func run() int {
 		helloF    = flag.String("hello-flags", "", "flags added to every hello, e.g. '-access-log' or '-log-rate 20000' for reloads under a logging load")
 		hotF      = flag.String("hotcluster-flags", "", "flags added to every hotcluster run, e.g. '--log-format json'")
 		rollouts  = flag.String("rollout", "all", "comma-separated hotcluster --rollout values the reload and rss scenarios run with, e.g. all,1,50%")
+		sources   = flag.Int("sources", 0, "clients of the measured loads dial from this many loopback addresses, 127.0.0.2 and up (for --balance sticky); 0: 127.0.0.1")
 	)
 	flag.StringVar(&b.hotcluster, "hotcluster", "", "path of the hotcluster binary (required for the reload and steady scenarios)")
 	flag.StringVar(&b.hello, "hello", "", "path of the examples/hello binary (required)")
@@ -114,6 +119,13 @@ func run() int {
 	b.helloFlags, b.hotclusterFlags = strings.Fields(*helloF), strings.Fields(*hotF)
 	for r := range strings.SplitSeq(*rollouts, ",") {
 		b.rollouts = append(b.rollouts, strings.TrimSpace(r))
+	}
+	if *sources < 0 || *sources > 250 {
+		fmt.Fprintln(os.Stderr, "benchreload: -sources: want 0 to 250")
+		return 2
+	}
+	for i := range *sources {
+		b.sources = append(b.sources, netip.AddrFrom4([4]byte{127, 0, 0, byte(2 + i)}))
 	}
 
 	if err := b.validate(*modes); err != nil {
@@ -446,7 +458,7 @@ func (b *bench) runReload(c reloadCase) (o *reloadOutcome) {
 	loadDone := make(chan loadResult, 1)
 	go func() {
 		r, err := loadgen.Run(b.ctx, loadgen.Config{
-			Addr: s.addr, Clients: c.clients(b), KeepAlive: c.mode.keepAlive,
+			Addr: s.addr, Clients: c.clients(b), KeepAlive: c.mode.keepAlive, Sources: b.sources,
 			Duration: b.duration, OnResponse: obs.observe, BucketLatencies: true,
 		})
 		loadDone <- loadResult{r, err}
@@ -681,7 +693,7 @@ func (b *bench) measureSteady(hot bool, addr string, port int, m connMode, round
 	if n, err := socketsOn(port); err == nil {
 		sample.timeWait = n.timeWait
 	}
-	r, err := loadgen.Run(b.ctx, loadgen.Config{Addr: addr, Clients: b.clients, KeepAlive: m.keepAlive, Duration: b.roundDuration})
+	r, err := loadgen.Run(b.ctx, loadgen.Config{Addr: addr, Clients: b.clients, KeepAlive: m.keepAlive, Sources: b.sources, Duration: b.roundDuration})
 	if err != nil {
 		return sample, err
 	}

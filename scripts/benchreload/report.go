@@ -52,6 +52,9 @@ func (r *report) markdown() string {
 	p("- machine: %s\n", r.machine)
 	p("- command: `%s`\n", r.command)
 	p("- settings: %d workers, %d concurrent clients on loopback, load generator internal/loadgen (raw HTTP/1.1, no retries)\n", b.workers, b.clients)
+	if len(b.sources) > 0 {
+		p("- clients from %d loopback addresses (127.0.0.2 and up), client i from address i %% %d\n", len(b.sources), len(b.sources))
+	}
 	if r.interrupted {
 		p("\n**Interrupted: the results below are incomplete.**\n")
 	}

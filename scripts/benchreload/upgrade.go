@@ -66,7 +66,7 @@ func (b *bench) runUpgrade(m connMode) (o *upgradeOutcome) {
 	loadDone := make(chan loadResult, 1)
 	go func() {
 		r, err := loadgen.Run(loadCtx, loadgen.Config{
-			Addr: s.addr, Clients: b.clients, KeepAlive: m.keepAlive,
+			Addr: s.addr, Clients: b.clients, KeepAlive: m.keepAlive, Sources: b.sources,
 			Duration: bound, OnResponse: obs.observe, BucketLatencies: true,
 		})
 		loadDone <- loadResult{r, err}
