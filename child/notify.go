@@ -32,6 +32,15 @@ func Ready() error {
 	return errors.Join(e.closeUnused(), sendNotify(e.notify, protocol.NotifyReady))
 }
 
+// readyDraining is Ready for ServeHTTP, whose drain answers with
+// "Connection: close" and closes idle connections only after a grace: it
+// says so (protocol.NotifyDrainsKeepAlive), and the master then leaves the
+// worker's keep-alive connections to it.
+func readyDraining() error {
+	e := load()
+	return errors.Join(e.closeUnused(), sendNotify(e.notify, protocol.NotifyReady+"\n"+protocol.NotifyDrainsKeepAlive))
+}
+
 func sendNotify(addr, state string) error {
 	if addr == "" {
 		return nil

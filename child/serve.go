@@ -119,7 +119,7 @@ func ServeHTTP(ctx context.Context, srv *http.Server, ln net.Listener, opts Opti
 	select {
 	case <-rl.accepting:
 		if !opts.NoReady {
-			if err := Ready(); err != nil {
+			if err := readyDraining(); err != nil {
 				cause = err
 				break
 			}

@@ -105,6 +105,9 @@ type Event struct {
 	// Replaced counts the slots a rolling reload has on Gen
 	// (RolloutBatch, RolloutBack).
 	Replaced int
+	// DrainsKeepAlive: the worker said it drains its keep-alive
+	// connections itself (WorkerDraining).
+	DrainsKeepAlive bool
 }
 
 func (p *Pool) emit(e Event) {

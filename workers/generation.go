@@ -321,7 +321,7 @@ func (p *Pool) drainWorker(w *worker, why string) {
 		return
 	}
 	w.state = draining
-	p.emit(Event{Kind: WorkerDraining, Gen: w.gen, Slot: w.slot, PID: w.pid, Err: why})
+	p.emit(Event{Kind: WorkerDraining, Gen: w.gen, Slot: w.slot, PID: w.pid, Err: why, DrainsKeepAlive: w.drainsKeepAlive})
 	w.stopTimers()
 	if w.hung {
 		// It would not drain: its connections are stuck with it.

@@ -31,6 +31,7 @@ const (
 	notifyStatus
 	notifyWatchdog
 	notifyWatchdogTrigger
+	notifyDrains
 )
 
 // parseNotify reads one assignment: READY=1, or STATUS= and its text.
@@ -42,6 +43,8 @@ func parseNotify(line string) (notifyKind, string) {
 		return notifyWatchdog, ""
 	case line == protocol.NotifyWatchdogTrigger:
 		return notifyWatchdogTrigger, ""
+	case line == protocol.NotifyDrainsKeepAlive:
+		return notifyDrains, ""
 	case strings.HasPrefix(line, protocol.NotifyStatus):
 		return notifyStatus, strings.TrimPrefix(line, protocol.NotifyStatus)
 	}

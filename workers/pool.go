@@ -411,6 +411,8 @@ func (p *Pool) notified(w *worker, msg string) {
 		}
 	case notifyStatus:
 		w.status = value
+	case notifyDrains:
+		w.drainsKeepAlive = true
 	case notifyWatchdog:
 		w.pinged = time.Now()
 	case notifyWatchdogTrigger:

@@ -45,10 +45,13 @@ type worker struct {
 	started time.Time
 	state   workerState
 	spoke   bool // sent anything on its notify socket
-	status  string
-	drain   *time.Timer
-	delay   *time.Timer
-	timeout *time.Timer // a standby's --ready-timeout
+	// drainsKeepAlive: it said it drains its keep-alive connections
+	// itself (protocol.NotifyDrainsKeepAlive).
+	drainsKeepAlive bool
+	status          string
+	drain           *time.Timer
+	delay           *time.Timer
+	timeout         *time.Timer // a standby's --ready-timeout
 	// readyAt is when it became ready; pinged when it last sent
 	// WATCHDOG=1 (or became ready); watchdog fires when that is too long
 	// ago (Config.Watchdog).

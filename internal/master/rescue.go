@@ -105,9 +105,9 @@ func (m *Master) relaysStay() {
 // hold takes, just before the pool sends worker pid its stop signal
 // (WorkerDraining is emitted on the pool's goroutine right before it), a
 // duplicate of each keep-alive connection it holds on an HTTP listener.
-func (m *Master) hold(pid int) {
+func (m *Master) hold(pid int, drains bool) {
 	if m.rescue != nil && pid > 0 {
-		m.rescue.Hold(pid)
+		m.rescue.Hold(pid, rescue.HoldOptions{DrainsKeepAlive: drains})
 	}
 }
 

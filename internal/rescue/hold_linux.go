@@ -228,7 +228,7 @@ const maxDescendants = 64
 // that is not dumpable, another user's worker without CAP_SYS_PTRACE) or
 // on a kernel older than 5.6 it logs once why, and holds nothing from
 // then on.
-func (rs *Rescuer) Hold(pid int) {
+func (rs *Rescuer) Hold(pid int, opts HoldOptions) {
 	if len(rs.http) == 0 || rs.disabled.Load() != nil || !rs.cfg.Armed() {
 		return
 	}
@@ -252,13 +252,16 @@ func (rs *Rescuer) Hold(pid int) {
 	b := &holdBatch{pid: pid, counts: make(map[int]int64)}
 	over := 0
 	for p, m := range found {
-		n, stop := rs.take(b, p, m, cands)
+		n, stop := rs.take(b, p, m, cands, opts)
 		over += n
 		if stop {
 			break
 		}
 		b.counts[p], _ = fdCount(p)
-		stopped, blocking := quiesce(p, b.conns)
+		stopped, blocking := false, 0
+		if !opts.DrainsKeepAlive {
+			stopped, blocking = quiesce(p, b.conns)
+		}
 		if blocking > 0 {
 			rs.log.Debug(fmt.Sprintf("rescue: pid %d reads %d held connections with blocking reads: stopped at rest: %v", p, blocking, stopped), "pid", p)
 		}
@@ -296,7 +299,7 @@ func (rs *Rescuer) Hold(pid int) {
 // take duplicates the connections m of process p into b. It returns how
 // many did not fit under Config.Max, and stop when holding is impossible
 // from now on.
-func (rs *Rescuer) take(b *holdBatch, p int, m map[uint64]int, cands map[uint64]candidate) (over int, stop bool) {
+func (rs *Rescuer) take(b *holdBatch, p int, m map[uint64]int, cands map[uint64]candidate, opts HoldOptions) (over int, stop bool) {
 	pidfd, err := unix.PidfdOpen(p, 0)
 	if err != nil {
 		if errors.Is(err, unix.ENOSYS) {
@@ -332,7 +335,9 @@ func (rs *Rescuer) take(b *holdBatch, p int, m map[uint64]int, cands map[uint64]
 			rs.release()
 			continue
 		}
-		h.freeze()
+		if !opts.DrainsKeepAlive {
+			h.freeze()
+		}
 		b.conns = append(b.conns, h)
 	}
 	return over, false

@@ -72,6 +72,15 @@ const (
 	HalfCloseTimeout = 30 * time.Second
 )
 
+// HoldOptions says what Hold knows of the worker.
+type HoldOptions struct {
+	// DrainsKeepAlive: the worker drains its keep-alive connections
+	// itself (it said so at ready: protocol.NotifyDrainsKeepAlive), so
+	// its connections are held, not frozen, and it is not stopped at
+	// rest: its requests go on as without the rescue.
+	DrainsKeepAlive bool
+}
+
 // Listener is one listener the master may rescue connections of.
 type Listener struct {
 	// Name is the listener's name, as LISTEN_FDNAMES says it.

@@ -46,6 +46,13 @@ const (
 	NotifyWatchdog = "WATCHDOG=1"
 	// NotifyWatchdogTrigger asks for the watchdog's action at once.
 	NotifyWatchdogTrigger = "WATCHDOG=trigger"
+	// NotifyDrainsKeepAlive, sent with READY=1 (a variable of hotcluster's
+	// own: sd_notify's X_ prefix, which systemd ignores), says the worker
+	// drains its keep-alive connections itself: while it stops it answers
+	// with "Connection: close" and closes an idle connection only after a
+	// grace, so the master's keep-alive rescue need not keep it from
+	// reading requests that arrive after its stop signal.
+	NotifyDrainsKeepAlive = "X_HOTCLUSTER_DRAINS=keep-alive"
 )
 
 // The message channel of a worker (one end of a socket pair, one JSON value
