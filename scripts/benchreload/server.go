@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"net"
 	"strconv"
 	"syscall"
 	"time"
@@ -51,8 +52,37 @@ func (b *bench) freshAddr() (string, int, error) {
 		b.ports[port] = true
 		return "127.0.0.1:" + strconv.Itoa(port), port, nil
 	}
-	return "", 0, fmt.Errorf("no fresh loopback port in %d tries", tries)
+	// After a run with many client addresses (-sources), TIME_WAIT
+	// sockets may sit on nearly every port of the ephemeral range, which
+	// is where the kernel's free ports come from; below it only servers
+	// bind.
+	for port := belowEphemeral; port < belowEphemeral+belowTries; port++ {
+		if b.ports[port] {
+			continue
+		}
+		if n, err := socketsOn(port); err != nil || n.total > 0 {
+			continue
+		}
+		l, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(port))
+		if err != nil {
+			continue
+		}
+		l.Close()
+		if b.ports == nil {
+			b.ports = map[int]bool{}
+		}
+		b.ports[port] = true
+		return "127.0.0.1:" + strconv.Itoa(port), port, nil
+	}
+	return "", 0, fmt.Errorf("no fresh loopback port in %d tries, nor in %d ports from %d", tries, belowTries, belowEphemeral)
 }
+
+// The ports freshAddr falls back to: below Linux's default ephemeral range
+// (32768-60999).
+const (
+	belowEphemeral = 20000
+	belowTries     = 2000
+)
 
 // startHotcluster starts hotcluster on addr (from freshAddr) without waiting
 // for it; see waitServing.
