@@ -154,21 +154,21 @@ func waitStop() <-chan struct{} {
 	return c
 }
 
-// roleCloseDelimited answers each request only once it got its stop
-// signal (so that every request is in flight at the hold), with an answer
-// delimited by the connection's close (no Content-Length), and closes.
-func roleCloseDelimited() int {
+// serveEach accepts on fd 3 until the stop signal and runs handle for
+// each connection on a goroutine of its own, with the stop signal's
+// channel; it returns once every handle has.
+func serveEach(handle func(c net.Conn, stop <-chan struct{})) int {
 	stop := waitStop()
 	ln, err := net.FileListener(os.NewFile(3, "web"))
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
-	var wg sync.WaitGroup
 	go func() {
 		<-stop
 		ln.Close()
 	}()
+	var wg sync.WaitGroup
 	for {
 		c, err := ln.Accept()
 		if err != nil {
@@ -178,15 +178,24 @@ func roleCloseDelimited() int {
 		go func() {
 			defer wg.Done()
 			defer c.Close()
-			if _, err := http.ReadRequest(bufio.NewReader(c)); err != nil {
-				return
-			}
-			<-stop
-			fmt.Fprintf(c, "HTTP/1.1 200 OK\r\nConnection: close\r\n\r\nhello gen=%d\n", child.Generation())
+			handle(c, stop)
 		}()
 	}
 	wg.Wait()
 	return 0
+}
+
+// roleCloseDelimited answers each request only once it got its stop
+// signal (so that every request is in flight at the hold), with an answer
+// delimited by the connection's close (no Content-Length), and closes.
+func roleCloseDelimited() int {
+	return serveEach(func(c net.Conn, stop <-chan struct{}) {
+		if _, err := http.ReadRequest(bufio.NewReader(c)); err != nil {
+			return
+		}
+		<-stop
+		fmt.Fprintf(c, "HTTP/1.1 200 OK\r\nConnection: close\r\n\r\nhello gen=%d\n", child.Generation())
+	})
 }
 
 // An answer delimited by the connection's close ends for the client when
@@ -258,37 +267,15 @@ const pipelined1 = "GET /a HTTP/1.1\r\nHost: x\r\n\r\n"
 // of the second, answers the first, and closes at its stop signal: the
 // second request is half consumed.
 func roleHalfReader() int {
-	stop := waitStop()
-	ln, err := net.FileListener(os.NewFile(3, "web"))
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	go func() {
-		<-stop
-		ln.Close()
-	}()
-	var wg sync.WaitGroup
-	for {
-		c, err := ln.Accept()
-		if err != nil {
-			break
+	return serveEach(func(c net.Conn, stop <-chan struct{}) {
+		buf := make([]byte, len(pipelined1)+8)
+		if _, err := io.ReadFull(c, buf); err != nil {
+			return
 		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			defer c.Close()
-			buf := make([]byte, len(pipelined1)+8)
-			if _, err := io.ReadFull(c, buf); err != nil {
-				return
-			}
-			body := fmt.Sprintf("hello gen=%d\n", child.Generation())
-			fmt.Fprintf(c, "HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s", len(body), body)
-			<-stop
-		}()
-	}
-	wg.Wait()
-	return 0
+		body := fmt.Sprintf("hello gen=%d\n", child.Generation())
+		fmt.Fprintf(c, "HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s", len(body), body)
+		<-stop
+	})
 }
 
 // A pipelined request the worker read half of is reset, never relayed
