@@ -214,6 +214,13 @@ type Config struct {
 	// OnEvent, when set, is called from the pool's goroutine for each
 	// Event. It must not block.
 	OnEvent func(Event)
+	// BeforeStop, when set, is called on the pool's goroutine just before a
+	// worker is sent its stop signal (after its WorkerDraining event), with
+	// whether it said it drains keep-alive itself; the signal goes after
+	// the delay it returns (at most MaxStopDelay; the drain timeout counts
+	// from then). The master's keep-alive rescue holds the worker's
+	// connections here. It must do only bounded work.
+	BeforeStop func(pid int, drainsKeepAlive bool) time.Duration
 	// Leftovers, when set, starts each worker and is told of its exit;
 	// nil: at a worker's exit only its process group is killed.
 	Leftovers Leftovers

@@ -328,8 +328,16 @@ func (p *Pool) drainWorker(w *worker, why string) {
 		p.abort(w)
 		return
 	}
-	w.signal(p.cfg.StopSignal)
-	w.drain = p.after(p.cfg.DrainTimeout, drainEvent{w})
+	var delay time.Duration
+	if p.cfg.BeforeStop != nil {
+		delay = min(max(p.cfg.BeforeStop(w.pid, w.drainsKeepAlive), 0), MaxStopDelay)
+	}
+	if delay > 0 {
+		w.stopSig = p.after(delay, stopEvent{w})
+	} else {
+		w.signal(p.cfg.StopSignal)
+	}
+	w.drain = p.after(delay+p.cfg.DrainTimeout, drainEvent{w})
 }
 
 // failGeneration kills a generation that never served; the serving one,

@@ -175,6 +175,7 @@ type (
 	}
 	delayEvent      struct{ w *worker }
 	drainEvent      struct{ w *worker }
+	stopEvent       struct{ w *worker }
 	genTimeoutEvent struct{ g *generation }
 	respawnEvent    struct {
 		gen  uint64
@@ -328,6 +329,15 @@ func (e delayEvent) handle(p *Pool) {
 		return
 	}
 	p.becameReady(w)
+}
+
+// MaxStopDelay bounds the delay Config.BeforeStop may ask for.
+const MaxStopDelay = 50 * time.Millisecond
+
+func (e stopEvent) handle(p *Pool) {
+	if p.alive(e.w) {
+		e.w.signal(p.cfg.StopSignal)
+	}
 }
 
 func (e drainEvent) handle(p *Pool) {

@@ -709,3 +709,53 @@ func TestPoolServesOnlyLiveSlots(t *testing.T) {
 		h.stop()
 	})
 }
+
+// Config.BeforeStop delays a worker's stop signal by what it returns
+// (bounded by MaxStopDelay), and the drain deadline counts from the
+// signal; it is told whether the worker said it drains keep-alive.
+func TestPoolBeforeStopDelaysTheStopSignal(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var asked []bool
+		cfg := Config{Workers: 1, DrainTimeout: 10 * time.Second, BeforeStop: func(pid int, drains bool) time.Duration {
+			asked = append(asked, drains)
+			if len(asked) > 1 {
+				return 0 // the final stop: at once, as the harness expects
+			}
+			return time.Hour // bounded to MaxStopDelay
+		}}
+		h := newHarness(t, cfg)
+		h.readyAll(1)
+		old := h.proc(1, 0)
+		old.hung = true // ignores SIGTERM: the drain deadline kills it
+		h.p.post(notifyEvent{w: old.w, msg: "X_HOTCLUSTER_DRAINS=keep-alive"})
+		h.p.Recycle(0, old.w.pid, "too big")
+		synctest.Wait()
+		h.proc(1, 0).ready()
+		synctest.Wait()
+		if old.got(syscall.SIGTERM) {
+			t.Errorf("stop signal sent at once: %v", old.signals)
+		}
+		time.Sleep(MaxStopDelay)
+		synctest.Wait()
+		if !old.got(syscall.SIGTERM) {
+			t.Errorf("no stop signal after MaxStopDelay: %v", old.signals)
+		}
+		time.Sleep(10*time.Second - time.Millisecond)
+		synctest.Wait()
+		if old.got(syscall.SIGKILL) {
+			t.Errorf("killed before the drain timeout counted from the signal: %v", old.signals)
+		}
+		time.Sleep(time.Millisecond)
+		synctest.Wait()
+		if !old.got(syscall.SIGKILL) {
+			t.Errorf("the worker got %v, want SIGKILL at the drain deadline", old.signals)
+		}
+		if len(asked) != 1 || !asked[0] {
+			t.Errorf("BeforeStop asked %v, want once, with drains keep-alive", asked)
+		}
+		h.stop()
+		if len(asked) != 2 || asked[1] {
+			t.Errorf("BeforeStop asked %v, want a second time for the new worker, which said nothing", asked)
+		}
+	})
+}

@@ -28,7 +28,7 @@ func (s workerState) String() string {
 // stopTimers stops every timer of the worker's; the loop calls it when the
 // worker leaves it.
 func (w *worker) stopTimers() {
-	for _, t := range []*time.Timer{w.drain, w.delay, w.timeout, w.watchdog} {
+	for _, t := range []*time.Timer{w.drain, w.delay, w.timeout, w.watchdog, w.stopSig} {
 		if t != nil {
 			t.Stop()
 		}
@@ -50,6 +50,7 @@ type worker struct {
 	drainsKeepAlive bool
 	status          string
 	drain           *time.Timer
+	stopSig         *time.Timer // the stop signal, when Config.BeforeStop delays it
 	delay           *time.Timer
 	timeout         *time.Timer // a standby's --ready-timeout
 	// readyAt is when it became ready; pinged when it last sent

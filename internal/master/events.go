@@ -25,8 +25,6 @@ func (m *Master) event(e workers.Event) {
 		}
 	case workers.GenDone:
 		m.trim.poke()
-	case workers.WorkerDraining:
-		m.hold(e.PID, e.DrainsKeepAlive)
 	case workers.WorkerStarted:
 		if m.left.keeper != nil && m.socks != nil {
 			// What a killed master's keeper looks for in other sessions.

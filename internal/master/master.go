@@ -298,6 +298,7 @@ func (m *Master) openPool(*undoList) error {
 	p.Lines = m.workerLine
 	p.Log = m.log
 	p.OnEvent = m.event
+	p.BeforeStop = m.hold
 	p.Leftovers = m.left
 	if err := m.checkRollout(p.Rollout); err != nil {
 		return err

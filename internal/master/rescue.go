@@ -102,13 +102,15 @@ func (m *Master) relaysStay() {
 	}
 }
 
-// hold takes, just before the pool sends worker pid its stop signal
-// (WorkerDraining is emitted on the pool's goroutine right before it), a
-// duplicate of each keep-alive connection it holds on an HTTP listener.
-func (m *Master) hold(pid int, drains bool) {
-	if m.rescue != nil && pid > 0 {
-		m.rescue.Hold(pid, rescue.HoldOptions{DrainsKeepAlive: drains})
+// hold is the pool's BeforeStop: just before worker pid gets its stop
+// signal, the rescuer takes a duplicate of each keep-alive connection it
+// holds on an HTTP listener, and says how long the signal should wait
+// (see rescue.Rescuer.Hold).
+func (m *Master) hold(pid int, drains bool) time.Duration {
+	if m.rescue == nil || pid <= 0 {
+		return 0
 	}
+	return m.rescue.Hold(pid, rescue.HoldOptions{DrainsKeepAlive: drains})
 }
 
 // stranded is handoff's Config.Stranded: the rescuer's, once it exists.

@@ -227,14 +227,15 @@ const maxDescendants = 64
 // ptrace rights over the worker (Yama's ptrace_scope above 1, a worker
 // that is not dumpable, another user's worker without CAP_SYS_PTRACE) or
 // on a kernel older than 5.6 it logs once why, and holds nothing from
-// then on.
-func (rs *Rescuer) Hold(pid int, opts HoldOptions) {
+// then on. It returns how long the stop signal should wait (FreezeSettle,
+// or 0).
+func (rs *Rescuer) Hold(pid int, opts HoldOptions) time.Duration {
 	if len(rs.http) == 0 || rs.disabled.Load() != nil || !rs.cfg.Armed() {
-		return
+		return 0
 	}
 	cands := rs.candidates()
 	if len(cands) == 0 {
-		return
+		return 0
 	}
 	found := make(map[int]map[uint64]int) // holder -> inode -> descriptor
 	if m := match(pid, cands); len(m) > 0 {
@@ -247,7 +248,7 @@ func (rs *Rescuer) Hold(pid int, opts HoldOptions) {
 		}
 	}
 	if len(found) == 0 {
-		return
+		return 0
 	}
 	b := &holdBatch{pid: pid, counts: make(map[int]int64)}
 	over := 0
@@ -280,7 +281,7 @@ func (rs *Rescuer) Hold(pid int, opts HoldOptions) {
 		rs.atMax(fmt.Sprintf("%d connections of pid %d are left to it", over, pid))
 	}
 	if len(b.conns) == 0 {
-		return
+		return 0
 	}
 	b.n = len(b.conns)
 	rs.nHeld.Add(int64(b.n))
@@ -293,8 +294,26 @@ func (rs *Rescuer) Hold(pid int, opts HoldOptions) {
 			rs.release()
 		}
 		rs.nHeld.Add(-int64(b.n))
+		return 0
 	}
+	if len(b.stopped) > 0 {
+		return 0 // stopped at rest: the signal must come now
+	}
+	for _, h := range b.conns {
+		if h.frozen {
+			return FreezeSettle
+		}
+	}
+	return 0
 }
+
+// FreezeSettle is how long Hold asks the pool to wait, after freezing a
+// worker's connections, before its stop signal: a request the worker read
+// just before the freeze is then marked active before the signal comes
+// (Go's Shutdown closes a connection whose request it has read but not yet
+// marked active, and that request's bytes are gone), while one that
+// arrives after the freeze stays unread for the master.
+const FreezeSettle = 2 * time.Millisecond
 
 // take duplicates the connections m of process p into b. It returns how
 // many did not fit under Config.Max, and stop when holding is impossible

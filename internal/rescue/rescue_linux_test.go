@@ -321,7 +321,7 @@ func TestStrandedBound(t *testing.T) {
 // signal.
 func holdSelf(t *testing.T, rs *Rescuer, want int) {
 	t.Helper()
-	rs.Hold(os.Getpid(), HoldOptions{})
+	_ = rs.Hold(os.Getpid(), HoldOptions{})
 	eventually(t, fmt.Sprintf("%d connections held", want), func() bool { return rs.Status().Held >= want })
 }
 
