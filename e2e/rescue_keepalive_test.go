@@ -38,9 +38,10 @@ func init() {
 }
 
 // A stock Go server that calls a plain http.Server.Shutdown at SIGTERM:
-// 16 keep-alive clients across 5 reloads see no failure with the rescue;
-// --rescue queue, hotcluster before it, loses requests to the same race
-// (checked, so that the test shows what the rescue changes).
+// 16 keep-alive clients across 5 reloads lose nothing with the rescue but
+// Go's own race (goShutdownRace); --rescue queue, hotcluster before it,
+// loses about one request per client and reload (checked, so that the
+// test shows what the rescue changes).
 func TestKeepAliveRescuePlainShutdown(t *testing.T) {
 	t.Parallel()
 	run := func(mode string) *loadgen.Result {
@@ -63,7 +64,7 @@ func TestKeepAliveRescuePlainShutdown(t *testing.T) {
 		return res
 	}
 	with := run("http")
-	assertNoFailures(t, with)
+	assertGoShutdownRaceOnly(t, with)
 	without := run("queue")
 	t.Logf("--rescue queue: %d of %d keep-alive requests failed across 5 reloads", without.Failures, without.Requests)
 	if without.Failures == 0 {
@@ -73,7 +74,8 @@ func TestKeepAliveRescuePlainShutdown(t *testing.T) {
 
 // Unmodified stock servers, with the default: Node's http server with
 // server.close() at SIGTERM and Go's http.Server with a plain Shutdown.
-// 16 keep-alive clients, 5 reloads: no failure.
+// 16 keep-alive clients, 5 reloads: no failure (Go: but its own race,
+// goShutdownRace).
 //
 // Python's ThreadingHTTPServer (testdata/rescue/server.py), which SIGTERM
 // kills with its threads in the middle of requests they have read, is only
@@ -95,7 +97,7 @@ func TestKeepAliveRescueStockServers(t *testing.T) {
 	}
 	servers := []struct {
 		name    string // short: the notify sockets' paths have it
-		zero    bool   // loses nothing with --rescue http
+		zero    bool   // loses nothing with --rescue http (Go: but its own race)
 		command func(t *testing.T, dir string) []string
 	}{
 		{"node", true, func(t *testing.T, _ string) []string {
@@ -132,7 +134,11 @@ func TestKeepAliveRescueStockServers(t *testing.T) {
 				assertAnswersFrom(t, addr, reloads+1, false)
 				t.Logf("RESULT %s, --rescue %s: %d reloads, %d keep-alive clients: %d of %d requests failed %v",
 					s.name, mode, reloads, clients, res.Failures, res.Requests, res.Errors)
-				if mode == "http" && s.zero {
+				switch {
+				case mode != "http" || !s.zero:
+				case s.name == "go-plain":
+					assertGoShutdownRaceOnly(t, res)
+				default:
 					assertNoFailures(t, res)
 				}
 				m.signal(syscall.SIGTERM)
@@ -140,6 +146,27 @@ func TestKeepAliveRescueStockServers(t *testing.T) {
 			}
 		})
 	}
+}
+
+// goShutdownRace bounds what a plain http.Server.Shutdown loses with the
+// rescue across a test's 5 reloads: a request it read just before its stop
+// signal and had not yet marked active is closed with it (its own race,
+// golang/go#75591); the bytes are gone from the kernel, so no master can
+// relay them. The rescue's freeze and FreezeSettle make that rare (0 in
+// most runs; 1 in a few runs on a loaded machine, against 80 without the
+// rescue); more is a rescue that got worse.
+const goShutdownRace = 2
+
+func assertGoShutdownRaceOnly(t *testing.T, res *loadgen.Result) {
+	t.Helper()
+	if res.Requests == 0 {
+		t.Fatal("no request made")
+	}
+	if res.Failures > goShutdownRace || res.Failures != res.FailuresReused {
+		t.Errorf("%d of %d keep-alive requests failed (%d on reused connections), more than Go's own Shutdown race (%d): %v",
+			res.Failures, res.Requests, res.FailuresReused, goShutdownRace, res.Errors)
+	}
+	t.Logf("%d of %d keep-alive requests failed", res.Failures, res.Requests)
 }
 
 // waitStop returns a channel closed at the worker's SIGTERM.
