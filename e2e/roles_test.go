@@ -112,10 +112,18 @@ func rolePlain() int {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
+	return servePlain(ln)
+}
+
+// servePlain serves hello on lns, reports ready, and at SIGTERM calls a
+// plain http.Server.Shutdown.
+func servePlain(lns ...net.Listener) int {
 	term := make(chan os.Signal, 1)
 	signal.Notify(term, syscall.SIGTERM)
 	srv := &http.Server{Handler: http.HandlerFunc(hello)}
-	go srv.Serve(ln)
+	for _, ln := range lns {
+		go srv.Serve(ln)
+	}
 	child.Ready()
 	<-term
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)

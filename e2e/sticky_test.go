@@ -1,13 +1,11 @@
 package e2e
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"io"
 	"math"
 	"net"
-	"net/http"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -34,26 +32,16 @@ func init() {
 // roleWebAll serves hello on every listener it inherits, and shuts down
 // on the stop signal.
 func roleWebAll() int {
-	term := make(chan os.Signal, 1)
-	signal.Notify(term, syscall.SIGTERM)
-	srv := &http.Server{Handler: http.HandlerFunc(hello)}
+	var lns []net.Listener
 	for _, name := range child.Names() {
 		ln, err := child.Listen(name, "tcp", "127.0.0.1:0")
 		if err != nil {
 			fmt.Fprintln(os.Stderr, err)
 			return 1
 		}
-		go srv.Serve(ln)
+		lns = append(lns, ln)
 	}
-	child.Ready()
-	<-term
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	if err := srv.Shutdown(ctx); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	return 0
+	return servePlain(lns...)
 }
 
 // roleUDPSlot answers each datagram with its generation and slot, until

@@ -68,27 +68,28 @@ func assertNonblock(t *testing.T, f *os.File) {
 // served dials the listeners' address and reports which of lns accepted.
 func served(t *testing.T, addr string, lns ...*net.TCPListener) int {
 	t.Helper()
-	c, err := net.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	deadline := time.Now().Add(10 * time.Second)
-	for time.Now().Before(deadline) {
-		for i, ln := range lns {
-			ln.SetDeadline(time.Now().Add(time.Millisecond))
-			a, err := ln.Accept()
-			if err == nil {
-				ok := a.RemoteAddr().String() == c.LocalAddr().String()
-				a.Close()
-				if ok {
-					return i
-				}
-			}
+	return servedFrom(t, nil, addr, lns)
+}
+
+// slotUDPConns returns the sockets of generation gen's slots 0 to n-1 of
+// s's first listener, as its workers get them.
+func slotUDPConns(t *testing.T, s *Sockets, gen uint64, n int) []*net.UDPConn {
+	t.Helper()
+	var out []*net.UDPConn
+	for slot := 0; slot < n; slot++ {
+		files, err := s.Files(gen, slot)
+		if err != nil {
+			t.Fatal(err)
 		}
+		c, err := net.FilePacketConn(files[0])
+		files[0].Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		out = append(out, c.(*net.UDPConn))
 	}
-	t.Fatalf("no listener accepted the connection from %s", c.LocalAddr())
-	return -1
+	return out
 }
 
 func TestSteeredHandoffMovesNewConnections(t *testing.T) {
@@ -409,23 +410,7 @@ func TestSocketPerSlotUDP(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	conns := func(gen uint64, n int) []*net.UDPConn {
-		var out []*net.UDPConn
-		for slot := 0; slot < n; slot++ {
-			files, err := s.Files(gen, slot)
-			if err != nil {
-				t.Fatal(err)
-			}
-			c, err := net.FilePacketConn(files[0])
-			files[0].Close()
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { c.Close() })
-			out = append(out, c.(*net.UDPConn))
-		}
-		return out
-	}
+	conns := func(gen uint64, n int) []*net.UDPConn { return slotUDPConns(t, s, gen, n) }
 	// which sends one datagram from c and says which of socks got it.
 	which := func(c *net.UDPConn, socks []*net.UDPConn) int {
 		t.Helper()

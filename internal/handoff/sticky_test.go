@@ -181,23 +181,7 @@ func TestStickyUDP(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	conns := func(gen uint64) []*net.UDPConn {
-		var out []*net.UDPConn
-		for slot := 0; slot < 4; slot++ {
-			files, err := s.Files(gen, slot)
-			if err != nil {
-				t.Fatal(err)
-			}
-			c, err := net.FilePacketConn(files[0])
-			files[0].Close()
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { c.Close() })
-			out = append(out, c.(*net.UDPConn))
-		}
-		return out
-	}
+	conns := func(gen uint64) []*net.UDPConn { return slotUDPConns(t, s, gen, 4) }
 	// which sends a datagram from a new port of ip and says which of
 	// socks got it.
 	which := func(ip net.IP, socks []*net.UDPConn) int {
