@@ -110,11 +110,19 @@ func TestReloadsDoNotLeakDescriptors(t *testing.T) {
 func TestReloadBurstCoalesces(t *testing.T) {
 	t.Parallel()
 	const n = 3
-	m := startMaster(t, "lib", "--workers", strconv.Itoa(n), "--listen", "web=127.0.0.1:0")
+	// The new generations' slots 1 and up wait for the gate, so that the
+	// whole burst falls within the first turnover however slowly a loaded
+	// machine lets the master take the signals.
+	gate := filepath.Join(t.TempDir(), "gate")
+	m := startMaster(t, "rollout-app", "--workers", strconv.Itoa(n), "--listen", "web=127.0.0.1:0", "--env", "ROLLOUT_GATE="+gate)
 	addr := m.listenAddr("web")
 	m.waitReady(1)
 	for i := 0; i < 50; i++ {
 		m.signal(syscall.SIGHUP)
+	}
+	fenceSignals(t, m)
+	if err := os.WriteFile(gate, nil, 0o600); err != nil {
+		t.Fatal(err)
 	}
 	// Settled: every generation started has become ready or failed, and
 	// the master has exactly n children, all of the last generation.
@@ -154,6 +162,25 @@ func TestReloadBurstCoalesces(t *testing.T) {
 			eventually(t, fmt.Sprintf("gen %d worker %s gone", gen, slot), func() bool { return !alive(pid) })
 		}
 	}
+}
+
+// fenceSignals returns once the master has acted on every signal sent to
+// it before: a SIGUSR1 it acknowledges in its log. The kernel hands a
+// process its pending signals lowest number first and Go's runtime passes
+// them on in that order too, so SIGHUP (1) is taken before SIGUSR1 (10).
+// The master's signal channel is short and a full one drops a signal, so
+// the SIGUSR1 is sent again until the master says it took one.
+func fenceSignals(t *testing.T, m *master) {
+	t.Helper()
+	ack := regexp.MustCompile(`hotcluster: SIGUSR1: `)
+	from := m.Next()
+	for try := 0; try < 50; try++ {
+		m.signal(syscall.SIGUSR1)
+		if _, _, err := m.FindLine(from, ack, testTimeout/50); err == nil {
+			return
+		}
+	}
+	t.Fatalf("the master never acknowledged SIGUSR1")
 }
 
 // children lists the PIDs whose parent is pid. Each worker is forked by

@@ -649,8 +649,12 @@ func (m *Master) intent(in signals.Intent) {
 			m.log.Error(fmt.Sprintf("SIGUSR1: reopen the log files: %v; writing on to the files open before", err))
 			return
 		}
+		// Said also without files, so that whoever sent it (logrotate's
+		// postrotate, a person, a test) sees the master took it.
 		if files := m.logs.Files(); len(files) > 0 {
 			m.log.Info(fmt.Sprintf("SIGUSR1: reopened %s", strings.Join(files, ", ")))
+		} else {
+			m.log.Info("SIGUSR1: no log file to reopen (the log goes to stderr or the journal)")
 		}
 	}
 }
