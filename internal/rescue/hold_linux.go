@@ -42,6 +42,8 @@ type heldConn struct {
 	// waiting while the worker still held it.
 	frozen       bool
 	waitingSince time.Time
+	// heldBack: quiesce holds the client's new data back (see holdBack).
+	heldBack bool
 }
 
 // The receive low-water mark a hold sets: the kernel caps it at half the

@@ -26,7 +26,9 @@ import (
 // (SIGCONT) a tick later, so a worker that handles the signal drains as
 // usual. The pool waits only for exits, so it does not see the stop.
 
-// QuiesceWait bounds how long Hold looks for that moment.
+// QuiesceWait bounds how long Hold looks for that moment; meanwhile the
+// clients' new requests are held back (see holdBack), so the threads come
+// to rest as soon as the requests they are working on are answered.
 const QuiesceWait = 100 * time.Millisecond
 
 // quiesceRetry is how long a worker runs between two looks.
@@ -52,6 +54,16 @@ func quiesce(pid int, conns []*heldConn) (stopped bool, blocking int) {
 	if len(fds) == 0 {
 		return false, 0
 	}
+	for _, h := range mine {
+		h.holdBack()
+	}
+	// Once pid is stopped (or left as it is) the clients' data may come
+	// in: their kernels send it again.
+	defer func() {
+		for _, h := range mine {
+			h.letIn()
+		}
+	}()
 	deadline := time.Now().Add(QuiesceWait)
 	for {
 		// What each connection's reader had read, then each one seen
