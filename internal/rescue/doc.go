@@ -36,8 +36,9 @@
 // (see quiesce), so that a stop signal that kills it ends no request half
 // done; meanwhile its clients' new data is held back (a socket filter
 // drops it and their kernels send it again, see holdBack), so the moment
-// comes as soon as the requests under way are answered. Run notices, within a tick (2 ms), that the worker let go of a
-// connection: it watches each holder's descriptor count (stat(2) of
+// comes as soon as the requests under way are answered. Run notices,
+// within a tick (2 ms), that the worker let go of a connection: it
+// watches each holder's descriptor count (stat(2) of
 // /proc/PID/fd, Linux 6.2+) and on a change asks kcmp(2) whether each
 // descriptor still refers to the same open file (else /proc/PID/fd/N). Then
 // it decides (see decide): relayed to the serving generation if the

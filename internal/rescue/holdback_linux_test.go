@@ -9,11 +9,11 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// tcpPair returns both ends of a loopback TCP connection and the accepted
-// end's descriptor.
-func tcpPair(t *testing.T) (client, server *net.TCPConn, fd int) {
+// tcpPair returns both ends of a loopback TCP connection on ip and the
+// accepted end's descriptor.
+func tcpPair(t *testing.T, ip net.IP) (client, server *net.TCPConn, fd int) {
 	t.Helper()
-	ln, err := net.ListenTCP("tcp", &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	ln, err := net.ListenTCP("tcp", &net.TCPAddr{IP: ip})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -38,9 +38,19 @@ func tcpPair(t *testing.T) (client, server *net.TCPConn, fd int) {
 
 // The filter keeps what the client sends out of the socket while it is
 // on, lets the server's answer be acknowledged, and loses nothing: the
-// client's kernel sends it again once the filter is off.
+// client's kernel sends it again once the filter is off. The filter reads
+// the TCP header, the same over IPv4 and IPv6.
 func TestHoldBackKeepsDataOutAndLosesNone(t *testing.T) {
-	client, server, fd := tcpPair(t)
+	for _, ip := range []net.IP{net.IPv4(127, 0, 0, 1), net.IPv6loopback} {
+		t.Run(ip.String(), func(t *testing.T) {
+			t.Parallel()
+			holdBackKeepsDataOut(t, ip)
+		})
+	}
+}
+
+func holdBackKeepsDataOut(t *testing.T, ip net.IP) {
+	client, server, fd := tcpPair(t, ip)
 	h := &heldConn{fd: fd}
 	if !h.holdBack() {
 		t.Fatal("holdBack: the filter was not attached")
@@ -95,7 +105,7 @@ func TestHoldBackKeepsDataOutAndLosesNone(t *testing.T) {
 
 // A socket with a filter of its own keeps it: holdBack leaves it alone.
 func TestHoldBackLeavesAWorkersFilter(t *testing.T) {
-	_, _, fd := tcpPair(t)
+	_, _, fd := tcpPair(t, net.IPv4(127, 0, 0, 1))
 	accept := []unix.SockFilter{{Code: unix.BPF_RET | unix.BPF_K, K: 0xffffffff}}
 	prog := unix.SockFprog{Len: 1, Filter: &accept[0]}
 	if err := unix.SetsockoptSockFprog(fd, unix.SOL_SOCKET, unix.SO_ATTACH_FILTER, &prog); err != nil {
