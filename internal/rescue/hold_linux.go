@@ -484,8 +484,10 @@ func (rs *Rescuer) addHold(b *holdBatch) {
 func (rs *Rescuer) tick(final bool) {
 	now := time.Now()
 	for pid, at := range rs.stoppedAt {
-		// The pool sent the stop signal as soon as Hold returned.
-		if final || now.Sub(at) >= tick {
+		// The pool sends the stop signal as soon as Hold returns, but its
+		// goroutine may run after this one: a worker continued before its
+		// signal would read what came meanwhile and die with it.
+		if final || now.Sub(at) >= ContinueAfter || signalled(pid) {
 			unix.Kill(pid, unix.SIGCONT)
 			delete(rs.stoppedAt, pid)
 		}

@@ -22,14 +22,21 @@ import (
 // leaves what arrives unread for the master. If the moment does not come
 // within QuiesceWait (threads busy with long requests), the worker gets
 // its signal as it is, as without the rescue. The stop signal finds the
-// worker stopped: a fatal one ends it there; the loop continues it
-// (SIGCONT) a tick later, so a worker that handles the signal drains as
-// usual. The pool waits only for exits, so it does not see the stop.
+// worker stopped: a fatal one ends it there; a handled one waits, pending,
+// and the loop continues the worker (SIGCONT) once it sees a signal
+// pending (or ContinueAfter at the latest), so a worker that handles the
+// signal drains as usual. The pool waits only for exits, so it does not
+// see the stop.
 
 // QuiesceWait bounds how long Hold looks for that moment; meanwhile the
 // clients' new requests are held back (see holdBack), so the threads come
 // to rest as soon as the requests they are working on are answered.
 const QuiesceWait = 100 * time.Millisecond
+
+// ContinueAfter bounds how long a worker stays stopped when no signal
+// comes (a descendant that its parent, the worker, signals later, or not
+// at all): longer than the pool may delay a stop signal (MaxStopDelay).
+const ContinueAfter = 100 * time.Millisecond
 
 // quiesceRetry is how long a worker runs between two looks.
 const quiesceRetry = time.Millisecond
@@ -163,4 +170,37 @@ func atRest(pid int, fds []int) bool {
 		}
 	}
 	return true
+}
+
+// ignoredPending are signals that say nothing of a stop: SIGCHLD from the
+// worker's own children, SIGURG (Go's preemption), SIGWINCH, SIGCONT.
+const ignoredPending = 1<<(unix.SIGCHLD-1) | 1<<(unix.SIGURG-1) | 1<<(unix.SIGWINCH-1) | 1<<(unix.SIGCONT-1)
+
+// signalled reports whether stopped process pid has a signal pending for
+// it (its stop signal, which a stopped process takes only once continued)
+// or is gone: /proc/PID/status, ShdPnd (sent to the process) and SigPnd
+// (to its main thread).
+func signalled(pid int) bool {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/status")
+	if err != nil {
+		return true // gone
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		name, val, ok := strings.Cut(line, ":")
+		if !ok {
+			continue
+		}
+		switch name {
+		case "State":
+			if f := strings.Fields(val); len(f) > 0 && (f[0] == "Z" || f[0] == "X") {
+				return true
+			}
+		case "ShdPnd", "SigPnd":
+			mask, err := strconv.ParseUint(strings.TrimSpace(val), 16, 64)
+			if err == nil && mask&^ignoredPending != 0 {
+				return true
+			}
+		}
+	}
+	return false
 }
