@@ -261,12 +261,12 @@ func (rs *Rescuer) Hold(pid int, opts HoldOptions) time.Duration {
 			break
 		}
 		b.counts[p], _ = fdCount(p)
-		stopped, blocking := false, 0
+		stopped, blocking, heldBack := false, 0, false
 		if !opts.DrainsKeepAlive {
-			stopped, blocking = quiesce(p, b.conns)
+			stopped, blocking, heldBack = quiesce(p, b.conns)
 		}
 		if blocking > 0 {
-			rs.log.Debug(fmt.Sprintf("rescue: pid %d reads %d held connections with blocking reads: stopped at rest: %v", p, blocking, stopped), "pid", p)
+			rs.log.Debug(fmt.Sprintf("rescue: pid %d reads %d held connections with blocking reads: stopped at rest: %v; their new requests held back meanwhile: %v", p, blocking, stopped, heldBack), "pid", p)
 		}
 		if stopped {
 			// What the threads did until they stopped counts as done

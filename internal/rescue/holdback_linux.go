@@ -10,8 +10,8 @@ import (
 // low-water mark (see freeze), so a thread-per-connection worker keeps
 // reading requests up to its stop signal, and with 16 busy connections
 // the moment when every one has its thread waiting may not come within
-// QuiesceWait. While quiesce looks for that moment, each blocking
-// connection it looks at holds its client's new data back instead: a
+// QuiesceWait. If it has not come within QuiesceFree, each blocking
+// connection quiesce looks at holds its client's new data back: a
 // socket filter drops every segment that carries data (pure ACKs and FINs
 // pass, so the worker's answers are acknowledged and a close is seen).
 // The client's kernel keeps what it sent and sends it again (after its

@@ -28,10 +28,15 @@ import (
 // signal drains as usual. The pool waits only for exits, so it does not
 // see the stop.
 
-// QuiesceWait bounds how long Hold looks for that moment; meanwhile the
-// clients' new requests are held back (see holdBack), so the threads come
-// to rest as soon as the requests they are working on are answered.
-const QuiesceWait = 100 * time.Millisecond
+// QuiesceWait bounds how long Hold looks for that moment. After the first
+// QuiesceFree of it the clients' new requests are held back (see
+// holdBack), so the threads come to rest as soon as the requests they are
+// working on are answered; a worker that is not saturated is at rest at
+// once, and its clients pay nothing.
+const (
+	QuiesceWait = 100 * time.Millisecond
+	QuiesceFree = 10 * time.Millisecond
+)
 
 // ContinueAfter bounds how long a worker stays stopped when no signal
 // comes (a descendant that its parent, the worker, signals later, or not
@@ -48,8 +53,9 @@ var readSyscalls = map[int64]bool{
 
 // quiesce stops pid at a moment when each of its blocking connections in
 // conns has a thread waiting to read it, and reports whether it left pid
-// stopped, and how many blocking connections it has.
-func quiesce(pid int, conns []*heldConn) (stopped bool, blocking int) {
+// stopped, how many blocking connections it has, and whether it held their
+// clients' data back meanwhile.
+func quiesce(pid int, conns []*heldConn) (stopped bool, blocking int, heldBack bool) {
 	var fds []int
 	var mine []*heldConn
 	for _, h := range conns {
@@ -59,10 +65,7 @@ func quiesce(pid int, conns []*heldConn) (stopped bool, blocking int) {
 		}
 	}
 	if len(fds) == 0 {
-		return false, 0
-	}
-	for _, h := range mine {
-		h.holdBack()
+		return false, 0, false
 	}
 	// Once pid is stopped (or left as it is) the clients' data may come
 	// in: their kernels send it again.
@@ -71,25 +74,36 @@ func quiesce(pid int, conns []*heldConn) (stopped bool, blocking int) {
 			h.letIn()
 		}
 	}()
-	deadline := time.Now().Add(QuiesceWait)
+	start := time.Now()
+	deadline := start.Add(QuiesceWait)
 	for {
+		if !heldBack && time.Since(start) >= QuiesceFree {
+			for _, h := range mine {
+				h.holdBack()
+			}
+			heldBack = true
+		}
 		// What each connection's reader had read, then each one seen
 		// waiting in its read (a sleeping thread in a read of it), then
 		// the stop: a reader whose read returned with a request between
-		// the first look and the stop shows as more read.
+		// the first look and the moment every thread has stopped shows as
+		// more read. (Looking again before they have all stopped would
+		// miss a read in between: SIGSTOP takes effect when each thread
+		// next leaves the kernel.)
 		before, ok := consumed(mine)
 		if ok && atRest(pid, fds) {
 			if unix.Kill(pid, unix.SIGSTOP) != nil {
-				return false, len(fds)
+				return false, len(fds), heldBack
 			}
-			after, ok := consumed(mine)
-			if ok && allStopped(pid, deadline) && slices.Equal(before, after) {
-				return true, len(fds)
+			if allStopped(pid, deadline) {
+				if after, ok := consumed(mine); ok && slices.Equal(before, after) {
+					return true, len(fds), heldBack
+				}
 			}
 			unix.Kill(pid, unix.SIGCONT)
 		}
 		if time.Now().After(deadline) {
-			return false, len(fds)
+			return false, len(fds), heldBack
 		}
 		time.Sleep(quiesceRetry)
 	}
