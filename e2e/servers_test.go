@@ -118,10 +118,13 @@ var recipes = []recipe{
 		// http11: plain http closes each connection after its answer
 		// without saying so, and a keep-alive client's next request fails.
 		// A keep-alive connection holds a core for its life: threads, as
-		// many as the clients. uWSGI's SIGTERM re-execs it; the hook makes
-		// it a graceful stop (--die-on-term would stop at once).
-		return nil, []string{uwsgi, "--plugin", "python3", "--protocol", "http11", "--master", "--processes", "1", "--threads", "8",
-			"--hook-master-start", "unix_signal:15 gracefully_kill_them_all", "--chdir", dir,
+		// many as the clients. uWSGI's SIGTERM re-execs it, and its
+		// workers take SIGTERM as "exit now", cutting their requests: the
+		// stop signal, which goes to the whole process group, is SIGUSR2
+		// (a worker only prints its status), and the hook makes it the
+		// master's graceful stop.
+		return []string{"--stop-signal", "USR2"}, []string{uwsgi, "--plugin", "python3", "--protocol", "http11", "--master", "--processes", "1", "--threads", "8",
+			"--hook-master-start", "unix_signal:12 gracefully_kill_them_all", "--chdir", dir,
 			"--wsgi-file", "app.py", "--callable", "app", "--disable-logging"}
 	}},
 	{name: "puma", prepare: func(t *testing.T, dir string, _ int) ([]string, []string) {
