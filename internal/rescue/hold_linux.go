@@ -42,8 +42,6 @@ type heldConn struct {
 	// waiting while the worker still held it.
 	frozen       bool
 	waitingSince time.Time
-	// unreadAtFreeze: a request was waiting when it was frozen.
-	unreadAtFreeze bool
 	// heldBack: quiesce holds the client's new data back (see holdBack).
 	heldBack bool
 }
@@ -75,8 +73,6 @@ func (h *heldConn) freeze() {
 	}
 	if unix.SetsockoptInt(h.fd, unix.SOL_SOCKET, unix.SO_RCVLOWAT, frozenLowat) == nil {
 		h.frozen = true
-		in, _, err := queues(h.fd)
-		h.unreadAtFreeze = err == nil && in > 0
 	}
 }
 
@@ -305,16 +301,12 @@ func (rs *Rescuer) Hold(pid int, opts HoldOptions) time.Duration {
 	if len(b.stopped) > 0 {
 		return 0 // stopped at rest: the signal must come now
 	}
-	settle := time.Duration(0)
 	for _, h := range b.conns {
 		if h.frozen {
-			if h.unreadAtFreeze {
-				return FreezeSettleUnread
-			}
-			settle = FreezeSettle
+			return FreezeSettle
 		}
 	}
-	return settle
+	return 0
 }
 
 // FreezeSettle is how long Hold asks the pool to wait, after freezing a
@@ -322,15 +314,8 @@ func (rs *Rescuer) Hold(pid int, opts HoldOptions) time.Duration {
 // just before the freeze is then marked active before the signal comes
 // (Go's Shutdown closes a connection whose request it has read but not yet
 // marked active, and that request's bytes are gone), while one that
-// arrives after the freeze stays unread for the master. A request that
-// was already waiting at the freeze may have woken an edge-triggered
-// poller (Go's netpoller) before it: the worker reads it whatever the
-// mark, so the signal waits FreezeSettleUnread for it to be marked active
-// even on a loaded machine.
-const (
-	FreezeSettle       = 2 * time.Millisecond
-	FreezeSettleUnread = 20 * time.Millisecond
-)
+// arrives after the freeze stays unread for the master.
+const FreezeSettle = 2 * time.Millisecond
 
 // take duplicates the connections m of process p into b. It returns how
 // many did not fit under Config.Max, and stop when holding is impossible

@@ -3,7 +3,6 @@ package rescue
 import (
 	"io"
 	"net"
-	"os"
 	"testing"
 	"time"
 
@@ -131,40 +130,4 @@ func clientInfo(c *net.TCPConn) (*unix.TCPInfo, error) {
 	var gerr error
 	raw.Control(func(f uintptr) { info, gerr = unix.GetsockoptTCPInfo(int(f), unix.IPPROTO_TCP, unix.TCP_INFO) })
 	return info, gerr
-}
-
-// Hold asks the stop signal to wait FreezeSettle after freezing idle
-// connections, and FreezeSettleUnread when a request was already waiting
-// in one (an edge-triggered poller may have been woken for it).
-func TestHoldSettlesLongerForARequestWaitingAtTheFreeze(t *testing.T) {
-	for _, waiting := range []bool{false, true} {
-		ln, err := net.ListenTCP("tcp", &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1)})
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer ln.Close()
-		rs, _ := newRescuer(t, Listener{Name: "web", Addr: ln.Addr().(*net.TCPAddr).AddrPort(), Mode: HTTP})
-		client, err := net.DialTCP("tcp", nil, ln.Addr().(*net.TCPAddr))
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer client.Close()
-		server, err := ln.AcceptTCP() // the "worker" holds it and reads nothing
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer server.Close()
-		if waiting {
-			if _, err := client.Write([]byte("GET / HTTP/1.1\r\nHost: t\r\n\r\n")); err != nil {
-				t.Fatal(err)
-			}
-		}
-		want := FreezeSettle
-		if waiting {
-			want = FreezeSettleUnread
-		}
-		if got := rs.Hold(os.Getpid(), HoldOptions{}); got != want {
-			t.Errorf("request waiting %v: Hold asked for %v; want %v", waiting, got, want)
-		}
-	}
 }
