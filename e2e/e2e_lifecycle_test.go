@@ -15,8 +15,23 @@ import (
 	"github.com/hotcluster/hotcluster/signals"
 )
 
+// workerPID waits for the contract line of generation gen's worker in
+// slot and returns its PID, never 0: a worker's line comes through the
+// master's log pipe and may follow the master's "ready" line, and a test
+// that signalled PID 0 would signal its own process group (a SIGSTOP
+// there once stopped the whole test binary).
+func workerPID(m *master, gen, slot int) int {
+	m.t.Helper()
+	sm, _ := m.waitLine(0, fmt.Sprintf(`^\[g%d w%d\] CONTRACT pid=(\d+)`, gen, slot))
+	pid, err := strconv.Atoi(sm[1])
+	if err != nil || pid <= 0 {
+		m.t.Fatalf("gen %d worker %d: contract line with pid %q", gen, slot, sm[1])
+	}
+	return pid
+}
+
 // workerPIDs returns the PIDs of the master's current workers, by slot, as
-// the contract lines of generation gen report them.
+// the contract lines of generation gen printed so far report them.
 func workerPIDs(m *master, gen int) map[string]int {
 	pids := map[string]int{}
 	rx := regexp.MustCompile(fmt.Sprintf(`^\[g%d w(\d+)\] CONTRACT pid=(\d+)`, gen))
@@ -33,7 +48,7 @@ func TestKilledWorkerIsRespawned(t *testing.T) {
 	m := startMaster(t, "lib", "--workers", "2", "--listen", "web=127.0.0.1:0")
 	addr := m.listenAddr("web")
 	m.waitReady(1)
-	victim := workerPIDs(m, 1)["1"]
+	victim := workerPID(m, 1, 1)
 	if err := syscall.Kill(victim, syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
@@ -63,6 +78,9 @@ func TestKilledMasterLeavesNoWorkerAndFreesThePort(t *testing.T) {
 	addr := m.listenAddr("web")
 	m.waitReady(1)
 	m.reload(2)
+	for slot := 0; slot < 3; slot++ {
+		workerPID(m, 2, slot)
+	}
 	pids := workerPIDs(m, 2)
 	if len(pids) != 3 {
 		t.Fatalf("gen 2 workers %v, want 3", pids)

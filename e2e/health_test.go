@@ -183,11 +183,7 @@ func TestHungWorkerIsReplaced(t *testing.T) {
 	t.Parallel()
 	m := startOperated(t, "watchdog-pinger", "--workers", "2", "--listen", "web=127.0.0.1:0", "--watchdog", "300ms")
 	addr := m.listenAddr("web")
-	pids := workerPIDs(m.master, 1)
-	hung := pids["0"]
-	if hung == 0 {
-		t.Fatalf("no contract line for worker 0: %v", pids)
-	}
+	hung := workerPID(m.master, 1, 0)
 	events := watchEvents(t, m.env)
 	syscall.Kill(hung, syscall.SIGSTOP)
 	events.next(func(e control.Event) bool { return e.Event == "hung" && e.PID == hung })
@@ -211,7 +207,7 @@ func TestHungWorkerIsReplaced(t *testing.T) {
 func TestStoppedWorkerShowsInStatus(t *testing.T) {
 	t.Parallel()
 	m := startOperated(t, "lib", "--workers", "1", "--listen", "web=127.0.0.1:0")
-	pid := workerPIDs(m.master, 1)["0"]
+	pid := workerPID(m.master, 1, 0)
 	syscall.Kill(pid, syscall.SIGSTOP)
 	defer syscall.Kill(pid, syscall.SIGCONT)
 	eventually(t, "the worker stops", func() bool {

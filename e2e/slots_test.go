@@ -62,6 +62,9 @@ func TestSocketPerSlot(t *testing.T) {
 	// descriptors. The library moves fd 3 elsewhere, so look at them all.
 	listening := listeningInodes(t, addr)
 	holder := map[string]string{}
+	for slot := 0; slot < 4; slot++ {
+		workerPID(m, 1, slot)
+	}
 	for w, pid := range workerPIDs(m, 1) {
 		var mine []string
 		ents, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid))
@@ -146,7 +149,7 @@ func TestSocketPerSlotSkipsADeadSlot(t *testing.T) {
 	}
 	m.waitReady(1)
 	addr := m.listenAddr("web")
-	pid := workerPIDs(m, 1)["1"]
+	pid := workerPID(m, 1, 1)
 	syscall.Kill(pid, syscall.SIGKILL)
 	_, i := m.waitLine(0, `worker 1 \(pid \d+\) exited: .*respawning`)
 	sm, i := m.waitLine(i, `^\[g1 w1\] CONTRACT pid=(\d+)`)
