@@ -79,6 +79,7 @@ func TestKilledMasterLeavesNoWorkerAndFreesThePort(t *testing.T) {
 	m.waitReady(1)
 	m.reload(2)
 	for slot := 0; slot < 3; slot++ {
+		workerPID(m, 1, slot)
 		workerPID(m, 2, slot)
 	}
 	pids := workerPIDs(m, 2)

@@ -34,6 +34,9 @@ func TestWorkerContract(t *testing.T) {
 		"--listen", "api=tcp4://127.0.0.1:0", "--env", "EXTRA=a,b=c", "--dir", dir)
 	web, api := m.listenAddr("web"), m.listenAddr("api")
 	m.waitReady(1)
+	for slot := 0; slot < 2; slot++ {
+		workerPID(m, 1, slot) // a worker's line may follow the ready line
+	}
 	seen := map[string]bool{}
 	for _, l := range m.output() {
 		i := strings.Index(l, "CONTRACT ")

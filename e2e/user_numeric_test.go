@@ -66,6 +66,9 @@ func TestWorkersAsABareUID(t *testing.T) {
 	m := startMasterCmd(t, cmd)
 	addr := m.listenAddr("web")
 	m.waitReady(1)
+	for slot := 0; slot < 2; slot++ {
+		workerPID(m, 1, slot) // a worker's line may follow the ready line
+	}
 	seen := 0
 	for _, l := range m.output() {
 		if i := strings.Index(l, "CONTRACT "); i >= 0 {
