@@ -22,7 +22,7 @@ import (
 // there once stopped the whole test binary).
 func workerPID(m *master, gen, slot int) int {
 	m.t.Helper()
-	sm, _ := m.waitLine(0, fmt.Sprintf(`^\[g%d w%d\] CONTRACT pid=(\d+)`, gen, slot))
+	sm, _ := m.waitLine(0, fmt.Sprintf(`\[g%d w%d\] CONTRACT pid=(\d+)`, gen, slot)) // after --log-time's time, if any
 	pid, err := strconv.Atoi(sm[1])
 	if err != nil || pid <= 0 {
 		m.t.Fatalf("gen %d worker %d: contract line with pid %q", gen, slot, sm[1])

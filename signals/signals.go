@@ -157,9 +157,23 @@ func SurviveBrokenPipe() {
 
 // Interrupted returns a context that ends on SIGINT or SIGTERM, for the
 // client commands (hotcluster status, reload, events…): Ctrl-C stops a
-// wait cleanly, exit 0. stop releases the signals.
+// wait cleanly, exit 0. stop ends the context but keeps the signals
+// caught for the rest of the process's short life: one that comes while
+// the command is on its way out (its stream ended as the signal was
+// sent) would otherwise kill it with the default action instead of
+// letting it exit with its own status.
 func Interrupted(ctx context.Context) (c context.Context, stop context.CancelFunc) {
-	return signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
+	c, stop = context.WithCancel(ctx)
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, os.Interrupt, syscall.SIGTERM)
+	go func() { // ends with c, which stop or a signal ends
+		select {
+		case <-sig:
+			stop()
+		case <-c.Done():
+		}
+	}()
+	return c, stop
 }
 
 // ChildExits subscribes to SIGCHLD: the channel receives a value after one
